@@ -1,0 +1,87 @@
+"""Stage 2 entry points: render kernel modules and write them, or check them for drift."""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+from dataclasses import dataclass
+from pathlib import Path
+
+from pdlt.derive.activations import REGISTRY, Activation
+
+from .lower import lower
+from .render import environment, render_module
+from .write import write_atomic
+
+SHIPPED_ORDER = 2
+GENERATED_DIR = Path(__file__).resolve().parent.parent / "generated"
+REGENERATE = "python -m pdlt.codegen"
+
+
+class GenerateError(ValueError):
+    """Bad arguments to the generator (name, order, output folder)."""
+
+
+def check_name(name: str) -> str:
+    if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+        raise GenerateError(f"--name must be a Python identifier not starting with '_', got {name!r}")
+    return name
+
+
+def check_order(order: int) -> int:
+    if not isinstance(order, int) or order < 0:
+        raise GenerateError(f"order must be an integer >= 0, got {order!r}")
+    if order > 6:
+        raise GenerateError(f"order {order} is beyond what pdlt supports (at most 6)")
+    return order
+
+
+def module_text(act: Activation, order: int, command: str) -> str:
+    return render_module(lower(act, check_order(order), command))
+
+
+def index_text(shipped: dict[str, int]) -> str:
+    return environment().get_template("index.py.jinja").render(command=REGENERATE, shipped=shipped)
+
+
+def shipped_files(order: int = SHIPPED_ORDER) -> dict[str, str]:
+    """File name -> text of everything in generated/, rendered in memory."""
+    files = {f"{name}.py": module_text(act, order, REGENERATE) for name, act in sorted(REGISTRY.items())}
+    files["__init__.py"] = index_text({name: order for name in sorted(REGISTRY)})
+    return files
+
+
+@dataclass
+class Drift:
+    path: Path
+    diff: str
+
+
+def check(directory: Path = GENERATED_DIR) -> list[Drift]:
+    """Render in memory and compare with ``directory``: one Drift per stale, missing or extra file."""
+    drifts: list[Drift] = []
+    expected = shipped_files()
+    for name, text in expected.items():
+        path = directory / name
+        old = path.read_text() if path.exists() else ""
+        if old != text:
+            diff = "".join(difflib.unified_diff(
+                old.splitlines(True), text.splitlines(True), f"a/generated/{name}", f"b/generated/{name}", n=2))
+            drifts.append(Drift(path, diff))
+    for path in sorted(directory.glob("*.py")):
+        if path.name not in expected:
+            drifts.append(Drift(path, f"extra file generated/{path.name} is not produced by the generator\n"))
+    return drifts
+
+
+def regenerate(directory: Path = GENERATED_DIR) -> list[Path]:
+    """Write every shipped module (atomically); returns the paths that changed."""
+    changed = []
+    for name, text in shipped_files().items():
+        if write_atomic(directory / name, text):
+            changed.append(directory / name)
+    for path in sorted(directory.glob("*.py")):
+        if path.name not in shipped_files():
+            path.unlink()
+            changed.append(path)
+    return changed

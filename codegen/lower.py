@@ -1,0 +1,150 @@
+"""Lower a derivation to plain data: the one place where sympy objects become strings.
+
+``lower(activation, order)`` returns a :class:`KernelSpec` holding only strings, numbers, tuples
+and lists. Templates see nothing else (STYLE habit 2; ``tests/codegen`` checks it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+import sympy as sp
+
+from pdlt.derive import notation as nt
+from pdlt.derive.activations import Activation
+from pdlt.derive.expectations import expectations
+from pdlt.derive.quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
+from pdlt.derive.recursion import cumulant_derivatives, derive_step, moment_derivatives
+
+from .printer import NumbaPrinter, print_assignments
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything a generated module needs, as plain data."""
+
+    name: str
+    formula: str
+    order: int
+    command: str
+    params: tuple[tuple[str, float], ...]
+    state: tuple[tuple[int, int, str], ...]
+    expectations: tuple[tuple[int, int, str, str], ...]
+    quadrature: dict
+    quadrature_pairs: tuple[tuple[int, int], ...]
+    quadrature_powers: tuple[int, ...]
+    gauss_legendre: dict | None
+    max_i: int
+    sigma_lines: tuple[str, ...]
+    exact_lines: tuple[str, ...]
+    cumulant_lines: tuple[str, ...]
+    step_lines: tuple[str, ...]
+
+    def hash(self) -> str:
+        """Content hash of the spec (not of tool versions), printed in the header."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def context(self) -> dict:
+        ctx = asdict(self)
+        ctx["spec_hash"] = self.hash()
+        ctx["pdlt_version"] = _version("pdlt")
+        ctx["sympy_version"] = sp.__version__
+        ctx["n_params"] = len(self.params)
+        ctx["param_names"] = ", ".join(p for p, _ in self.params) or "none"
+        return ctx
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def symbol_map(act: Activation, order: int) -> dict[sp.Symbol, str]:
+    """How every symbol of the derivation is spelled in generated code."""
+    mapping: dict[sp.Symbol, str] = {nt.K: "K", nt.r: "r", nt.z: "z"}
+    for j, sym in enumerate(act.param_symbols):
+        mapping[sym] = f"params[{j}]"
+    top = order + 1
+    for m in range(1, top + 1):
+        for k in range(m - 1, order + 1):
+            if (m, k) != (1, 0):
+                mapping[nt.c(m, k)] = f"c[{m}, {k}]"
+    for m, j in cumulant_derivatives(order):
+        mapping[nt.s(m, j)] = f"s[{m}, {j}]"
+    for a, i in moment_derivatives(order):
+        mapping[nt.mu(a, i)] = f"mu[{a}, {i}]"
+    for k in range(order + 1):
+        mapping[nt.hyper("C_b", k)] = f"cb[{k}]"
+        mapping[nt.hyper("C_W", k)] = f"cw[{k}]"
+    return mapping
+
+
+def _sigma_lines(act: Activation, mapping: dict[sp.Symbol, str]) -> tuple[str, ...]:
+    printer = NumbaPrinter(mapping)
+    pieces = act.pieces
+    lines: list[str] = []
+    for piece in pieces[:-1]:
+        lines.append(f"if z < {float(piece.hi)!r}:")
+        lines.append(f"    return {printer.doprint(piece.expr)}")
+    lines.append(f"return {printer.doprint(pieces[-1].expr)}")
+    return tuple(lines)
+
+
+def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") -> KernelSpec:
+    """The plain-data spec of the order-``order`` kernels for ``act``."""
+    step = derive_step(order, renormalized=True)
+    pairs = moment_derivatives(order)
+    exps = expectations(act, pairs)
+    mapping = symbol_map(act, order)
+    max_i = max(i for _, i in pairs)
+
+    exact = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact]
+    quad = [(a, i) for (a, i), e in exps.items() if not e.exact]
+    qpowers = tuple(sorted({a for a, _ in quad}))
+    qpairs = tuple((a, max(i for b, i in quad if b == a)) for a in qpowers)
+
+    if not quad:
+        quadrature: dict = {"kind": "none"}
+        gl = None
+    elif act.is_piecewise:
+        x_max = truncation_radius(max(2 * a + 2 * i for a, i in qpairs))
+        quadrature = {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": x_max}
+        (x1, w1), (x2, w2) = gauss_legendre(GL_DEGREES[0]), gauss_legendre(GL_DEGREES[1])
+        gl = {"x1": x1, "w1": w1, "x2": x2, "w2": w2,
+              "breakpoints": tuple(float(b) for b in act.breakpoints)}
+    else:
+        rule = calibrate_trapezoid(act, tuple(quad))
+        quadrature = {"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max,
+                      "x_max": rule.x_max, "even": act.square_is_even}
+        gl = None
+
+    state = tuple((m, k, nt.state_name(m, k)) for m in range(1, order + 2) for k in range(m - 1, order + 1))
+    exp_table = tuple((a, i, e.path, e.rule) for (a, i), e in sorted(exps.items()))
+    params = tuple((sym.name, float(val)) for sym, val in act.params)
+
+    step_out = [(f"out[{m}, {k}]", step.new_state[(m, k)]) for m, k in step.state_keys]
+    cum_out = [(f"s[{m}, {j}]", step.cumulants[(m, j)]) for m, j in cumulant_derivatives(order)]
+    return KernelSpec(
+        name=act.name,
+        formula=sp.sstr(act.expr),
+        order=order,
+        command=command,
+        params=params,
+        state=state,
+        expectations=exp_table,
+        quadrature=quadrature,
+        quadrature_pairs=qpairs,
+        quadrature_powers=qpowers,
+        gauss_legendre=gl,
+        max_i=max_i,
+        sigma_lines=_sigma_lines(act, mapping),
+        exact_lines=tuple(print_assignments(exact, mapping, "e")) if exact else (),
+        cumulant_lines=tuple(print_assignments(cum_out, mapping, "u")),
+        step_lines=tuple(print_assignments(step_out, mapping, "t")),
+    )

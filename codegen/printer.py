@@ -1,0 +1,131 @@
+"""A strict sympy printer for numba-compiled Python (STYLE habit 3).
+
+Target facts live in tables: which sympy functions map to which ``math`` functions numba compiles,
+and how symbols map to array elements. Anything outside the tables raises
+:class:`UnsupportedExpression` instead of printing a comment or a slow fallback.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+# sympy function name -> numba-compiled call (all in numba's supported subset of math)
+NUMBA_FUNCTIONS: dict[str, str] = {
+    "exp": "math.exp",
+    "log": "math.log",
+    "sqrt": "math.sqrt",
+    "sin": "math.sin",
+    "cos": "math.cos",
+    "tan": "math.tan",
+    "sinh": "math.sinh",
+    "cosh": "math.cosh",
+    "tanh": "math.tanh",
+    "asin": "math.asin",
+    "acos": "math.acos",
+    "atan": "math.atan",
+    "asinh": "math.asinh",
+    "acosh": "math.acosh",
+    "atanh": "math.atanh",
+    "erf": "math.erf",
+    "erfc": "math.erfc",
+    "expm1": "math.expm1",
+    "log1p": "math.log1p",
+}
+
+
+class UnsupportedExpression(TypeError):
+    """The expression contains something the numba target cannot compute."""
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """Print sympy expressions as numba-compilable Python; symbols through ``symbol_map``."""
+
+    printmethod = "_numbacode"
+    _kf = dict(NUMBA_FUNCTIONS)
+
+    def __init__(self, symbol_map: dict[sp.Symbol, str] | None = None) -> None:
+        super().__init__({"strict": True, "fully_qualified_modules": True, "standard": "python3"})
+        self.symbol_map = dict(symbol_map or {})
+        self.known_functions = dict(NUMBA_FUNCTIONS)
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        if expr in self.symbol_map:
+            return self.symbol_map[expr]
+        raise UnsupportedExpression(f"symbol {expr} has no binding in the generated code")
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        name = type(expr).__name__
+        if name not in self.known_functions:
+            raise UnsupportedExpression(f"function {name} is not supported by the numba printer")
+        return f"{self.known_functions[name]}({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"({expr.p}/{expr.q})"
+
+    def _print_Half(self, expr: sp.Rational) -> str:
+        return "0.5"
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        base, exp = expr.as_base_exp()
+        if exp == sp.Rational(1, 2):
+            return f"math.sqrt({self._print(base)})"
+        if exp == -sp.Rational(1, 2):
+            return f"(1.0/math.sqrt({self._print(base)}))"
+        if exp.is_Integer and exp < 0:
+            return f"(1.0/({self._print(sp.Pow(base, -exp))}))"
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_Exp1(self, expr) -> str:
+        return "math.e"
+
+    def _print_Pi(self, expr) -> str:
+        return "math.pi"
+
+    def _print_Abs(self, expr: sp.Abs) -> str:
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_Heaviside(self, expr) -> str:
+        raise UnsupportedExpression("Heaviside must be split into pieces before printing")
+
+    def _print_Piecewise(self, expr) -> str:
+        raise UnsupportedExpression("Piecewise must be split into pieces before printing")
+
+    def _print_Infinity(self, expr) -> str:
+        raise UnsupportedExpression("infinity in generated code")
+
+    _print_NegativeInfinity = _print_Infinity
+    _print_ComplexInfinity = _print_Infinity
+
+    def _print_NaN(self, expr) -> str:
+        raise UnsupportedExpression("nan in generated code")
+
+    def _print_ImaginaryUnit(self, expr) -> str:
+        raise UnsupportedExpression("complex numbers in generated code")
+
+
+def print_assignments(
+    outputs: list[tuple[str, sp.Expr]],
+    symbol_map: dict[sp.Symbol, str],
+    temp_prefix: str = "t",
+) -> list[str]:
+    """Straight-line code ``target = expression`` for many outputs, common subexpressions shared.
+
+    Returns plain strings (the symbolic boundary is crossed here, STYLE habit 2).
+    """
+    exprs = [e for _, e in outputs]
+    temps = sp.numbered_symbols(temp_prefix)
+    replacements, reduced = sp.cse(exprs, symbols=temps, order="canonical")
+    mapping = dict(symbol_map)
+    lines: list[str] = []
+    printer = NumbaPrinter(mapping)
+    for sym, expr in replacements:
+        lines.append(f"{sym.name} = {printer.doprint(expr)}")
+        mapping[sym] = sym.name
+        printer.symbol_map[sym] = sym.name
+    for (target, _), expr in zip(outputs, reduced):
+        lines.append(f"{target} = {printer.doprint(expr)}")
+    return lines

@@ -1,0 +1,1 @@
+"""pdlt.derive: stage 1 of the pipeline (sympy only)."""

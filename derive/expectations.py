@@ -1,0 +1,221 @@
+"""Gaussian expectations <sigma^(2a)>_K and their K-derivatives (DESIGN section 3).
+
+Every activation-specific number in the flow is ``mu_a^(i)(K) = d^i/dK^i <sigma(z)^(2a)>_K``.
+By the heat equation, ``d/dK <F>_K = <F w_1>_K`` with ``w_i = He_{2i}(z/sqrt(K)) / (2K)^i``
+(probabilists' Hermite polynomials), so no derivative of sigma is ever taken and kinks are harmless.
+
+Exact rules are tried first, in this order, for the whole of ``<sigma^(2a)>_K``:
+
+1. piecewise polynomial sigma (linear, ReLU, leaky ReLU, abs, hard tanh): truncated Gaussian
+   moments on each piece, ``J_q(b) = int_b^oo z^q phi_K``, by ``J_q = (q-1) K J_{q-2} + K b^(q-1) phi_K(b)``;
+2. sums of ``z^q exp(w z)`` on the whole line (sin, cos, sinh, cosh, exp): the characteristic
+   function, ``<z^q e^(w z)>_K = d^q/dw^q exp(w^2 K / 2)``;
+3. ``z^q (alpha + beta erf(gamma z))`` for a = 1 (erf, GELU): the arcsin identity
+   ``<erf(g z)^2>_K = (2/pi) asin(2 g^2 K / (1 + 2 g^2 K))`` and Stein's lemma in heat-equation form
+   ``<z^2 f>_K = (K + 2 K^2 d/dK) <f>_K``.
+
+What they do not reach is left to quadrature in the generated code, recorded as such: the
+trapezoid rule in ``x = z/sqrt(K)`` for smooth sigma (spectrally accurate for analytic integrands,
+its spacing calibrated here against mpmath), Gauss-Legendre on each piece for piecewise sigma.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import mpmath
+import sympy as sp
+
+from .activations import Activation, Piece
+from .notation import K, z
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """How mu_a^(i) is computed: a closed form in K (and parameters), or quadrature."""
+
+    a: int
+    i: int
+    path: str  # "exact" or "quadrature"
+    rule: str  # which rule produced it
+    expr: sp.Expr | None  # closed form when exact
+
+    @property
+    def exact(self) -> bool:
+        return self.path == "exact"
+
+
+def hermite_weight(i: int) -> sp.Expr:
+    """w_i(z, K) = phi_K^{-1} d^i phi_K / dK^i = He_{2i}(z/sqrt K) / (2K)^i."""
+    x = sp.Symbol("x")
+    he = sp.hermite_prob(2 * i, x)
+    return sp.expand(he.subs(x, z / sp.sqrt(K)) / (2 * K) ** i)
+
+
+# ---------------------------------------------------------------- rule 1: piecewise polynomial
+
+
+def _phi(b: sp.Expr) -> sp.Expr:
+    return sp.exp(-(b**2) / (2 * K)) / sp.sqrt(2 * sp.pi * K)
+
+
+def _tail_moment(q: int, b: sp.Expr) -> sp.Expr:
+    """J_q(b) = int_b^oo z^q phi_K(z) dz for b finite or -oo."""
+    if b == -sp.oo:
+        return sp.Integer(0) if q % 2 else sp.factorial2(q - 1) * K ** sp.Rational(q, 2)
+    if q == 0:
+        return sp.erfc(b / sp.sqrt(2 * K)) / 2
+    if q == 1:
+        return K * _phi(b)
+    return (q - 1) * K * _tail_moment(q - 2, b) + K * b ** (q - 1) * _phi(b)
+
+
+def _interval_moment(q: int, lo: sp.Expr, hi: sp.Expr) -> sp.Expr:
+    upper = sp.Integer(0) if hi == sp.oo else _tail_moment(q, hi)
+    return _tail_moment(q, lo) - upper
+
+
+def _polynomial_pieces(pieces: tuple[Piece, ...], power: int) -> sp.Expr | None:
+    total = sp.Integer(0)
+    for piece in pieces:
+        integrand = sp.expand(piece.expr**power)
+        if not integrand.is_polynomial(z):
+            return None
+        poly = sp.Poly(integrand, z)
+        for (q,), coeff in poly.terms():
+            total += coeff * _interval_moment(q, piece.lo, piece.hi)
+    return total
+
+
+# ---------------------------------------------------------------- rule 2: characteristic function
+
+
+def _exponential_sum(expr: sp.Expr) -> sp.Expr | None:
+    """<expr>_K for expr a sum of c z^q exp(w z) on the whole line, else None."""
+    w = sp.Symbol("w")
+    expanded = sp.expand(sp.powsimp(sp.expand(expr.rewrite(sp.exp))))
+    total = sp.Integer(0)
+    for term in sp.Add.make_args(expanded):
+        coeff, rest = term.as_independent(z, as_Add=False)
+        q, rate = 0, sp.Integer(0)
+        for factor in sp.Mul.make_args(sp.powsimp(rest)):
+            base, exponent = factor.as_base_exp()
+            if factor == 1:
+                continue
+            if base == z and exponent.is_Integer and exponent > 0:
+                q += int(exponent)
+            elif isinstance(factor, sp.exp) or base == sp.E:
+                arg = sp.expand(factor.args[0] if isinstance(factor, sp.exp) else exponent)
+                slope = arg.coeff(z)
+                if sp.expand(arg - slope * z).has(z) or slope.has(z):
+                    return None
+                coeff *= sp.exp(sp.expand(arg - slope * z))
+                rate += slope
+            else:
+                return None
+        total += coeff * sp.diff(sp.exp(w**2 * K / 2), w, q).subs(w, rate)
+    result = sp.expand(sp.expand_complex(total)) if total.has(sp.I) else total
+    return sp.simplify(result) if not result.has(sp.I) else None
+
+
+# ---------------------------------------------------------------- rule 3: erf and GELU, a = 1
+
+
+def _stein(expectation: sp.Expr, times: int) -> sp.Expr:
+    """<z^(2 times) f>_K from <f>_K, by <z^2 f>_K = K <f>_K + 2 K^2 d/dK <f>_K."""
+    for _ in range(times):
+        expectation = K * expectation + 2 * K**2 * sp.diff(expectation, K)
+    return expectation
+
+
+def _erf_square(expr: sp.Expr) -> sp.Expr | None:
+    """<expr^2>_K for expr = z^q (alpha + beta erf(gamma z)), else None."""
+    alpha, beta, gamma = (sp.Wild(n, exclude=[z]) for n in ("alpha", "beta", "gamma"))
+    q = 0
+    coeff, body = sp.factor_terms(sp.expand(expr)).as_independent(z, as_Add=False)
+    factors = []
+    for f in sp.Mul.make_args(body):
+        if f == z:
+            q += 1
+        elif f.is_Pow and f.base == z and f.exp.is_Integer and f.exp > 0:
+            q += int(f.exp)
+        else:
+            factors.append(f)
+    inner = sp.expand(sp.Mul(*factors))
+    match = inner.match(alpha + beta * sp.erf(gamma * z))
+    if match is None or not sp.expand(inner - (match[alpha] + match[beta] * sp.erf(match[gamma] * z))) == 0:
+        return None
+    al, be, ga = coeff * match[alpha], coeff * match[beta], match[gamma]
+    # sigma^2 = z^(2q) (al^2 + 2 al be erf + be^2 erf^2); the cross term is odd, its mean zero.
+    erf2 = 2 / sp.pi * sp.asin(2 * ga**2 * K / (1 + 2 * ga**2 * K))
+    return _stein(al**2 + be**2 * erf2, q)
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+@cache
+def closed_form(act: Activation, a: int) -> tuple[str, sp.Expr] | None:
+    """(rule, <sigma^(2a)>_K) if an exact rule reaches it, else None."""
+    pieces = act.pieces
+    poly = _polynomial_pieces(pieces, 2 * a)
+    if poly is not None:
+        rule = "Isserlis (Gaussian moments)" if len(pieces) == 1 else "truncated Gaussian moments per piece"
+        return rule, sp.simplify(poly)
+    if len(pieces) == 1:
+        expr = pieces[0].expr
+        char = _exponential_sum(expr ** (2 * a))
+        if char is not None:
+            return "characteristic function", char
+        if a == 1:
+            erf = _erf_square(expr)
+            if erf is not None:
+                return "arcsin identity with Stein's lemma", sp.simplify(erf)
+    return None
+
+
+def expectations(act: Activation, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Expectation]:
+    """How each mu_a^(i) in ``pairs`` is computed for ``act``."""
+    out: dict[tuple[int, int], Expectation] = {}
+    for a, i in pairs:
+        found = closed_form(act, a)
+        if found is None:
+            rule = (
+                "Gauss-Legendre on each piece between breakpoints"
+                if act.is_piecewise
+                else "trapezoid rule in z/sqrt(K)"
+            )
+            out[(a, i)] = Expectation(a, i, "quadrature", rule, None)
+        else:
+            rule, expr = found
+            out[(a, i)] = Expectation(a, i, "exact", rule, sp.diff(expr, K, i) if i else expr)
+    return out
+
+
+# ---------------------------------------------------------------- high-precision reference
+
+
+def mp_expectation(act: Activation, a: int, i: int, kernel, params=None, dps: int = 30):
+    """mu_a^(i)(K) by mpmath quadrature at ``dps`` digits, split at every breakpoint.
+
+    Independent of the exact rules and of the generated quadrature: the oracle of the tests.
+    """
+    subs = {sym: val for sym, val in act.params}
+    if params:
+        subs.update({sym: sp.nsimplify(params[sym.name]) for sym, _ in act.params if sym.name in params})
+    with mpmath.workdps(dps + 10):
+        k = mpmath.mpf(kernel)
+        weight = sp.lambdify((z, K), hermite_weight(i), "mpmath")
+        total = mpmath.mpf(0)
+        for piece in act.pieces:
+            f = sp.lambdify(z, piece.expr.subs(subs), "mpmath")
+            lo = -mpmath.inf if piece.lo == -sp.oo else mpmath.mpf(sp.Rational(piece.lo))
+            hi = mpmath.inf if piece.hi == sp.oo else mpmath.mpf(sp.Rational(piece.hi))
+            points = [lo, *([mpmath.mpf(0)] if lo < 0 < hi else []), hi]
+
+            def integrand(t):
+                return f(t) ** (2 * a) * weight(t, k) * mpmath.exp(-t * t / (2 * k))
+
+            total += mpmath.quad(integrand, points)
+        return +(total / mpmath.sqrt(2 * mpmath.pi * k))
