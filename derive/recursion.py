@@ -69,6 +69,15 @@ class StepDerivation:
     def moments(self) -> list[tuple[int, int]]:
         return moment_derivatives(self.order)
 
+    def latex(self) -> str:
+        """The recursion as an amsmath align environment, in the book's notation."""
+        from .latex import recursion_align
+
+        return recursion_align(self)
+
+    def _repr_latex_(self) -> str:
+        return "$$" + self.latex().replace("align", "aligned") + "$$"
+
 
 def _cumulants_from_moments(order: int) -> dict[tuple[int, int], sp.Expr]:
     """s_m^(j) in terms of mu_a^(i): moment-to-cumulant recursion, then d/dK by the chain rule

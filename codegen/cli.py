@@ -1,0 +1,276 @@
+"""The ``pdlt`` command line. Every failure is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import sympy as sp
+
+from pdlt.derive import activations as acts
+from pdlt.derive.activations import Activation, ActivationError
+from pdlt.derive.notation import state_name
+
+from .generate import SHIPPED_ORDER, GenerateError, check_name, check_order, module_text
+from .write import write_atomic
+
+EXIT_USAGE = 2
+
+
+class CliError(ValueError):
+    """A user error reported as one line."""
+
+
+def _progress(message: str) -> None:
+    print(f"pdlt: {message}", file=sys.stderr, flush=True)
+
+
+def resolve(text: str, params: list[str] | None = None) -> Activation:
+    """A registered name, or a formula in z parsed safely (never eval'd)."""
+    from pdlt.derive.parse import parse_activation
+
+    if text in acts.REGISTRY or text in acts.ALIASES:
+        act = acts.get(text)
+    else:
+        expr = parse_activation(text)
+        if not expr.has(sp.Symbol("z", real=True)):
+            raise CliError(f"activation {text!r} does not depend on z")
+        act = Activation("custom", expr, f"user formula {text}")
+    if params:
+        act = _with_params(act, params)
+    return act
+
+
+def _with_params(act: Activation, settings: list[str]) -> Activation:
+    known = {sym.name: sym for sym, _ in act.params}
+    values = dict(act.params)
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or name not in known:
+            raise CliError(f"--param expects NAME=VALUE with NAME in {sorted(known) or 'no parameters'}, got {item!r}")
+        try:
+            values[known[name]] = sp.Rational(value)
+        except (TypeError, ValueError, sp.SympifyError):
+            raise CliError(f"--param {name}: {value!r} is not a number") from None
+    return Activation(act.name, act.expr, act.description, tuple(values.items()))
+
+
+def _kernels(act: Activation, order: int):
+    from .usercache import kernels
+
+    return kernels(act, order, progress=_progress)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_activations(args: argparse.Namespace) -> int:
+    from pdlt.derive.expectations import expectations
+    from pdlt.derive.recursion import moment_derivatives
+
+    rows = []
+    for name, act in sorted(acts.REGISTRY.items()):
+        exps = expectations(act, moment_derivatives(SHIPPED_ORDER))
+        exact = sorted({a for (a, _), e in exps.items() if e.exact})
+        rows.append({
+            "name": name,
+            "formula": sp.sstr(act.expr),
+            "description": act.description,
+            "params": {s.name: float(v) for s, v in act.params},
+            "breakpoints": [float(b) for b in act.breakpoints],
+            "exact_powers": [2 * a for a in exact],
+        })
+    if args.json:
+        print(json.dumps({"activations": rows, "aliases": acts.ALIASES}, indent=2))
+        return 0
+    print(f"{'name':<11} {'formula':<38} exact <sigma^k>_K for k in")
+    for row in rows:
+        exact = ",".join(map(str, row["exact_powers"])) or "-"
+        extra = f"  params {row['params']}" if row["params"] else ""
+        print(f"{row['name']:<11} {row['formula']:<38} {exact}{extra}")
+    print("aliases: " + ", ".join(f"{k} -> {v}" for k, v in acts.ALIASES.items()))
+    print("any formula in z works too, e.g. pdlt flow \"z*tanh(log(1+exp(z)))\" ...")
+    return 0
+
+
+def cmd_latex(args: argparse.Namespace) -> int:
+    from pdlt.derive import latex
+
+    check_order(args.order)
+    act = resolve(args.activation, args.param) if args.activation else None
+    text = latex.body(args.order, act) if args.body else latex.document(args.order, act)
+    if args.out:
+        write_atomic(Path(args.out), text)
+        _progress(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    name = check_name(args.name)
+    order = check_order(args.order)
+    act = resolve(args.expression, args.param)
+    act = Activation(name, act.expr, act.description, act.params)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} exists and is not a folder")
+    _progress(f"deriving order-{order} kernels for {sp.sstr(act.expr)} ...")
+    command = f"pdlt generate {args.expression!r} --name {name} --order {order}"
+    text = module_text(act, order, command)
+    path = out / f"{name}.py"
+    write_atomic(path, text)
+    print(path)
+    return 0
+
+
+def _parse_widths(args: argparse.Namespace) -> dict:
+    if (args.width is None) == (args.widths is None):
+        raise CliError("give exactly one of --width N and --widths n1,n2,...")
+    if args.width is not None:
+        return {"width": args.width}
+    try:
+        widths = [int(w) for w in args.widths.split(",") if w.strip()]
+    except ValueError:
+        raise CliError(f"--widths must be comma-separated integers, got {args.widths!r}") from None
+    return {"widths": widths}
+
+
+def run_flow(args: argparse.Namespace):
+    if args.depth < 1:
+        raise CliError(f"--depth must be >= 1, got {args.depth}")
+    check_order(args.order)
+    width_kw = _parse_widths(args)
+    if args.C_W <= 0:
+        raise CliError(f"--C-W must be > 0, got {args.C_W}")
+    if args.C_b < 0:
+        raise CliError(f"--C-b must be >= 0, got {args.C_b}")
+    if args.input_norm2 <= 0:
+        raise CliError(f"--input-norm2 must be > 0, got {args.input_norm2}")
+    act = resolve(args.activation, args.param)
+    module = _kernels(act, args.order)
+    params = {s.name: float(v) for s, v in act.params}
+    flow = module.flow(args.depth, C_b=args.C_b, C_W=args.C_W, input_norm2=args.input_norm2,
+                       tolerance=args.tolerance, **width_kw, **params)
+    return act, module, flow
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    act, module, flow = run_flow(args)
+    data = flow.as_dict()
+    data["activation"] = args.activation
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    print(format_table(flow, module, args))
+    return 0
+
+
+def format_table(flow, module, args) -> str:
+    order = module.ORDER
+    keys = [(m, k) for m in range(1, order + 2) for k in range(m - 1, order + 1)]
+    vals = flow.values()
+    head = [f"{'layer':>5}"] + [f"{state_name(m, k):>12}" for m, k in keys]
+    head += [f"{'kappa_' + str(m):>12}" for m in range(1, order + 2)]
+    lines = [
+        f"pdlt flow: {args.activation} at order {order} in 1/n; C_b = {args.C_b:g}, C_W = {args.C_W:g}, "
+        f"|x|^2/n_0 = {args.input_norm2:g}",
+        "c[m][k] (columns by name) are the 1/n_{l-1}^k parts of kappa_m(G(l)), the m-th cumulant of the",
+        "stochastic metric; kappa_m sums them at the actual widths (kappa_2 = Var G, E[z^4]-3E[z^2]^2 = 3 kappa_2).",
+        "",
+        " ".join(head),
+    ]
+    for l in range(1, flow.depth + 1):
+        row = [f"{l:>5}"] + [f"{flow.coefficients[l - 1, m, k]:>12.5g}" for m, k in keys]
+        row += [f"{vals[l - 1, m]:>12.5g}" for m in range(1, order + 2)]
+        lines.append(" ".join(row))
+    worst = float(max(flow.errors.max(), 0.0))
+    lines.append("")
+    lines.append(f"largest quadrature error estimate (relative): {worst:.1e}")
+    return "\n".join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(quick=args.quick, as_json=args.json, out=args.out)
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pdlt",
+        description="Finite-width recursions of deep MLPs (Roberts-Yaida-Hanin), derived by machine for any activation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("activations", help="list the registered activations")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_activations)
+
+    p = sub.add_parser("latex", help="print the recursions as LaTeX (generic, and specialised to ACT)")
+    p.add_argument("activation", nargs="?", help="registered name or formula in z (optional)")
+    p.add_argument("--order", type=int, default=1, help="order in 1/n (default 1)")
+    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--body", action="store_true", help="only the body, not a standalone document")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_latex)
+
+    p = sub.add_parser("generate", help="write a self-contained kernel module for a formula")
+    p.add_argument("expression", help='activation: a formula in z, e.g. "z*tanh(log(1+exp(z)))", or a name')
+    p.add_argument("--name", required=True, help="module name (a Python identifier)")
+    p.add_argument("--order", type=int, default=SHIPPED_ORDER, help=f"order in 1/n (default {SHIPPED_ORDER})")
+    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("flow", help="iterate the recursions through the layers")
+    add_flow_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the DESIGN section 4 JSON schema")
+    p.set_defaults(func=cmd_flow)
+
+    p = sub.add_parser("bench", help="benchmark generated kernels against lambdify+scipy and Monte Carlo")
+    p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--out", help="also write the JSON results to this file")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def add_flow_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("activation", help="registered name or formula in z")
+    p.add_argument("--order", type=int, default=SHIPPED_ORDER, help=f"order in 1/n (default {SHIPPED_ORDER})")
+    p.add_argument("--depth", type=int, required=True, help="number of layers L")
+    p.add_argument("--width", type=int, help="width of every hidden layer")
+    p.add_argument("--widths", help="comma-separated n_1,...,n_{L-1}")
+    p.add_argument("--C-b", dest="C_b", type=float, default=0.0, help="bias variance (default 0)")
+    p.add_argument("--C-W", dest="C_W", type=float, default=1.0, help="weight variance C_W (default 1)")
+    p.add_argument("--input-norm2", dest="input_norm2", type=float, default=1.0,
+                   help="|x|^2/n_0 of the input, so K(1) = C_b + C_W |x|^2/n_0 (default 1)")
+    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--tolerance", type=float, default=1e-10,
+                   help="largest relative quadrature error estimate accepted (default 1e-10)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError) as exc:  # every user error is a ValueError subclass
+        if os.environ.get("PDLT_DEBUG"):
+            raise
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"pdlt: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

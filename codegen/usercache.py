@@ -1,0 +1,85 @@
+"""Kernels for any activation and order, generated on first use into a content-addressed cache.
+
+The key hashes the activation's exact sympy form, the order, the template sources and the pdlt
+and sympy versions, so a changed template or a new release never reuses a stale module. The
+cache lives outside the repository: ``$PDLT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pdlt``, else
+``~/.cache/pdlt``. Modules are written atomically, so concurrent first uses are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import sympy as sp
+
+from pdlt.derive.activations import Activation
+
+from .generate import SHIPPED_ORDER, module_text
+from .lower import _version
+from .write import write_atomic
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("PDLT_CACHE_DIR"):
+        return Path(os.environ["PDLT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pdlt"
+
+
+@cache
+def _template_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(TEMPLATES.glob("*.jinja")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(act: Activation, order: int) -> str:
+    text = "\n".join([
+        sp.srepr(act.expr), repr([(s.name, str(v)) for s, v in act.params]), str(order),
+        _template_digest(), _version("pdlt"), sp.__version__,
+    ])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def kernels(act: Activation, order: int, progress: Callable[[str], None] | None = None) -> ModuleType:
+    """The kernel module for ``act`` at ``order``: shipped if it is, else cached or generated."""
+    if order == SHIPPED_ORDER:
+        from pdlt import generated
+
+        shipped = generated.SHIPPED
+        if act.name in shipped and _is_registered(act):
+            return generated.load(act.name)
+    key = cache_key(act, order)
+    module_name = f"pdlt_kernels_{key}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    path = cache_dir() / "kernels" / f"{module_name}.py"
+    if not path.exists():
+        if progress:
+            progress(f"deriving and generating order-{order} kernels for {act.name} (first use) ...")
+        command = f"pdlt (user cache) for {sp.sstr(act.expr)} at order {order}"
+        write_atomic(path, module_text(act, order, command))
+        if progress:
+            progress(f"cached in {path}")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _is_registered(act: Activation) -> bool:
+    from pdlt.derive.activations import REGISTRY
+
+    reg = REGISTRY.get(act.name)
+    return reg is not None and reg.expr == act.expr and reg.param_symbols == act.param_symbols

@@ -1,0 +1,165 @@
+"""LaTeX for derivations, in the book's notation (amsmath).
+
+``document(derivation, activation)`` gives a standalone document: the recursion generic in sigma
+(with the book's chi_parallel), the cumulants of sigma^2 in terms of Gaussian expectations, and,
+for an activation, the closed forms that exist and the path (exact rule or quadrature) of each
+expectation. ``recursion_align`` gives just the align environment (used by ``_repr_latex_``).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from . import notation as nt
+from .activations import Activation
+from .expectations import expectations
+from .recursion import StepDerivation, cumulant_derivatives, derive_step, moment_derivatives
+
+CHI = sp.Symbol("chi_parallel", positive=True)
+
+
+def _names(order: int) -> dict[sp.Symbol, str]:
+    names = nt.latex_names(order)
+    names[CHI] = r"\chi_{\parallel}"
+    names[nt.r] = r"\rho_\ell"
+    return names
+
+
+def _tex(expr: sp.Expr, order: int) -> str:
+    return sp.latex(expr, symbol_names=_names(order), long_frac_ratio=3)
+
+
+def _with_chi(expr: sp.Expr) -> sp.Expr:
+    """Write C_W d<sigma^2>/dK as the book's chi_parallel (5.10)."""
+    return sp.expand(expr.subs(nt.s(1, 1), CHI / nt.C_W))
+
+
+def _next(m: int, k: int) -> str:
+    name = nt.state_latex(m, k)
+    return f"{{{name}}}^{{(\\ell+1)}}"
+
+
+def recursion_align(step: StepDerivation) -> str:
+    """The recursion c[m][k] of layer l+1 from layer l, generic in sigma, one line each."""
+    lines = []
+    for m, k in step.state_keys:
+        rhs = _tex(sp.collect(_with_chi(step.new_state[(m, k)]), [nt.r]), step.order)
+        lines.append(f"{_next(m, k)} &= {rhs}")
+    return _align(lines)
+
+
+def _align(lines: list[str]) -> str:
+    return "\\begin{align}\n" + " \\\\\n".join(lines) + "\n\\end{align}"
+
+
+def specialised_align(step: StepDerivation, act: Activation) -> str:
+    """The recursion for one activation: cumulants written through its own expectations, closed
+    forms substituted where every expectation in a line has one and the result stays short."""
+    order = step.order
+    exps = expectations(act, moment_derivatives(order))
+    names = _names(order)
+    sig = _sigma_tex(act)
+    for (a, i), e in exps.items():
+        pre = "" if i == 0 else (r"\frac{d}{dK}" if i == 1 else rf"\frac{{d^{{{i}}}}}{{dK^{{{i}}}}}")
+        names[nt.mu(a, i)] = rf"{pre}\left\langle \left({sig}\right)^{{{2 * a}}} \right\rangle_K"
+    params = {sym: val for sym, val in act.params}
+    closed = {nt.mu(a, i): e.expr for (a, i), e in exps.items() if e.exact}
+    lines = []
+    for m, k in step.state_keys:
+        expr = step.new_state[(m, k)].subs(
+            {nt.s(mm, j): step.cumulants[(mm, j)] for mm, j in cumulant_derivatives(order)})
+        expr = sp.expand(expr)
+        if expr.free_symbols & set(closed) and not (expr.free_symbols - set(closed)) & {
+                nt.mu(a, i) for a, i in exps}:
+            candidate = sp.simplify(expr.subs(closed))
+            if sp.count_ops(candidate) <= 80:
+                expr = candidate
+        lines.append(f"{_next(m, k)} &= {sp.latex(sp.collect(expr, [nt.r]), symbol_names=names, long_frac_ratio=3)}")
+    return _align(lines)
+
+
+def cumulant_align(order: int) -> str:
+    step = derive_step(order)
+    lines = []
+    for m, j in cumulant_derivatives(order):
+        if j:
+            continue
+        lhs = _tex(nt.s(m, 0), order)
+        lines.append(f"{lhs} &= {_tex(step.cumulants[(m, 0)], order)}")
+    return _align(lines)
+
+
+def _sigma_tex(act: Activation) -> str:
+    return sp.latex(act.expr, symbol_names={nt.z: "z"})
+
+
+def activation_section(act: Activation, order: int) -> str:
+    """Closed forms of <sigma^(2a)>_K where an exact rule reaches, and the path of each expectation."""
+    exps = expectations(act, moment_derivatives(order))
+    parts = [f"\\subsection*{{Specialised to {act.name.replace('_', '-')}: $\\sigma(z) = {_sigma_tex(act)}$}}"]
+    if act.params:
+        defaults = ", ".join(f"{sym.name} = {sp.latex(val)}" for sym, val in act.params)
+        parts.append(f"Parameters (defaults): {defaults}.")
+    closed = []
+    for a in sorted({a for a, _ in exps}):
+        e = exps[(a, 0)]
+        lhs = f"\\langle \\sigma^{{{2 * a}}} \\rangle_K"
+        if e.exact:
+            closed.append(f"{lhs} &= {sp.latex(e.expr, symbol_names={nt.K: 'K'})} && \\text{{({e.rule})}}")
+        else:
+            closed.append(f"{lhs} &: \\text{{no closed form; {e.rule}}}")
+    parts.append(_align(closed))
+    if exps[(1, 0)].exact and order >= 1:
+        chi = sp.simplify(nt.C_W * exps[(1, 1)].expr)
+        parts.append(
+            "In particular\n\\begin{equation}\n\\chi_{\\parallel}(K) = C_W \\frac{d}{dK}\\langle \\sigma^2 \\rangle_K = "
+            + sp.latex(chi, symbol_names={nt.K: "K", nt.C_W: "C_W"})
+            + "\n\\end{equation}"
+        )
+    parts.append(
+        "The $K$-derivatives follow from $\\frac{d^i}{dK^i}\\langle F \\rangle_K = "
+        "\\langle F\\, \\mathrm{He}_{2i}(z/\\sqrt{K}) \\rangle_K / (2K)^i$, so no derivative of "
+        "$\\sigma$ is taken. The recursion for this activation"
+        + (" (parameters at their defaults)" if act.params else "") + ":"
+    )
+    parts.append(specialised_align(derive_step(order), _defaults(act)))
+    return "\n\n".join(parts)
+
+
+def _defaults(act: Activation) -> Activation:
+    return Activation(act.name, act.with_defaults(), act.description) if act.params else act
+
+
+def body(order: int, act: Activation | None = None) -> str:
+    """The document body: legend, generic recursion, cumulants, optional specialisation."""
+    step = derive_step(order)
+    legend = (
+        "State of layer $\\ell$: $\\kappa_m(\\widehat G^{(\\ell)}) = \\sum_{k=m-1}^{%d} c^{(\\ell)}_{m,k}\\, n_{\\ell-1}^{-k}$, "
+        "with $c_{1,0} = K$ (kernel), $c_{1,k} = G^{\\{k\\}}$ (NLO metric and beyond), $c_{2,1} = V$ (four-point vertex), "
+        "$c_{2,k} = V^{\\{k-1\\}}$, $c_{3,2} = U$ (six-point vertex), $c_{3,k} = U^{\\{k-2\\}}$, and "
+        "$c_{m,k} = V_{(2m)}^{\\{k-m+1\\}}$ for $m \\ge 4$. Unlabelled quantities on the right are of layer $\\ell$; "
+        "$\\rho_\\ell = n_\\ell / n_{\\ell-1}$; expectations are over $z \\sim \\mathcal{N}(0, K^{(\\ell)})$; "
+        "$\\kappa_m[\\sigma^2]_K$ is the $m$-th cumulant of $\\sigma(z)^2$ and "
+        "$\\chi_{\\parallel} = C_W \\frac{d}{dK}\\langle\\sigma^2\\rangle_K$ (book 5.10)."
+    ) % order
+    sections = [
+        f"\\section*{{Single-input recursions to order $1/n^{{{order}}}$}}",
+        legend,
+        recursion_align(step),
+        "\\subsection*{Cumulants of $\\sigma^2$}",
+        cumulant_align(order),
+    ]
+    if act is not None:
+        sections.append(activation_section(act, order))
+    return "\n\n".join(sections) + "\n"
+
+
+def document(order: int, act: Activation | None = None) -> str:
+    """A standalone document that compiles with pdflatex (amsmath, amssymb)."""
+    return (
+        "\\documentclass[11pt]{article}\n"
+        "\\usepackage{amsmath,amssymb}\n"
+        "\\usepackage[margin=2cm,landscape]{geometry}\n"
+        "\\allowdisplaybreaks\n"
+        "\\begin{document}\n\n" + body(order, act) + "\n\\end{document}\n"
+    )
