@@ -38,7 +38,7 @@ def resolve(text: str, params: list[str] | None = None) -> Activation:
         expr = parse_activation(text)
         if not expr.has(sp.Symbol("z", real=True)):
             raise CliError(f"activation {text!r} does not depend on z")
-        act = Activation("custom", expr, f"user formula {text}")
+        act = Activation(text, expr, f"user formula {text}")
     if params:
         act = _with_params(act, params)
     return act

@@ -45,7 +45,7 @@ def _template_digest() -> str:
 
 def cache_key(act: Activation, order: int) -> str:
     text = "\n".join([
-        sp.srepr(act.expr), repr([(s.name, str(v)) for s, v in act.params]), str(order),
+        act.name, sp.srepr(act.expr), repr([(s.name, str(v)) for s, v in act.params]), str(order),
         _template_digest(), _version("pdlt"), sp.__version__,
     ])
     return hashlib.sha256(text.encode()).hexdigest()[:20]

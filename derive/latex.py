@@ -41,11 +41,26 @@ def _next(m: int, k: int) -> str:
 
 def recursion_align(step: StepDerivation) -> str:
     """The recursion c[m][k] of layer l+1 from layer l, generic in sigma, one line each."""
-    lines = []
-    for m, k in step.state_keys:
-        rhs = _tex(sp.collect(_with_chi(step.new_state[(m, k)]), [nt.r]), step.order)
-        lines.append(f"{_next(m, k)} &= {rhs}")
+    names = _names(step.order)
+    lines = [f"{_next(m, k)} &= {_broken_sum(_with_chi(step.new_state[(m, k)]), names)}"
+             for m, k in step.state_keys]
     return _align(lines)
+
+
+def _broken_sum(expr: sp.Expr, names: dict, per_line: int = 3) -> str:
+    """A sum term by term (ordered by powers of the width ratio), broken every ``per_line`` terms
+    so that long recursions stay on the page."""
+    terms = sorted(sp.Add.make_args(sp.expand(expr)), key=lambda t: (-sp.degree(t, nt.r), sp.default_sort_key(t)))
+    out = ""
+    for n, term in enumerate(terms):
+        text = sp.latex(term, symbol_names=names, long_frac_ratio=3)
+        if n:
+            sep = " - " if text.startswith("-") else " + "
+            text = text[1:].lstrip() if text.startswith("-") else text
+            out += (" \\notag \\\\\n&\\quad" if n % per_line == 0 else "") + sep + text
+        else:
+            out = text
+    return out
 
 
 def _align(lines: list[str]) -> str:
@@ -74,7 +89,7 @@ def specialised_align(step: StepDerivation, act: Activation) -> str:
             candidate = sp.simplify(expr.subs(closed))
             if sp.count_ops(candidate) <= 80:
                 expr = candidate
-        lines.append(f"{_next(m, k)} &= {sp.latex(sp.collect(expr, [nt.r]), symbol_names=names, long_frac_ratio=3)}")
+        lines.append(f"{_next(m, k)} &= {_broken_sum(expr, names, per_line=2)}")
     return _align(lines)
 
 

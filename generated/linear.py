@@ -142,6 +142,10 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
             for i in range(_MAX_I + 1):
                 if err[a, i] > 0.0:
                     worst = max(worst, err[a, i] / max(mag[a, i], 1e-300))
+        for a in range(1, _TOP + 1):
+            for i in range(_MAX_I + 1):
+                if not math.isfinite(mu[a, i]):
+                    worst = math.inf
         errors[l] = worst
         cumulants(mu, s)
         r = 1.0 if l == 1 else widths[l - 1] / widths[l - 2]

@@ -99,7 +99,9 @@ def _quadrature_moments(K, params, check, mu, err, mag):
                 if shift == 0:
                     scale[3, i] += abs(term)
             if shift == 0 and (k == n or k == -n):
-                edge = max(edge, w * abs(powers[_QTOP]))
+                tail = w * abs(powers[_QTOP])
+                if not tail <= edge:  # also catches inf and nan
+                    edge = tail
     norm = h * _INV_SQRT_2PI
     bad = not (edge * norm <= 1e-14 * max(1.0, abs(acc[_QTOP, 0]) * norm))
     for i in range(5):
@@ -218,6 +220,10 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
             for i in range(_MAX_I + 1):
                 if err[a, i] > 0.0:
                     worst = max(worst, err[a, i] / max(mag[a, i], 1e-300))
+        for a in range(1, _TOP + 1):
+            for i in range(_MAX_I + 1):
+                if not math.isfinite(mu[a, i]):
+                    worst = math.inf
         errors[l] = worst
         cumulants(mu, s)
         r = 1.0 if l == 1 else widths[l - 1] / widths[l - 2]
