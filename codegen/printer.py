@@ -60,12 +60,6 @@ class NumbaPrinter(PythonCodePrinter):
             raise UnsupportedExpression(f"function {name} is not supported by the numba printer")
         return f"{self.known_functions[name]}({', '.join(self._print(a) for a in expr.args)})"
 
-    def _print_Rational(self, expr: sp.Rational) -> str:
-        return f"({expr.p}/{expr.q})"
-
-    def _print_Half(self, expr: sp.Rational) -> str:
-        return "0.5"
-
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
 
@@ -105,6 +99,17 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_ImaginaryUnit(self, expr) -> str:
         raise UnsupportedExpression("complex numbers in generated code")
+
+
+def _refuse(self, expr) -> str:
+    raise UnsupportedExpression(f"function {type(expr).__name__} is not supported by the numba printer")
+
+
+# sympy's Python printer defines _print_<name> for its own table (gamma, loggamma, ...): every
+# function outside ours must refuse rather than print something numba cannot compile.
+for _name in PythonCodePrinter._kf:
+    if _name not in NUMBA_FUNCTIONS and _name not in ("Abs", "Max", "Min", "Sqrt"):
+        setattr(NumbaPrinter, f"_print_{_name}", _refuse)
 
 
 def print_assignments(
