@@ -40,6 +40,7 @@ class KernelSpec:
     max_i: int
     sigma_lines: tuple[str, ...]
     exact_lines: tuple[str, ...]
+    exact_magnitude_lines: tuple[str, ...]
     cumulant_lines: tuple[str, ...]
     step_lines: tuple[str, ...]
 
@@ -85,6 +86,21 @@ def symbol_map(act: Activation, order: int) -> dict[sp.Symbol, str]:
     return mapping
 
 
+def magnitude(expr: sp.Expr) -> sp.Expr:
+    """A bound on the size of the terms that floating point adds up when evaluating ``expr``:
+    every sum becomes the sum of absolute values. eps times it bounds the roundoff, which
+    matters where a closed form cancels (hard tanh at large K)."""
+    if expr.is_Add:
+        return sp.Add(*[magnitude(a) for a in expr.args])
+    if expr.is_Mul:
+        return sp.Mul(*[magnitude(a) for a in expr.args])
+    if expr.is_Pow and expr.exp.is_Integer:
+        return magnitude(expr.base) ** expr.exp
+    if expr.is_Number:
+        return abs(expr)
+    return sp.Abs(expr)
+
+
 def _sigma_lines(act: Activation, mapping: dict[sp.Symbol, str]) -> tuple[str, ...]:
     printer = NumbaPrinter(mapping)
     pieces = act.pieces
@@ -105,6 +121,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
     max_i = max(i for _, i in pairs)
 
     exact = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact]
+    exact_mag = [(f"mag[{a}, {i}]", magnitude(e.expr)) for (a, i), e in exps.items() if e.exact]
     quad = [(a, i) for (a, i), e in exps.items() if not e.exact]
     qpowers = tuple(sorted({a for a, _ in quad}))
     qpairs = tuple((a, max(i for b, i in quad if b == a)) for a in qpowers)
@@ -145,6 +162,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         max_i=max_i,
         sigma_lines=_sigma_lines(act, mapping),
         exact_lines=tuple(print_assignments(exact, mapping, "e")) if exact else (),
+        exact_magnitude_lines=tuple(print_assignments(exact_mag, mapping, "g")) if exact else (),
         cumulant_lines=tuple(print_assignments(cum_out, mapping, "u")),
         step_lines=tuple(print_assignments(step_out, mapping, "t")),
     )

@@ -1,0 +1,101 @@
+"""Each generated kernel against the symbolic form evaluated in mpmath at 30 digits.
+
+Expectations: hypothesis draws kernels K log-uniformly over [1e-3, 30] (deep critical networks
+reach 1e-3; the half-stable points of GELU and SWISH sit at 3.6 and 14.3) plus the hard regions
+(near K = 1 for hard tanh, whose kinks sit at z = +-1). The generated value must lie within its
+own error estimate (times 10, the estimate being a leading-order one) plus 1e-13 of the
+integrand's L1 size; exact closed forms within 1e-12 relative.
+Steps: the generated step on random states equals the symbolic recursion evaluated in mpmath.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import example, given, settings, strategies as st
+
+from pdlt import generated
+from pdlt.derive import activations, notation as nt
+from pdlt.derive.evaluate import moments_at, reference_flow, step_at
+from pdlt.derive.recursion import state_keys
+
+NAMES = sorted(generated.SHIPPED)
+kernels = st.one_of(
+    st.floats(min_value=-3.0, max_value=math.log10(30.0)).map(lambda t: float(f"{10 ** t:.6g}")),
+    st.floats(min_value=0.6, max_value=1.6),
+)
+
+
+def _arrays(mod):
+    top, imax = mod._TOP, mod._MAX_I
+    return np.zeros((top + 1, imax + 1)), np.zeros((top + 1, imax + 1)), np.zeros((top + 1, imax + 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(kernel=kernels)
+@example(kernel=1e-3)
+@example(kernel=14.32)
+def test_expectations_against_mpmath(name, kernel):
+    mod = generated.load(name)
+    act = activations.get(name)
+    mu, err, mag = _arrays(mod)
+    params = np.array([d for _, d in mod.PARAMS] or [0.0])
+    mod.moments(kernel, params, True, mu, err, mag)
+    ref = moments_at(act, mod.ORDER, mpmath.mpf(kernel), dps=30)
+    for (a, i), value in ref.items():
+        got = mu[a, i]
+        # quadrature: the estimate is leading-order, so allow 10x; exact: err is a roundoff bound
+        # the mpmath reference is good to ~30 digits: 1e-25 absolute covers its own error
+        assert abs(got - float(value)) <= 10 * err[a, i] + 1e-13 * mag[a, i] + 1e-25, (a, i, got, float(value), err[a, i])
+
+
+state_values = st.lists(st.floats(min_value=-2.0, max_value=2.0), min_size=30, max_size=30)
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu", "gelu"])
+@settings(max_examples=5, deadline=None, derandomize=True)
+@given(values=state_values, ratio=st.floats(min_value=0.25, max_value=4.0), kernel=st.floats(min_value=0.05, max_value=5.0))
+def test_step_against_symbolic_recursion(name, values, ratio, kernel):
+    mod = generated.load(name)
+    order = mod.ORDER
+    keys = state_keys(order)
+    state = {key: values[j] for j, key in enumerate(keys)}
+    state[(1, 0)] = kernel
+    c = np.zeros((order + 2, order + 1))
+    for (m, k), v in state.items():
+        c[m, k] = v
+    act = activations.get(name)
+    mu_ref = moments_at(act, order, mpmath.mpf(kernel), dps=30)
+    mu = np.zeros((mod._TOP + 1, mod._MAX_I + 1))
+    for (a, i), v in mu_ref.items():
+        mu[a, i] = float(v)
+    s = np.zeros_like(mu)
+    mod.cumulants(mu, s)
+    cb = np.array([0.3, 0.1, -0.05])[: order + 1]
+    cw = np.array([1.7, 0.2, 0.4])[: order + 1]
+    out = np.zeros_like(c)
+    mod.step(c, s, cb, cw, ratio, out)
+    ref = step_at(order, {k: mpmath.mpf(v) for k, v in state.items()}, mu_ref, cb[0], cw[0], ratio,
+                  C_b_n=cb[1:], C_W_n=cw[1:])
+    for (m, k), value in ref.items():
+        assert out[m, k] == pytest.approx(float(value), rel=1e-11, abs=1e-11), (m, k)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flow_against_reference_with_unequal_widths(name):
+    """Depth 4, widths 7, 12, 5: the whole chain, including the width ratios."""
+    mod = generated.load(name)
+    act = activations.get(name)
+    scale_invariant = name in ("relu", "leaky_relu", "linear", "abs")
+    C_b, C_W = (0.0, 2.0) if scale_invariant else (0.1, 1.3)
+    widths = [7, 12, 5]
+    flow = mod.flow(4, widths=widths, C_b=C_b, C_W=C_W, input_norm2=0.8)
+    ref = reference_flow(act, mod.ORDER, 4, widths, mpmath.mpf(C_b), mpmath.mpf(C_W), mpmath.mpf("0.8"), dps=25)
+    for l, layer in enumerate(ref):
+        for (m, k), value in layer.items():
+            assert flow.coefficients[l, m, k] == pytest.approx(float(value), rel=1e-10, abs=1e-12), (l + 1, m, k)
