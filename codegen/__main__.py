@@ -5,23 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .docs import DOCS_DIR, check_docs, pages
 from .generate import GENERATED_DIR, REGENERATE, check, regenerate
+from .write import write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pdlt.codegen", description=__doc__)
     parser.add_argument("--check", action="store_true", help="render in memory, diff against generated/, exit 1 if stale")
     args = parser.parse_args(argv)
+    # docs/activations/ exists beside the packages in a source checkout (not in an installed copy)
+    with_docs = DOCS_DIR.parent.is_dir()
     if args.check:
-        drifts = check()
-        if not drifts:
-            print(f"generated/ is up to date ({GENERATED_DIR})")
+        diffs = [drift.diff for drift in check()] + (check_docs() if with_docs else [])
+        if not diffs:
+            print(f"generated/ is up to date ({GENERATED_DIR})" + (" and so is docs/activations/" if with_docs else ""))
             return 0
-        for drift in drifts:
-            sys.stdout.write(drift.diff)
-        print(f"\n{len(drifts)} generated file(s) are stale; update them with: {REGENERATE}", file=sys.stderr)
+        for diff in diffs:
+            sys.stdout.write(diff)
+        print(f"\n{len(diffs)} generated file(s) are stale; update them with: {REGENERATE}", file=sys.stderr)
         return 1
     changed = regenerate()
+    if with_docs:
+        for name, text in pages().items():
+            if write_atomic(DOCS_DIR / name, text):
+                changed.append(DOCS_DIR / name)
     for path in changed:
         print(f"wrote {path}")
     print(f"{len(changed)} file(s) changed in {GENERATED_DIR}")
