@@ -115,7 +115,7 @@ def _quadrature_moments(K, params, check, mu, err, mag):
             _rule_on(lo, hi, K, params, _GL2_X, _GL2_W, acc2, scale)
         lo = max(lo, hi)
     for i in range(5):
-        f = (2.0 * K) ** (-i)
+        f = 1.0 / (2.0 * K) ** i
         mu[1, i] = acc2[1, i] * _INV_SQRT_2PI * f
         if not math.isfinite(mu[1, i]):
             err[1, i] = math.inf
@@ -124,7 +124,7 @@ def _quadrature_moments(K, params, check, mu, err, mag):
             err[1, i] = (d + 8.0 * _EPS * scale[1, i] * _INV_SQRT_2PI) * f
         mag[1, i] = scale[1, i] * _INV_SQRT_2PI * f
     for i in range(3):
-        f = (2.0 * K) ** (-i)
+        f = 1.0 / (2.0 * K) ** i
         mu[2, i] = acc2[2, i] * _INV_SQRT_2PI * f
         if not math.isfinite(mu[2, i]):
             err[2, i] = math.inf
@@ -133,7 +133,7 @@ def _quadrature_moments(K, params, check, mu, err, mag):
             err[2, i] = (d + 8.0 * _EPS * scale[2, i] * _INV_SQRT_2PI) * f
         mag[2, i] = scale[2, i] * _INV_SQRT_2PI * f
     for i in range(1):
-        f = (2.0 * K) ** (-i)
+        f = 1.0 / (2.0 * K) ** i
         mu[3, i] = acc2[3, i] * _INV_SQRT_2PI * f
         if not math.isfinite(mu[3, i]):
             err[3, i] = math.inf
@@ -224,8 +224,8 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
     coeffs[0, 1, 0] = cb[0] + cw[0] * input_norm2
     for l in range(1, depth):
         K = coeffs[l - 1, 1, 0]
-        if not K > 0.0:
-            errors[l] = math.inf
+        if not K > 1e-100:  # the kernel vanished (1/K^i would overflow) or went bad: flag with nan
+            errors[l] = math.nan
             break
         moments(K, params, check, mu, err, mag)
         worst = 0.0
@@ -304,6 +304,11 @@ def flow(depth, width=None, widths=None, C_b=0.0, C_W=1.0, input_norm2=1.0, C_b_
     if bad.size:
         l = int(bad[0]) + 1
         K = coeffs[l - 2, 1, 0] if l >= 2 else float("nan")
+        if np.isnan(errors[l - 1]):
+            raise FlowError(
+                f"the kernel of {NAME} vanished (K = {K:.3g}) at layer {l - 1}: the flow reached the "
+                f"trivial fixed point K* = 0 (try fewer layers, C_b > 0 or a larger C_W)"
+            )
         if not np.isfinite(errors[l - 1]):
             raise FlowError(
                 f"a Gaussian expectation of {NAME} diverges or is not resolved at K = {K:.6g} "

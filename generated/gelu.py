@@ -276,7 +276,7 @@ def _quadrature_moments(K, params, check, mu, err, mag):
     norm = h * _INV_SQRT_2PI
     bad = not (edge * norm <= 1e-14 * max(1.0, abs(acc[_QTOP, 0]) * norm))
     for i in range(3):
-        f = (2.0 * K) ** (-i)
+        f = 1.0 / (2.0 * K) ** i
         sc = scale[2, i] * norm * f
         mu[2, i] = acc[2, i] * norm * f
         mag[2, i] = sc
@@ -286,7 +286,7 @@ def _quadrature_moments(K, params, check, mu, err, mag):
             diff = 0.5 * abs(acc[2, i] - accm[2, i]) * norm * f if check else 0.0
             err[2, i] = diff + 8.0 * _EPS * sc
     for i in range(1):
-        f = (2.0 * K) ** (-i)
+        f = 1.0 / (2.0 * K) ** i
         sc = scale[3, i] * norm * f
         mu[3, i] = acc[3, i] * norm * f
         mag[3, i] = sc
@@ -373,8 +373,8 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
     coeffs[0, 1, 0] = cb[0] + cw[0] * input_norm2
     for l in range(1, depth):
         K = coeffs[l - 1, 1, 0]
-        if not K > 0.0:
-            errors[l] = math.inf
+        if not K > 1e-100:  # the kernel vanished (1/K^i would overflow) or went bad: flag with nan
+            errors[l] = math.nan
             break
         moments(K, params, check, mu, err, mag)
         worst = 0.0
@@ -453,6 +453,11 @@ def flow(depth, width=None, widths=None, C_b=0.0, C_W=1.0, input_norm2=1.0, C_b_
     if bad.size:
         l = int(bad[0]) + 1
         K = coeffs[l - 2, 1, 0] if l >= 2 else float("nan")
+        if np.isnan(errors[l - 1]):
+            raise FlowError(
+                f"the kernel of {NAME} vanished (K = {K:.3g}) at layer {l - 1}: the flow reached the "
+                f"trivial fixed point K* = 0 (try fewer layers, C_b > 0 or a larger C_W)"
+            )
         if not np.isfinite(errors[l - 1]):
             raise FlowError(
                 f"a Gaussian expectation of {NAME} diverges or is not resolved at K = {K:.6g} "

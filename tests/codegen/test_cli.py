@@ -102,6 +102,7 @@ BAD = [
     (["flow", "z.__class__", "--depth", "3", "--width", "4"], "attribute access"),
     (["flow", "exp(z**2)", "--depth", "3", "--width", "4"], "not integrable"),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--C-W", "0"], "--C-W must be > 0"),
+    (["flow", "gelu", "--depth", "400", "--width", "64"], "vanished"),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--C-b", "-0.1"], "--C-b must be >= 0"),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--input-norm2", "-1"], "--input-norm2 must be > 0"),
     (["flow", "tanh", "--depth", "3", "--width", "0"], "widths must be integers >= 1"),
