@@ -33,7 +33,13 @@ def _best_of(fn, repeat: int) -> float:
     return best
 
 
-BENCH_HYPER = {"relu": (0.0, 2.0), "leaky_relu": (0.0, 2.0 / (1 + 0.01**2)), "linear": (0.0, 1.0), "abs": (0.0, 1.0)}
+# critical initializations where the book gives them (K* = 0 class, scale-invariant class, the
+# half-stable points of GELU and SWISH); otherwise an ordered phase with a fixed point K* > 0
+BENCH_HYPER = {
+    "tanh": (0.0, 1.0), "sin": (0.0, 1.0), "erf": (0.0, 0.7853981633974483),
+    "relu": (0.0, 2.0), "leaky_relu": (0.0, 2.0 / (1 + 0.01**2)), "linear": (0.0, 1.0), "abs": (0.0, 1.0),
+    "gelu": (0.17292239, 1.98305826), "swish": (0.55514317, 1.98800468),
+}
 
 
 def bench_generated(depth: int, repeat: int) -> dict:
@@ -53,7 +59,7 @@ def bench_generated(depth: int, repeat: int) -> dict:
         raw = _best_of(lambda: mod.flow_coefficients(widths, cb, cw, 1.0, params, False, coeffs, errors), repeat)
         checked = _best_of(lambda: mod.flow_coefficients(widths, cb, cw, 1.0, params, True, coeffs, errors), repeat)
         wrapped = _best_of(lambda: mod.flow(depth, width=64, C_b=cb[0], C_W=cw[0], check=False), repeat)
-        out[name] = {"order": mod.ORDER, "depth": depth, "seconds": raw, "seconds_checked": checked,
+        out[name] = {"order": mod.ORDER, "depth": depth, "C_b": float(cb[0]), "C_W": float(cw[0]), "seconds": raw, "seconds_checked": checked,
                      "seconds_wrapper": wrapped, "per_layer_us": raw / depth * 1e6}
     return out
 
@@ -162,9 +168,9 @@ def main(quick: bool = False, as_json: bool = False, out: str | None = None) -> 
         print(json.dumps(results, indent=1))
         return 0
     print(f"(a) generated numba flow, {depth} layers, width 64, warm (best of repeats):")
-    print(f"    {'activation':<11} {'order':>5} {'total ms':>9} {'us/layer':>9} {'checked ms':>11} {'wrapper ms':>11}")
+    print(f"    {'activation':<11} {'C_b':>6} {'C_W':>6} {'total ms':>9} {'us/layer':>9} {'checked ms':>11} {'wrapper ms':>11}")
     for name, r in results["generated"].items():
-        print(f"    {name:<11} {r['order']:>5} {r['seconds'] * 1e3:>9.3f} {r['per_layer_us']:>9.3f} "
+        print(f"    {name:<11} {r['C_b']:>6.3f} {r['C_W']:>6.3f} {r['seconds'] * 1e3:>9.3f} {r['per_layer_us']:>9.3f} "
               f"{r['seconds_checked'] * 1e3:>11.3f} {r['seconds_wrapper'] * 1e3:>11.3f}")
     bh = results["by_hand"]
     print(f"(b) by hand (sympy lambdify + scipy quad), tanh order 2: {bh['per_layer_us'] / 1e3:.2f} ms/layer "
