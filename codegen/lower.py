@@ -14,8 +14,8 @@ from importlib import metadata
 import sympy as sp
 
 from pdlt.derive import notation as nt
-from pdlt.derive.activations import Activation
-from pdlt.derive.expectations import expectations
+from pdlt.derive.activations import Activation, ActivationError
+from pdlt.derive.expectations import expectations, perp_expectations
 from pdlt.derive.quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
 from pdlt.derive.recursion import cumulant_derivatives, derive_step, moment_derivatives
 
@@ -39,6 +39,10 @@ class KernelSpec:
     gauss_legendre: dict | None
     max_i: int
     sigma_lines: tuple[str, ...]
+    dsigma_lines: tuple[str, ...]
+    perp_available: bool
+    perp_expectations: tuple[tuple[int, str, str], ...]
+    qtop: int
     exact_lines: tuple[str, ...]
     exact_magnitude_lines: tuple[str, ...]
     cumulant_lines: tuple[str, ...]
@@ -116,33 +120,44 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
     """The plain-data spec of the order-``order`` kernels for ``act``."""
     step = derive_step(order, renormalized=True)
     pairs = moment_derivatives(order)
-    exps = expectations(act, pairs)
+    exps = dict(expectations(act, pairs))
+    perp_row = order + 2  # mu[perp_row, i] = d^i/dK^i <sigma'^2>_K, for chi_perp and h
+    try:
+        derivative = act.derivative()
+    except ActivationError:  # sigma jumps: no sigma'^2, so no chi_perp (the flow is unaffected)
+        derivative = None
+    if derivative is not None:
+        for i, e in perp_expectations(act).items():
+            exps[(perp_row, i)] = e
     mapping = symbol_map(act, order)
-    max_i = max(i for _, i in pairs)
+    max_i = max(max(i for _, i in pairs), 1)  # perp needs d/dK <sigma'^2>
 
     exact = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact]
     exact_mag = [(f"mag[{a}, {i}]", magnitude(e.expr)) for (a, i), e in exps.items() if e.exact]
     quad = [(a, i) for (a, i), e in exps.items() if not e.exact]
     qpowers = tuple(sorted({a for a, _ in quad}))
+    plain_powers = [a for a in qpowers if a != perp_row]
+    qtop = max(plain_powers) if plain_powers else (perp_row if qpowers else 0)
     qpairs = tuple((a, max(i for b, i in quad if b == a)) for a in qpowers)
 
     if not quad:
         quadrature: dict = {"kind": "none"}
         gl = None
     elif act.is_piecewise:
-        x_max = truncation_radius(max(2 * a + 2 * i for a, i in qpairs))
+        x_max = truncation_radius(max(2 * min(a, order + 1) + 2 * i for a, i in qpairs))
         quadrature = {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": x_max}
         (x1, w1), (x2, w2) = gauss_legendre(GL_DEGREES[0]), gauss_legendre(GL_DEGREES[1])
         gl = {"x1": x1, "w1": w1, "x2": x2, "w2": w2,
               "breakpoints": tuple(float(b) for b in act.breakpoints)}
     else:
-        rule = calibrate_trapezoid(act, tuple(quad))
+        rule = calibrate_trapezoid(act, tuple(p for p in quad if p[0] != perp_row) or ((1, 0),))
         quadrature = {"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max,
                       "x_max": rule.x_max, "even": act.square_is_even}
         gl = None
 
     state = tuple((m, k, nt.state_name(m, k)) for m in range(1, order + 2) for k in range(m - 1, order + 1))
-    exp_table = tuple((a, i, e.path, e.rule) for (a, i), e in sorted(exps.items()))
+    exp_table = tuple((a, i, e.path, e.rule) for (a, i), e in sorted(exps.items()) if a != perp_row)
+    perp_table = tuple((i, e.path, e.rule) for (a, i), e in sorted(exps.items()) if a == perp_row)
     params = tuple((sym.name, float(val)) for sym, val in act.params)
 
     step_out = [(f"out[{m}, {k}]", step.new_state[(m, k)]) for m, k in step.state_keys]
@@ -161,6 +176,10 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         gauss_legendre=gl,
         max_i=max_i,
         sigma_lines=_sigma_lines(act, mapping),
+        dsigma_lines=_sigma_lines(derivative, mapping) if derivative is not None else ("return math.nan",),
+        perp_available=derivative is not None,
+        perp_expectations=perp_table,
+        qtop=qtop,
         exact_lines=tuple(print_assignments(exact, mapping, "e")) if exact else (),
         exact_magnitude_lines=tuple(print_assignments(exact_mag, mapping, "g")) if exact else (),
         cumulant_lines=tuple(print_assignments(cum_out, mapping, "u")),

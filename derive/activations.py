@@ -55,6 +55,18 @@ class Activation:
     def with_defaults(self) -> sp.Expr:
         return self.expr.subs({sym: val for sym, val in self.params})
 
+    def derivative(self) -> "Activation":
+        """sigma' as an activation (piece by piece); refused where sigma jumps, since sigma' would
+        then carry a delta function that no Gaussian expectation of sigma'^2 can hold."""
+        for left, right in zip(self.pieces[:-1], self.pieces[1:]):
+            jump = sp.simplify(left.expr.subs(z, left.hi) - right.expr.subs(z, right.lo))
+            if jump != 0:
+                raise ActivationError(f"{self.name} jumps by {jump} at z = {left.hi}: sigma' is not a function there")
+        branches = [(sp.diff(p.expr, z), z < p.hi) for p in self.pieces[:-1]]
+        branches.append((sp.diff(self.pieces[-1].expr, z), True))
+        expr = sp.Piecewise(*branches) if len(branches) > 1 else branches[0][0]
+        return Activation(f"{self.name}'", expr, f"derivative of {self.name}", self.params)
+
     @cached_property
     def square_is_even(self) -> bool:
         """True when sigma(-z)^2 == sigma(z)^2, which halves the quadrature work."""

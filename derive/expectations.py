@@ -92,13 +92,17 @@ def _polynomial_pieces(pieces: tuple[Piece, ...], power: int) -> sp.Expr | None:
 
 
 def _exponential_sum(expr: sp.Expr) -> sp.Expr | None:
-    """<expr>_K for expr a sum of c z^q exp(w z) on the whole line, else None."""
+    """<expr>_K for expr a sum of c z^q exp(a z^2 + w z) on the whole line, else None.
+
+    <z^q e^(a z^2 + w z)>_K = (1 - 2aK)^(-1/2) d^q/dw^q exp(w^2 K'/2), K' = K/(1 - 2aK): a Gaussian
+    factor only rescales the variance (where 2aK >= 1 the integral diverges and the form is not real).
+    """
     w = sp.Symbol("w")
     expanded = sp.expand(sp.powsimp(sp.expand(expr.rewrite(sp.exp))))
     total = sp.Integer(0)
     for term in sp.Add.make_args(expanded):
         coeff, rest = term.as_independent(z, as_Add=False)
-        q, rate = 0, sp.Integer(0)
+        q, rate, curvature = 0, sp.Integer(0), sp.Integer(0)
         for factor in sp.Mul.make_args(sp.powsimp(rest)):
             base, exponent = factor.as_base_exp()
             if factor == 1:
@@ -107,14 +111,21 @@ def _exponential_sum(expr: sp.Expr) -> sp.Expr | None:
                 q += int(exponent)
             elif isinstance(factor, sp.exp) or base == sp.E:
                 arg = sp.expand(factor.args[0] if isinstance(factor, sp.exp) else exponent)
-                slope = arg.coeff(z)
-                if sp.expand(arg - slope * z).has(z) or slope.has(z):
+                if not arg.is_polynomial(z) or sp.degree(arg, z) > 2:
                     return None
-                coeff *= sp.exp(sp.expand(arg - slope * z))
+                poly = sp.Poly(arg, z)
+                quad, slope = poly.coeff_monomial(z**2), poly.coeff_monomial(z)
+                coeff *= sp.exp(poly.coeff_monomial(1))
                 rate += slope
+                curvature += quad
             else:
                 return None
-        total += coeff * sp.diff(sp.exp(w**2 * K / 2), w, q).subs(w, rate)
+        if curvature == 0:
+            total += coeff * sp.diff(sp.exp(w**2 * K / 2), w, q).subs(w, rate)
+        else:
+            stretch = 1 - 2 * curvature * K
+            inner = sp.diff(sp.exp(w**2 * K / (2 * stretch)), w, q).subs(w, rate)
+            total += coeff * inner / sp.sqrt(stretch)
     result = sp.expand(sp.expand_complex(total)) if total.has(sp.I) else total
     return sp.simplify(result) if not result.has(sp.I) else None
 
@@ -191,6 +202,13 @@ def expectations(act: Activation, pairs: list[tuple[int, int]]) -> dict[tuple[in
             rule, expr = found
             out[(a, i)] = Expectation(a, i, "exact", rule, sp.diff(expr, K, i) if i else expr)
     return out
+
+
+def perp_expectations(act: Activation, max_i: int = 1) -> dict[int, Expectation]:
+    """How d^i/dK^i <sigma'(z)^2>_K is computed (i <= max_i): chi_perp = C_W <sigma'^2>_K and
+    h = (C_W/2) d/dK <sigma'^2>_K (book 5.51-5.52). Same rules, applied to sigma'."""
+    found = expectations(act.derivative(), [(1, i) for i in range(max_i + 1)])
+    return {i: found[(1, i)] for i in range(max_i + 1)}
 
 
 # ---------------------------------------------------------------- high-precision reference
