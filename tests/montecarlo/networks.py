@@ -8,9 +8,11 @@ input_norm2. Per network we record the stochastic metric of layer L,
 
 computed from that network's actual layer-(L-1) preactivations: it is the conditional variance of
 z(L), so its cumulants are exactly the kappa_m(G(L)) the flow predicts, with less noise than z(L)^2.
-Networks are drawn in chunks (bounded memory), each chunk from its own generator (SFC64, the
-fastest of numpy's bit generators for normals) seeded by a child of one ``SeedSequence``, so a result depends only on the seed and the ensemble, not on the chunk order or
-the number of threads. ``estimate`` turns the samples into k-statistics with jackknife errors.
+Networks are drawn in chunks of bounded memory (CHUNK_ENTRIES), each chunk from its own
+generator (SFC64, the fastest of numpy's bit generators for normals) seeded by a child of one
+``SeedSequence``: a result depends on the seed, the ensemble and CHUNK_ENTRIES, not on the order
+the chunks run in or the number of threads. ``estimate`` turns the samples into k-statistics with
+jackknife errors.
 """
 
 from __future__ import annotations
@@ -57,12 +59,13 @@ def _forward(rng: np.random.Generator, count: int, sigma: Callable, params: np.n
 
 
 def sample_metric(sigma: Callable, widths: Sequence[int], C_b: float, C_W: float, input_norm2: float,
-                  networks: int, seed: int, params: np.ndarray | None = None, n0: int = 4,
+                  networks: int, seed: int | Sequence[int], params: np.ndarray | None = None, n0: int = 4,
                   workers: int | None = None) -> np.ndarray:
     """G(L) for ``networks`` independent networks with hidden widths n_1..n_{L-1} = ``widths``.
 
     ``sigma(z, params)`` is a numba activation (``pdlt.generated.<name>.sigma``); the input is
     x = sqrt(input_norm2) (1, ..., 1) in n0 dimensions, so K(1) = C_b + C_W input_norm2.
+    ``seed`` is the entropy of the ``SeedSequence`` (an int or a sequence of ints).
     Chunks run on ``workers`` threads (numpy's generators and matmul release the GIL); the result
     does not depend on ``workers``.
     """
@@ -81,8 +84,8 @@ def sample_metric(sigma: Callable, widths: Sequence[int], C_b: float, C_W: float
     def run(i: int) -> None:
         lo = starts[i]
         hi = min(lo + chunk, networks)
-        out[lo:hi] = _forward(np.random.Generator(np.random.SFC64(seeds[i])), hi - lo, sigma, params, widths,
-                              float(C_b), float(C_W), x)
+        rng = np.random.Generator(np.random.SFC64(seeds[i]))
+        out[lo:hi] = _forward(rng, hi - lo, sigma, params, widths, float(C_b), float(C_W), x)
 
     workers = workers or min(2, os.cpu_count() or 1)
     if workers == 1 or len(starts) == 1:
@@ -115,10 +118,10 @@ def estimate(samples: np.ndarray, groups: int = 100) -> Estimate:
     """k1, k2, k3 of ``samples`` with delete-one-group jackknife standard errors.
 
     The errors of all three come from the jackknife over ``groups`` contiguous groups of networks
-    (every network is independent, so contiguous groups are exchangeable): it needs no model of
-    the sampling distribution, which matters for heavy-tailed G(L) (products of chi-squares for
-    ReLU and linear nets), where a delta-method error built from sample 4th and 6th moments is
-    itself noisy. Power sums are taken about the sample mean, so k2 and k3 lose no digits.
+    (every network is independent, so contiguous groups are exchangeable), not from the delta
+    method: no variance formula for k2 and k3 (4th to 6th cumulants) is needed, and the same code
+    serves heavy-tailed G(L) (products of chi-squares for ReLU and linear nets). Power sums are
+    taken about the sample mean, so k2 and k3 lose no digits.
     """
     x = np.asarray(samples, dtype=np.float64)
     groups = min(groups, x.size // 3)
