@@ -154,7 +154,8 @@ def run_flow(args: argparse.Namespace):
     module = _kernels(act, args.order)
     params = {s.name: float(v) for s, v in act.params}
     flow = module.flow(args.depth, C_b=args.C_b, C_W=args.C_W, input_norm2=args.input_norm2,
-                       tolerance=args.tolerance, **width_kw, **params)
+                       tolerance=args.tolerance, C_b_n=_series(args.C_b_n, "--C-b-n"),
+                       C_W_n=_series(args.C_W_n, "--C-W-n"), **width_kw, **params)
     return act, module, flow
 
 
@@ -162,10 +163,115 @@ def cmd_flow(args: argparse.Namespace) -> int:
     act, module, flow = run_flow(args)
     data = flow.as_dict()
     data["activation"] = args.activation
+    if args.plot:
+        from .analysis import overlays
+        from .plots import plot_flow
+
+        laws, note = overlays(act, module, flow, args.C_b, args.C_W)
+        title = f"{args.activation}: C_b = {args.C_b:g}, C_W = {args.C_W:g}, order {module.ORDER} ({note})"
+        plot_flow(flow, title, Path(args.plot), laws)
+        _progress(f"wrote {args.plot} ({note})")
     if args.json:
         print(json.dumps(data, indent=1))
         return 0
     print(format_table(flow, module, args))
+    return 0
+
+
+def _series(text: str | None, option: str) -> tuple[float, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise CliError(f"{option} must be comma-separated numbers (the 1/n, 1/n^2, ... pieces), got {text!r}") from None
+
+
+def cmd_criticality(args: argparse.Namespace) -> int:
+    from pdlt.derive.criticality import critical_points
+
+    from .analysis import nu_from_flow, usable_point
+
+    act = resolve(args.activation, args.param)
+    report = critical_points(act)
+    data = report.as_dict()
+    data["activation"] = args.activation
+    point = usable_point(report)
+    params = {s.name: float(v) for s, v in act.params}
+    if point is not None:
+        module = _kernels(act, SHIPPED_ORDER)
+        data["nu_flow"] = nu_from_flow(module, point, params=params)
+        if data.get("nu") is None:
+            data["nu"] = data["nu_flow"]
+            data["nu_source"] = "generated flow at large depth"
+        else:
+            data["nu_source"] = "exact (book 5.130-5.131)"
+        if report.klass == "K*=0":
+            data["renormalized"] = {"C_b_n": [0.0], "C_W_n": [2 * point.C_W / 3],
+                                    "note": "book 5.141-5.142: C_W = (1 + 2/(3n)) / sigma_1^2; pass --C-W-n to pdlt flow"}
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    print(format_criticality(data))
+    return 0
+
+
+def format_criticality(data: dict) -> str:
+    lines = [f"{data['activation']}: class {data['class']}", f"  {data['reason']}"]
+    for p in data["critical_points"]:
+        kstar = "line of fixed points" if p["K_star"] is None else f"K* = {p['K_star']:.10g}"
+        lines.append(f"  critical point: C_b = {p['C_b']:.10g}, C_W = {p['C_W']:.10g}, {kstar}, "
+                     f"chi_par = {p['chi_parallel']:.6g}, chi_perp = {p['chi_perp']:.6g}, "
+                     f"{'stable' if p['stable'] else 'not stable'} ({p.get('note', '')})")
+    for p in data.get("rejected", []):
+        lines.append(f"  rejected: {p}")
+    if data.get("taylor"):
+        taylor = ", ".join(f"{k} = {v['exact']}" for k, v in data["taylor"].items() if v is not None)
+        lines.append(f"  Taylor data: {taylor}")
+    if data.get("exponents"):
+        lines.append("  exponents: " + ", ".join(f"{k} = {v}" for k, v in data["exponents"].items()))
+    if data.get("nu") is not None:
+        exact = f" (exact {data['nu_exact']})" if data.get("nu_exact") else ""
+        lines.append(f"  nu = {data['nu']:.6g}{exact}: V/(nK^2) ~ nu l/n; from the generated flow: {data.get('nu_flow', float('nan')):.6g}")
+    if data.get("renormalized"):
+        lines.append(f"  1/n-corrected initialization: --C-W-n {data['renormalized']['C_W_n'][0]:.6g} ({data['renormalized']['note']})")
+    return "\n".join(lines)
+
+
+def cmd_phase(args: argparse.Namespace) -> int:
+    from pdlt.derive.criticality import critical_points
+
+    from .plots import plot_phase
+
+    act = resolve(args.activation, args.param)
+    report = critical_points(act)
+    points = [(p.C_b, p.C_W) for p in report.critical_points]
+    plot_phase(act, Path(args.out), critical=points)
+    _progress(f"wrote {args.out}: class {report.klass}, critical points {points or 'none'}")
+    return 0
+
+
+def cmd_aspect_ratio(args: argparse.Namespace) -> int:
+    from .analysis import aspect_ratio
+
+    for name in ("depth", "width", "outputs"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if (args.C_b is None) != (args.C_W is None):
+        raise CliError("give both --C-b and --C-W, or neither (then the critical point is used)")
+    act = resolve(args.activation, args.param)
+    module = _kernels(act, SHIPPED_ORDER)
+    params = {s.name: float(v) for s, v in act.params}
+    result = aspect_ratio(act, module, args.depth, args.width, args.outputs, args.C_b, args.C_W, params)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=1))
+        return 0
+    print(f"{args.activation}: depth L = {args.depth}, width n = {args.width}, outputs n_L = {args.outputs}, "
+          f"C_b = {result.C_b:.6g}, C_W = {result.C_W:.6g}")
+    print(f"  aspect ratio r = L/n = {result.r:.4g}; nu = {result.nu:.4g}; optimal r* = 4/((20 + 3 n_L) nu) = {result.r_star:.4g}")
+    print(f"  at the output: V/(nK^2) = {result.vertex:.4g}, G{{1}}/(nK) = {result.nlo_metric:.4g}, "
+          f"V{{1}}/(n^2K^2) = {result.next_vertex:.3g}; first neglected order ~ {result.neglected:.2g}")
+    print(f"  {result.verdict}")
     return 0
 
 
@@ -232,7 +338,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flow", help="iterate the recursions through the layers")
     add_flow_arguments(p)
     p.add_argument("--json", action="store_true", help="print the DESIGN section 4 JSON schema")
+    p.add_argument("--plot", help="also draw K, V/(nK^2), G{1} against depth (PNG), laws overlaid at criticality")
     p.set_defaults(func=cmd_flow)
+
+    p = sub.add_parser("criticality", help="critical points, universality class, exponents and nu")
+    p.add_argument("activation", help="registered name or formula in z")
+    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_criticality)
+
+    p = sub.add_parser("phase", help="phase diagram in the (C_b, C_W) plane as a PNG")
+    p.add_argument("activation", help="registered name or formula in z")
+    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--out", required=True, help="output image (PNG)")
+    p.set_defaults(func=cmd_phase)
+
+    p = sub.add_parser("aspect-ratio", help="how large finite-width effects are at depth L and width n")
+    p.add_argument("activation", help="registered name or formula in z")
+    p.add_argument("--depth", type=int, required=True, help="number of layers L")
+    p.add_argument("--width", type=int, required=True, help="hidden width n")
+    p.add_argument("--outputs", type=int, default=1, help="output width n_L (default 1)")
+    p.add_argument("--C-b", dest="C_b", type=float, help="bias variance (default: the critical point)")
+    p.add_argument("--C-W", dest="C_W", type=float, help="weight variance (default: the critical point)")
+    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_aspect_ratio)
 
     p = sub.add_parser("bench", help="benchmark generated kernels against lambdify+scipy and Monte Carlo")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
@@ -253,6 +383,8 @@ def add_flow_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-norm2", dest="input_norm2", type=float, default=1.0,
                    help="|x|^2/n_0 of the input, so K(1) = C_b + C_W |x|^2/n_0 (default 1)")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--C-b-n", dest="C_b_n", help="1/n pieces of C_b: c_b{1},c_b{2},... (book 5.138)")
+    p.add_argument("--C-W-n", dest="C_W_n", help="1/n pieces of C_W: c_W{1},c_W{2},... (book 5.139)")
     p.add_argument("--tolerance", type=float, default=1e-10,
                    help="largest relative quadrature error estimate accepted (default 1e-10)")
 
