@@ -14,12 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pdlt.codegen", description=__doc__)
     parser.add_argument("--check", action="store_true", help="render in memory, diff against generated/, exit 1 if stale")
     args = parser.parse_args(argv)
-    # docs/activations/ exists beside the packages in a source checkout (not in an installed copy)
-    with_docs = DOCS_DIR.parent.is_dir()
+    # docs/ exists beside the packages in a source checkout (not in an installed copy)
+    with_docs = DOCS_DIR.is_dir()
     if args.check:
         diffs = [drift.diff for drift in check()] + (check_docs() if with_docs else [])
         if not diffs:
-            print(f"generated/ is up to date ({GENERATED_DIR})" + (" and so is docs/activations/" if with_docs else ""))
+            print(f"generated/ is up to date ({GENERATED_DIR})" + (" and so are the generated docs" if with_docs else ""))
             return 0
         for diff in diffs:
             sys.stdout.write(diff)
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                 changed.append(DOCS_DIR / name)
     for path in changed:
         print(f"wrote {path}")
-    print(f"{len(changed)} file(s) changed in {GENERATED_DIR}")
+    print(f"{len(changed)} file(s) changed")
     return 0
 
 

@@ -16,6 +16,8 @@ import sympy as sp
 from pdlt.derive.activations import Activation
 from pdlt.derive.notation import z
 
+from .write import default_mode
+
 
 @dataclass
 class Overlay:
@@ -34,6 +36,7 @@ def _save(fig, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

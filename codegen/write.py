@@ -7,6 +7,13 @@ import tempfile
 from pathlib import Path
 
 
+def default_mode() -> int:
+    """0666 less the process umask: the mode ``open`` would have given a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
 
@@ -20,6 +27,7 @@ def write_atomic(path: Path, text: str) -> bool:
     try:
         with os.fdopen(fd, "w", newline="\n") as handle:
             handle.write(text)
+        os.chmod(tmp, default_mode())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
