@@ -127,7 +127,7 @@ def overlays(act: Activation, module, flow, C_b: float, C_W: float) -> tuple[lis
         a1 = -point.minus_a1
         out.append(Overlay("K", f"1/((-a_1) l), -a_1 = {-a1:.3g} (5.92)", layers, 1 / (-a1 * layers)))
         out.append(Overlay("V", "(2/3) l/n (5.131)", layers, (2 / 3) * layers / n))
-        out.append(Overlay("G1", f"-1/(3(-a_1)) (5.134)", layers, np.full_like(layers, -1 / (3 * -a1))))
+        out.append(Overlay("G1", "-1/(3(-a_1)) (5.134)", layers, np.full_like(layers, -1 / (3 * -a1))))
     elif report.klass == "scale-invariant" and nu:
         out.append(Overlay("K", "K constant (5.66)", layers, np.full_like(layers, flow.K[0])))
         out.append(Overlay("V", f"{nu:.3g} (l-1)/n (5.120)", layers, nu * (layers - 1) / n))

@@ -11,10 +11,10 @@ from pathlib import Path
 import sympy as sp
 
 from pdlt.derive import activations as acts
-from pdlt.derive.activations import Activation, ActivationError
+from pdlt.derive.activations import Activation
 from pdlt.derive.notation import state_name
 
-from .generate import SHIPPED_ORDER, GenerateError, check_name, check_order, module_text
+from .generate import SHIPPED_ORDER, check_name, check_order, module_text
 from .write import write_atomic
 
 EXIT_USAGE = 2

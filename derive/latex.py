@@ -75,9 +75,7 @@ def specialised_align(step: StepDerivation, act: Activation) -> str:
     names = _names(order)
     sig = _sigma_tex(act)
     for (a, i), e in exps.items():
-        pre = "" if i == 0 else (r"\frac{d}{dK}" if i == 1 else rf"\frac{{d^{{{i}}}}}{{dK^{{{i}}}}}")
-        names[nt.mu(a, i)] = rf"{pre}\left\langle \left({sig}\right)^{{{2 * a}}} \right\rangle_K"
-    params = {sym: val for sym, val in act.params}
+        names[nt.mu(a, i)] = rf"{nt.derivative_prefix(i)}\left\langle \left({sig}\right)^{{{2 * a}}} \right\rangle_K"
     closed = {nt.mu(a, i): e.expr for (a, i), e in exps.items() if e.exact}
     lines = []
     for m, k in step.state_keys:

@@ -76,7 +76,8 @@ def state_latex(m: int, k: int) -> str:
     return base if sub == 0 else rf"{base}^{{\{{{sub}\}}}}"
 
 
-def _derivative_prefix(i: int) -> str:
+def derivative_prefix(i: int) -> str:
+    """LaTeX for d^i/dK^i (empty for i = 0)."""
     if i == 0:
         return ""
     if i == 1:
@@ -93,11 +94,11 @@ def latex_names(order: int) -> dict[sp.Symbol, str]:
             names[c(m, k)] = state_latex(m, k)
     for m in range(1, top + 1):
         for j in range(0, 2 * (top - m) + 1):
-            pre = _derivative_prefix(j)
+            pre = derivative_prefix(j)
             names[s(m, j)] = rf"{pre}\kappa_{{{m}}}\!\left[\sigma^2\right]_K"
     for a in range(1, top + 1):
         for i in range(0, 2 * (top - a) + 1):
-            pre = _derivative_prefix(i)
+            pre = derivative_prefix(i)
             names[mu(a, i)] = rf"{pre}\langle \sigma^{{{2 * a}}} \rangle_K"
     for k in range(order + 1):
         names[hyper("C_b", k)] = rf"c_b^{{\{{{k}\}}}}"

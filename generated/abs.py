@@ -91,11 +91,27 @@ def _exact_moments(K, params, check, mu, err, mag):
                 err[a, i] = 8.0 * _EPS * mag[a, i]
 
 
+def workspace():
+    """Zeroed arrays (mu, err, mag) of the shape ``moments`` needs; s for ``cumulants`` has it too."""
+    return (np.zeros((_NROWS, _MAX_I + 1)), np.zeros((_NROWS, _MAX_I + 1)), np.zeros((_NROWS, _MAX_I + 1)))
+
+
+@njit(cache=True, error_model="numpy")
+def _check_rows(a, rows, cols):
+    if a.ndim != 2 or a.shape[0] < rows or a.shape[1] < cols:
+        raise ValueError("array too small: use workspace() for mu, err, mag and s")
+
+
 @njit(cache=True, error_model="numpy")
 def moments(K, params, check, mu, err, mag):
     """mu[a, i] = d^i/dK^i <sigma^(2a)>_K; err[a, i] estimates its absolute error and mag[a, i]
     the size of what was summed (the integral of |integrand| for quadrature, the sum of the
     absolute values of the closed form's terms for exact rules); with ``check`` only."""
+    _check_rows(mu, _NROWS, _MAX_I + 1)
+    _check_rows(err, _NROWS, _MAX_I + 1)
+    _check_rows(mag, _NROWS, _MAX_I + 1)
+    if params.shape[0] < max(_NP, 1):
+        raise ValueError("params needs one value per activation parameter (PARAMS)")
     err[:, :] = 0.0
     mag[:, :] = 0.0
     _exact_moments(K, params, check, mu, err, mag)
@@ -104,6 +120,8 @@ def moments(K, params, check, mu, err, mag):
 @njit(cache=True, error_model="numpy")
 def cumulants(mu, s):
     """s[m, j] = d^j/dK^j of the m-th cumulant of sigma(z)^2 under z ~ N(0, K)."""
+    _check_rows(mu, _TOP + 1, _MAX_I + 1)
+    _check_rows(s, _TOP + 1, _MAX_I + 1)
     u0 = 2*mu[1, 0]
     s[1, 0] = mu[1, 0]
     s[1, 1] = mu[1, 1]
@@ -120,6 +138,11 @@ def cumulants(mu, s):
 def step(c, s, cb, cw, r, out):
     """One layer: c (layer l) -> out (layer l+1); cb[k], cw[k] are the 1/n_l^k parts of C_b, C_W
     (book 5.138-5.139) and r = n_l / n_{l-1}."""
+    _check_rows(c, _TOP + 1, ORDER + 1)
+    _check_rows(out, _TOP + 1, ORDER + 1)
+    _check_rows(s, _TOP + 1, _MAX_I + 1)
+    if cb.shape[0] < ORDER + 1 or cw.shape[0] < ORDER + 1:
+        raise ValueError("cb and cw need ORDER + 1 entries (the 1/n^k parts, k = 0..ORDER)")
     t0 = cw[0]*s[1, 1]
     t1 = c[1, 1]*r
     t2 = c[2, 1]*r
@@ -157,6 +180,10 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
     error estimate; without it only divergence and roundoff are caught).
     """
     depth = coeffs.shape[0]
+    if coeffs.ndim != 3 or coeffs.shape[1] < _TOP + 1 or coeffs.shape[2] < ORDER + 1:
+        raise ValueError("coeffs must have shape (depth, ORDER + 2, ORDER + 1)")
+    if errors.shape[0] < depth or widths.shape[0] < depth - 1:
+        raise ValueError("errors needs depth entries and widths depth - 1")
     mu = np.zeros((_NROWS, _MAX_I + 1))
     err = np.zeros((_NROWS, _MAX_I + 1))
     mag = np.zeros((_NROWS, _MAX_I + 1))
@@ -188,6 +215,8 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
 @njit(cache=True, error_model="numpy")
 def susceptibilities(K, C_W, params, out):
     """out = (chi_parallel, chi_perp, h) at kernel K (book 5.50-5.52), infinite width."""
+    if out.shape[0] < 3:
+        raise ValueError("out needs 3 entries")
     mu = np.zeros((_NROWS, _MAX_I + 1))
     err = np.zeros((_NROWS, _MAX_I + 1))
     mag = np.zeros((_NROWS, _MAX_I + 1))
@@ -201,6 +230,8 @@ def susceptibilities(K, C_W, params, out):
 def two_input_coefficients(C_b, C_W, K00, dK1, ddK2, params, out):
     """The delta expansion of two nearby inputs, book (5.46)-(5.48), layer by layer:
     out[l-1] = (K00, dK[1], ddK[2], chi_parallel, chi_perp, h) with the susceptibilities at K00(l)."""
+    if out.ndim != 2 or out.shape[1] < 6:
+        raise ValueError("out must have shape (depth, 6)")
     chi = np.zeros(3)
     out[0, 0], out[0, 1], out[0, 2] = K00, dK1, ddK2
     for l in range(out.shape[0]):

@@ -6,13 +6,12 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import sympy as sp
 
-from pdlt.codegen.lower import KernelSpec, lower
+from pdlt.codegen.lower import lower
 from pdlt.codegen.render import pyrepr, render_module
 from pdlt.codegen.write import write_atomic
 from pdlt.derive import activations

@@ -44,7 +44,6 @@ def test_j_of_K_matches_the_heat_equation_form():
     """The book's j(K) = C_W <sigma^2 [(z^2/K)^2 - 6 z^2/K + 3]>_K equals 4 C_W K^2 g''(K)."""
     from pdlt.derive.expectations import hermite_weight
 
-    x = sp.Symbol("x")
     assert sp.expand(4 * K**2 * hermite_weight(2) - ((nt.z**2 / K) ** 2 - 6 * nt.z**2 / K + 3)) == 0
     assert sp.expand(hermite_weight(1) - (nt.z**2 - K) / (2 * K**2)) == 0  # book (5.53)
 
@@ -66,6 +65,12 @@ def test_deep_linear_networks_are_exact_at_every_order(order):
 
     moments = [sp.Integer(1)] + [C_W ** (m * (depth - 1)) * G1**m * chi2_moment(m) ** (depth - 1)
                                  for m in range(1, order + 2)]
+    assert_truncation_of(state, moments, order)
+
+
+def assert_truncation_of(state: dict, moments: list, order: int) -> None:
+    """The state's coefficients are the exact cumulants (from the raw moments, series in eps)
+    truncated at eps^order."""
     kappa = {}
     for m in range(1, order + 2):
         kappa[m] = sp.expand(moments[m] - sum(sp.binomial(m - 1, i - 1) * kappa[i] * moments[m - i]
@@ -90,12 +95,7 @@ def test_deep_linear_unequal_widths():
     moments = [sp.Integer(1)]
     for m in range(1, order + 2):
         moments.append(sp.prod([1 + 2 * k * eps * last / a for a in alphas for k in range(m)]))
-    kappa = {}
-    for m in range(1, order + 2):
-        kappa[m] = sp.expand(moments[m] - sum(sp.binomial(m - 1, i - 1) * kappa[i] * moments[m - i]
-                                              for i in range(1, m)))
-    for m, k in state_keys(order):
-        assert state[(m, k)] == kappa[m].coeff(eps, k), (m, k)
+    assert_truncation_of(state, moments, order)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])

@@ -15,11 +15,10 @@ import math
 import mpmath
 import numpy as np
 import pytest
-import sympy as sp
 from hypothesis import example, given, settings, strategies as st
 
 from pdlt import generated
-from pdlt.derive import activations, notation as nt
+from pdlt.derive import activations
 from pdlt.derive.evaluate import moments_at, reference_flow, step_at
 from pdlt.derive.recursion import state_keys
 
@@ -30,11 +29,6 @@ kernels = st.one_of(
 )
 
 
-def _arrays(mod):
-    top, imax = mod._TOP, mod._MAX_I
-    return np.zeros((top + 1, imax + 1)), np.zeros((top + 1, imax + 1)), np.zeros((top + 1, imax + 1))
-
-
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=6, deadline=None, derandomize=True)
 @given(kernel=kernels)
@@ -43,7 +37,7 @@ def _arrays(mod):
 def test_expectations_against_mpmath(name, kernel):
     mod = generated.load(name)
     act = activations.get(name)
-    mu, err, mag = _arrays(mod)
+    mu, err, mag = mod.workspace()
     params = np.array([d for _, d in mod.PARAMS] or [0.0])
     mod.moments(kernel, params, True, mu, err, mag)
     ref = moments_at(act, mod.ORDER, mpmath.mpf(kernel), dps=30)
@@ -71,10 +65,10 @@ def test_step_against_symbolic_recursion(name, values, ratio, kernel):
         c[m, k] = v
     act = activations.get(name)
     mu_ref = moments_at(act, order, mpmath.mpf(kernel), dps=30)
-    mu = np.zeros((mod._TOP + 1, mod._MAX_I + 1))
+    mu, _, _ = mod.workspace()
     for (a, i), v in mu_ref.items():
         mu[a, i] = float(v)
-    s = np.zeros_like(mu)
+    s, _, _ = mod.workspace()
     mod.cumulants(mu, s)
     cb = np.array([0.3, 0.1, -0.05])[: order + 1]
     cw = np.array([1.7, 0.2, 0.4])[: order + 1]
@@ -99,3 +93,18 @@ def test_flow_against_reference_with_unequal_widths(name):
     for l, layer in enumerate(ref):
         for (m, k), value in layer.items():
             assert flow.coefficients[l, m, k] == pytest.approx(float(value), rel=1e-10, abs=1e-12), (l + 1, m, k)
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu"])
+def test_raw_kernels_refuse_arrays_too_small(name):
+    """numba does not bounds-check: the kernels check shapes themselves instead of writing past the end."""
+    mod = generated.load(name)
+    params = np.zeros(1)
+    small = np.zeros((mod._TOP + 1, mod._MAX_I + 1))  # one row short: no room for <sigma'^2>
+    with pytest.raises(ValueError, match="workspace"):
+        mod.moments(0.5, params, True, small, small.copy(), small.copy())
+    with pytest.raises(ValueError, match="coeffs must have shape"):
+        mod.flow_coefficients(np.ones(2), np.zeros(3), np.ones(3), 1.0, params, False, np.zeros((3, 2, 2)), np.zeros(3))
+    mu, err, mag = mod.workspace()
+    mod.moments(0.5, params, True, mu, err, mag)
+    assert mu[1, 0] > 0 and mu[mod._PERP, 0] > 0
