@@ -55,6 +55,9 @@ class Activation:
     def with_defaults(self) -> sp.Expr:
         return self.expr.subs({sym: val for sym, val in self.params})
 
+    def _repr_latex_(self) -> str:
+        return f"$\\sigma(z) = {sp.latex(self.expr)}$"
+
     def derivative(self) -> "Activation":
         """sigma' as an activation (piece by piece); refused where sigma jumps, since sigma' would
         then carry a delta function that no Gaussian expectation of sigma'^2 can hold."""

@@ -182,12 +182,19 @@ def _check_rows(a, rows, cols):
 def moments(K, params, check, mu, err, mag):
     """mu[a, i] = d^i/dK^i <sigma^(2a)>_K; err[a, i] estimates its absolute error and mag[a, i]
     the size of what was summed (the integral of |integrand| for quadrature, the sum of the
-    absolute values of the closed form's terms for exact rules); with ``check`` only."""
+    absolute values of the closed form's terms for exact rules); with ``check`` only.
+    Row _PERP holds d^i/dK^i <sigma'^2>_K (i = 0, 1). Arrays from workspace()."""
     _check_rows(mu, _NROWS, _MAX_I + 1)
     _check_rows(err, _NROWS, _MAX_I + 1)
     _check_rows(mag, _NROWS, _MAX_I + 1)
     if params.shape[0] < max(_NP, 1):
         raise ValueError("params needs one value per activation parameter (PARAMS)")
+    _moments(K, params, check, mu, err, mag)
+
+
+@njit(cache=True, error_model="numpy")
+def _moments(K, params, check, mu, err, mag):
+    """moments() without the shape checks, for the layer loop."""
     err[:, :] = 0.0
     mag[:, :] = 0.0
     _exact_moments(K, params, check, mu, err, mag)
@@ -199,6 +206,12 @@ def cumulants(mu, s):
     """s[m, j] = d^j/dK^j of the m-th cumulant of sigma(z)^2 under z ~ N(0, K)."""
     _check_rows(mu, _TOP + 1, _MAX_I + 1)
     _check_rows(s, _TOP + 1, _MAX_I + 1)
+    _cumulants(mu, s)
+
+
+@njit(cache=True, error_model="numpy")
+def _cumulants(mu, s):
+    """cumulants() without the shape checks."""
     u0 = 2*mu[1, 0]
     s[1, 0] = mu[1, 0]
     s[1, 1] = mu[1, 1]
@@ -220,6 +233,12 @@ def step(c, s, cb, cw, r, out):
     _check_rows(s, _TOP + 1, _MAX_I + 1)
     if cb.shape[0] < ORDER + 1 or cw.shape[0] < ORDER + 1:
         raise ValueError("cb and cw need ORDER + 1 entries (the 1/n^k parts, k = 0..ORDER)")
+    _step(c, s, cb, cw, r, out)
+
+
+@njit(cache=True, error_model="numpy")
+def _step(c, s, cb, cw, r, out):
+    """step() without the shape checks."""
     t0 = cw[0]*s[1, 1]
     t1 = c[1, 1]*r
     t2 = c[2, 1]*r
@@ -261,6 +280,10 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
         raise ValueError("coeffs must have shape (depth, ORDER + 2, ORDER + 1)")
     if errors.shape[0] < depth or widths.shape[0] < depth - 1:
         raise ValueError("errors needs depth entries and widths depth - 1")
+    if cb.shape[0] < ORDER + 1 or cw.shape[0] < ORDER + 1:
+        raise ValueError("cb and cw need ORDER + 1 entries (the 1/n^k parts, k = 0..ORDER)")
+    if params.shape[0] < max(_NP, 1):
+        raise ValueError("params needs one value per activation parameter (PARAMS)")
     mu = np.zeros((_NROWS, _MAX_I + 1))
     err = np.zeros((_NROWS, _MAX_I + 1))
     mag = np.zeros((_NROWS, _MAX_I + 1))
@@ -273,7 +296,7 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
         if not K > 1e-100:  # the kernel vanished (1/K^i would overflow) or went bad: flag with nan
             errors[l] = math.nan
             break
-        moments(K, params, check, mu, err, mag)
+        _moments(K, params, check, mu, err, mag)
         worst = 0.0
         for a in range(1, _TOP + 1):
             for i in range(_MAX_I + 1):
@@ -284,9 +307,9 @@ def flow_coefficients(widths, cb, cw, input_norm2, params, check, coeffs, errors
                 if not math.isfinite(mu[a, i]):
                     worst = math.inf
         errors[l] = worst
-        cumulants(mu, s)
+        _cumulants(mu, s)
         r = 1.0 if l == 1 else widths[l - 1] / widths[l - 2]
-        step(coeffs[l - 1], s, cb, cw, r, coeffs[l])
+        _step(coeffs[l - 1], s, cb, cw, r, coeffs[l])
 
 
 @njit(cache=True, error_model="numpy")
@@ -297,7 +320,7 @@ def susceptibilities(K, C_W, params, out):
     mu = np.zeros((_NROWS, _MAX_I + 1))
     err = np.zeros((_NROWS, _MAX_I + 1))
     mag = np.zeros((_NROWS, _MAX_I + 1))
-    moments(K, params, False, mu, err, mag)
+    _moments(K, params, False, mu, err, mag)
     out[0] = C_W * mu[1, 1]
     out[1] = C_W * mu[_PERP, 0]
     out[2] = 0.5 * C_W * mu[_PERP, 1]
@@ -322,7 +345,7 @@ def two_input_coefficients(C_b, C_W, K00, dK1, ddK2, params, out):
             mu = np.zeros((_NROWS, _MAX_I + 1))
             err = np.zeros((_NROWS, _MAX_I + 1))
             mag = np.zeros((_NROWS, _MAX_I + 1))
-            moments(K, params, False, mu, err, mag)
+            _moments(K, params, False, mu, err, mag)
             out[l + 1, 0] = C_b + C_W * mu[1, 0]
             out[l + 1, 1] = chi[0] * out[l, 1]
             out[l + 1, 2] = chi[1] * out[l, 2] + chi[2] * out[l, 1] ** 2
