@@ -42,7 +42,6 @@ class KernelSpec:
     max_i: int
     sigma_lines: tuple[str, ...]
     dsigma_lines: tuple[str, ...]
-    perp_available: bool
     perp_expectations: tuple[tuple[int, str, str], ...]
     accuracy: dict
     qtop: int
@@ -119,6 +118,33 @@ def _sigma_lines(act: Activation, mapping: dict[sp.Symbol, str]) -> tuple[str, .
     return tuple(lines)
 
 
+def _quadrature_spec(act: Activation, order: int, quad: list, qpairs: tuple, perp_row: int) -> tuple[dict, dict | None]:
+    """Which rule the generated quadrature uses and its constants (calibrated for smooth sigma)."""
+    if not quad:
+        return {"kind": "none"}, None
+    if act.is_piecewise:
+        x_max = truncation_radius(max(2 * min(a, order + 1) + 2 * i for a, i in qpairs))
+        (x1, w1), (x2, w2) = gauss_legendre(GL_DEGREES[0]), gauss_legendre(GL_DEGREES[1])
+        return ({"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": x_max},
+                {"x1": x1, "w1": w1, "x2": x2, "w2": w2, "breakpoints": tuple(float(b) for b in act.breakpoints)})
+    rule = calibrate_trapezoid(act, tuple(p for p in quad if p[0] != perp_row) or ((1, 0),))
+    return ({"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max, "x_max": rule.x_max,
+             "even": act.square_is_even}, None)
+
+
+def _accuracy() -> dict:
+    """How accurate each path is and how that is checked, for the module's ACCURACY table."""
+    return {
+        "exact": "closed form; with check=True err = 8 eps * (sum of |terms| it adds), a roundoff bound",
+        "trapezoid": (f"spacing calibrated against mpmath to {mpmath.nstr(TOLERANCE, 1)} of the integrand's L1 size "
+                      f"at K = {', '.join(CALIBRATION_KERNELS)}; "
+                      "with check=True err = |T(h) - M(h)|/2 + 8 eps * L1 size"),
+        "gauss-legendre": (f"{GL_DEGREES[1]} nodes per piece; with check=True err = |Q_{GL_DEGREES[0]} - "
+                           f"Q_{GL_DEGREES[1]}| + 8 eps * L1 size"),
+        "tests": "every expectation within its err (x10) of 30-digit mpmath (tests/generated/test_kernels.py)",
+    }
+
+
 def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") -> KernelSpec:
     """The plain-data spec of the order-``order`` kernels for ``act``."""
     step = derive_step(order, renormalized=True)
@@ -143,30 +169,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
     qtop = max(plain_powers) if plain_powers else (perp_row if qpowers else 0)
     qpairs = tuple((a, max(i for b, i in quad if b == a)) for a in qpowers)
 
-    if not quad:
-        quadrature: dict = {"kind": "none"}
-        gl = None
-    elif act.is_piecewise:
-        x_max = truncation_radius(max(2 * min(a, order + 1) + 2 * i for a, i in qpairs))
-        quadrature = {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": x_max}
-        (x1, w1), (x2, w2) = gauss_legendre(GL_DEGREES[0]), gauss_legendre(GL_DEGREES[1])
-        gl = {"x1": x1, "w1": w1, "x2": x2, "w2": w2,
-              "breakpoints": tuple(float(b) for b in act.breakpoints)}
-    else:
-        rule = calibrate_trapezoid(act, tuple(p for p in quad if p[0] != perp_row) or ((1, 0),))
-        quadrature = {"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max,
-                      "x_max": rule.x_max, "even": act.square_is_even}
-        gl = None
-
-    accuracy = {
-        "exact": "closed form; with check=True err = 8 eps * (sum of |terms| it adds), a roundoff bound",
-        "trapezoid": (f"spacing calibrated against mpmath to {mpmath.nstr(TOLERANCE, 1)} of the integrand's L1 size "
-                      f"at K = {', '.join(CALIBRATION_KERNELS)}; "
-                      "with check=True err = |T(h) - M(h)|/2 + 8 eps * L1 size"),
-        "gauss-legendre": (f"{GL_DEGREES[1]} nodes per piece; with check=True err = |Q_{GL_DEGREES[0]} - "
-                           f"Q_{GL_DEGREES[1]}| + 8 eps * L1 size"),
-        "tests": "every expectation within its err (x10) of 30-digit mpmath (tests/generated/test_kernels.py)",
-    }
+    quadrature, gl = _quadrature_spec(act, order, quad, qpairs, perp_row)
     state = tuple((m, k, nt.state_name(m, k)) for m in range(1, order + 2) for k in range(m - 1, order + 1))
     exp_table = tuple((a, i, e.path, e.rule) for (a, i), e in sorted(exps.items()) if a != perp_row)
     perp_table = tuple((i, e.path, e.rule) for (a, i), e in sorted(exps.items()) if a == perp_row)
@@ -189,9 +192,8 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         max_i=max_i,
         sigma_lines=_sigma_lines(act, mapping),
         dsigma_lines=_sigma_lines(derivative, mapping) if derivative is not None else ("return math.nan",),
-        perp_available=derivative is not None,
         perp_expectations=perp_table,
-        accuracy=accuracy,
+        accuracy=_accuracy(),
         qtop=qtop,
         exact_lines=tuple(print_assignments(exact, mapping, "e")) if exact else (),
         exact_magnitude_lines=tuple(print_assignments(exact_mag, mapping, "g")) if exact else (),
