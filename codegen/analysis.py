@@ -42,6 +42,29 @@ def nu_from_flow(module, point: CriticalPoint, depth: int = NU_DEPTH, params: di
     return float(V / (K * K * (depth - 1)))
 
 
+def exponents_from_flow(module, point: CriticalPoint, depth: int = NU_DEPTH, params: dict | None = None) -> dict:
+    """Critical exponents O ~ l^(-p_O) read off the generated flows as local log-slopes between
+    l = depth/2 and depth: p_0 (K, or K - K* when K* > 0 is approached), p_V, p_1 (G{1}) from the
+    single-input flow, p_parallel and p_perp from the two-input delta expansion. Corrections are
+    O(log l / l) for the K* = 0 class; a quantity that does not move gives 0."""
+    params = params or {}
+    norm = start_norm(point)
+    flow = module.flow(depth, width=1000, C_b=point.C_b, C_W=point.C_W, input_norm2=norm, check=False, **params)
+    pair = module.two_input_flow(depth, C_b=point.C_b, C_W=point.C_W, input_norm2=norm,
+                                 input_dot=1e-3 * norm, input_delta2=1e-6 * norm, **params)
+    half, last = depth // 2 - 1, depth - 1
+    span = math.log((last + 1) / (half + 1))
+
+    def slope(values) -> float:
+        a, b = abs(float(values[half])), abs(float(values[last]))
+        if a == 0.0 or b == 0.0 or math.isclose(a, b, rel_tol=1e-9):
+            return 0.0
+        return round(-math.log(b / a) / span, 3)
+
+    return {"p_0": slope(flow.K), "p_parallel": slope(pair["dK1"]), "p_perp": slope(pair["ddK2"]),
+            "p_V": slope(flow.V), "p_1": slope(flow.G1)}
+
+
 @dataclass
 class AspectRatio:
     activation: str

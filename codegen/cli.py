@@ -190,7 +190,7 @@ def _series(text: str | None, option: str) -> tuple[float, ...]:
 def cmd_criticality(args: argparse.Namespace) -> int:
     from pdlt.derive.criticality import critical_points
 
-    from .analysis import nu_from_flow, usable_point
+    from .analysis import exponents_from_flow, nu_from_flow, usable_point
 
     act = resolve(args.activation, args.param)
     report = critical_points(act)
@@ -201,6 +201,7 @@ def cmd_criticality(args: argparse.Namespace) -> int:
     if point is not None:
         module = _kernels(act, SHIPPED_ORDER)
         data["nu_flow"] = nu_from_flow(module, point, params=params)
+        data["exponents_flow"] = exponents_from_flow(module, point, params=params)
         if data.get("nu") is None:
             data["nu"] = data["nu_flow"]
             data["nu_source"] = "generated flow at large depth"
@@ -230,6 +231,9 @@ def format_criticality(data: dict) -> str:
         lines.append(f"  Taylor data: {taylor}")
     if data.get("exponents"):
         lines.append("  exponents: " + ", ".join(f"{k} = {v}" for k, v in data["exponents"].items()))
+    if data.get("exponents_flow"):
+        lines.append("  exponents from the generated flow (local slopes, l = 2000..4000): "
+                     + ", ".join(f"{k} = {v}" for k, v in data["exponents_flow"].items()))
     if data.get("nu") is not None:
         exact = f" (exact {data['nu_exact']})" if data.get("nu_exact") else ""
         lines.append(f"  nu = {data['nu']:.6g}{exact}: V/(nK^2) ~ nu l/n; from the generated flow: {data.get('nu_flow', float('nan')):.6g}")

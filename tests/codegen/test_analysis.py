@@ -109,3 +109,19 @@ def test_bad_input(capsys, tmp_path, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_exponents_from_the_flow():
+    """tanh (K* = 0 class): the book's p_0 = 1, p_parallel = 2, p_perp = b_1/a_1 = 1, p_V = 1, p_1 = 0
+    within 10 log(l)/l at l = 4000; GELU at its half-stable point: V and ddK[2] grow like l (p = -1),
+    G{1} like l^2 (chi_parallel = 1 with a source growing like V)."""
+    from pdlt.codegen.analysis import exponents_from_flow
+
+    tol = 10 * math.log(4000) / 4000
+    got = exponents_from_flow(generated.load("tanh"), usable_point(critical_points(activations.get("tanh"))))
+    for key, value in {"p_0": 1, "p_parallel": 2, "p_perp": 1, "p_V": 1, "p_1": 0}.items():
+        assert got[key] == pytest.approx(value, abs=tol), key
+    report = critical_points(activations.get("gelu"))
+    got = exponents_from_flow(generated.load("gelu"), usable_point(report))
+    assert got["p_V"] == pytest.approx(-1, abs=tol) and got["p_1"] == pytest.approx(-2, abs=tol)
+    assert got["p_0"] == 0.0
