@@ -10,6 +10,10 @@ from .generate import GENERATED_DIR, REGENERATE, check, regenerate
 from .write import write_atomic
 
 
+def _progress(message: str) -> None:
+    print(f"  {message} ...", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pdlt.codegen", description=__doc__)
     parser.add_argument("--check", action="store_true", help="render in memory, diff against generated/, exit 1 if stale")
@@ -17,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     # docs/ exists beside the packages in a source checkout (not in an installed copy)
     with_docs = DOCS_DIR.is_dir()
     if args.check:
-        diffs = [drift.diff for drift in check()] + (check_docs() if with_docs else [])
+        diffs = [drift.diff for drift in check(progress=_progress)] + (check_docs(progress=_progress) if with_docs else [])
         if not diffs:
             print(f"generated/ is up to date ({GENERATED_DIR})" + (" and so are the generated docs" if with_docs else ""))
             return 0
@@ -25,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(diff)
         print(f"\n{len(diffs)} generated file(s) are stale; update them with: {REGENERATE}", file=sys.stderr)
         return 1
-    changed = regenerate()
+    changed = regenerate(progress=_progress)
     if with_docs:
-        for name, text in pages().items():
+        for name, text in pages(_progress).items():
             if write_atomic(DOCS_DIR / name, text):
                 changed.append(DOCS_DIR / name)
     for path in changed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Callable
 
 import sympy as sp
 
@@ -62,9 +63,15 @@ def page(act: Activation, order: int = SHIPPED_ORDER) -> str:
     )
 
 
-def pages() -> dict[str, str]:
+def pages(progress: Callable[[str], None] | None = None) -> dict[str, str]:
     """Path relative to docs/ -> text, for every generated documentation file."""
-    out = {f"activations/{name}.md": page(act) for name, act in sorted(REGISTRY.items())}
+    out = {}
+    for name, act in sorted(REGISTRY.items()):
+        if progress:
+            progress(f"rendering docs/activations/{name}.md")
+        out[f"activations/{name}.md"] = page(act)
+    if progress:
+        progress("rendering docs/criticality-table.md")
     out["criticality-table.md"] = criticality_table()
     rows = "\n".join(f"- [{name}]({name}.md): {act.description}" for name, act in sorted(REGISTRY.items()))
     out["activations/README.md"] = (
@@ -76,10 +83,10 @@ def pages() -> dict[str, str]:
     return out
 
 
-def check_docs(directory: Path = DOCS_DIR) -> list[str]:
+def check_docs(directory: Path = DOCS_DIR, progress: Callable[[str], None] | None = None) -> list[str]:
     """Unified diffs for every stale or missing generated file under ``directory`` (docs/)."""
     diffs = []
-    for name, text in pages().items():
+    for name, text in pages(progress).items():
         path = directory / name
         old = path.read_text() if path.exists() else ""
         if old != text:

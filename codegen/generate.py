@@ -6,6 +6,7 @@ import difflib
 import keyword
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from pdlt.derive.activations import REGISTRY, Activation
 
@@ -44,9 +45,13 @@ def index_text(shipped: dict[str, int]) -> str:
     return environment().get_template("index.py.jinja").render(command=REGENERATE, shipped=shipped)
 
 
-def shipped_files(order: int = SHIPPED_ORDER) -> dict[str, str]:
+def shipped_files(order: int = SHIPPED_ORDER, progress: Callable[[str], None] | None = None) -> dict[str, str]:
     """File name -> text of everything in generated/, rendered in memory."""
-    files = {f"{name}.py": module_text(act, order, REGENERATE) for name, act in sorted(REGISTRY.items())}
+    files = {}
+    for name, act in sorted(REGISTRY.items()):
+        if progress:
+            progress(f"rendering generated/{name}.py")
+        files[f"{name}.py"] = module_text(act, order, REGENERATE)
     files["__init__.py"] = index_text({name: order for name in sorted(REGISTRY)})
     return files
 
@@ -57,10 +62,10 @@ class Drift:
     diff: str
 
 
-def check(directory: Path = GENERATED_DIR) -> list[Drift]:
+def check(directory: Path = GENERATED_DIR, progress: Callable[[str], None] | None = None) -> list[Drift]:
     """Render in memory and compare with ``directory``: one Drift per stale, missing or extra file."""
     drifts: list[Drift] = []
-    expected = shipped_files()
+    expected = shipped_files(progress=progress)
     for name, text in expected.items():
         path = directory / name
         old = path.read_text() if path.exists() else ""
@@ -74,14 +79,15 @@ def check(directory: Path = GENERATED_DIR) -> list[Drift]:
     return drifts
 
 
-def regenerate(directory: Path = GENERATED_DIR) -> list[Path]:
+def regenerate(directory: Path = GENERATED_DIR, progress: Callable[[str], None] | None = None) -> list[Path]:
     """Write every shipped module (atomically); returns the paths that changed."""
     changed = []
-    for name, text in shipped_files().items():
+    files = shipped_files(progress=progress)
+    for name, text in files.items():
         if write_atomic(directory / name, text):
             changed.append(directory / name)
     for path in sorted(directory.glob("*.py")):
-        if path.name not in shipped_files():
+        if path.name not in files:
             path.unlink()
             changed.append(path)
     return changed
