@@ -1,0 +1,10 @@
+"""pdlt.codegen: stage 2 of the pipeline, from derivations to numba kernels.
+
+``lower.lower(activation, order)`` crosses the symbolic boundary once, into a ``KernelSpec`` of
+strings and numbers; ``render.render_module`` fills ``templates/module.py.jinja``;
+``write.write_atomic`` writes it (temporary file, then ``os.replace``). ``generate`` regenerates and
+checks ``generated/`` (``python -m pdlt.codegen [--check]``), ``usercache.kernels`` generates kernels
+for any activation and order on first use, ``cli`` is the ``pdlt`` command, ``analysis`` and
+``plots`` put the kernels to work (nu, exponents, the aspect ratio, figures), ``bench`` measures them.
+See docs/architecture.md.
+"""

@@ -59,21 +59,26 @@ def hyper(name: str, k: int) -> sp.Symbol:
 
 
 def state_name(m: int, k: int) -> str:
-    """Plain-text name of c[m][k] (used in tables and JSON docs)."""
-    if m == 1:
-        return "K" if k == 0 else f"G{{{k}}}"
-    base = {2: "V", 3: "U"}.get(m, f"V{2 * m}")
-    sub = k - (m - 1)
-    return base if sub == 0 else f"{base}{{{sub}}}"
+    """Plain-text name of c[m][k] (used in tables and JSON docs): K, G{1}, V, V{1}, U, V8, ..."""
+    return _state_label(m, k, latex=False)
 
 
 def state_latex(m: int, k: int) -> str:
-    """LaTeX name of c[m][k] in the book's notation."""
+    """LaTeX name of c[m][k] in the book's notation: K, G^{\\{1\\}}, V, U, V_{(8)}, ..."""
+    return _state_label(m, k, latex=True)
+
+
+def _state_label(m: int, k: int, latex: bool) -> str:
+    if m == 1 and k == 0:
+        return "K"
     if m == 1:
-        return "K" if k == 0 else rf"G^{{\{{{k}\}}}}"
-    base = {2: "V", 3: "U"}.get(m, rf"V_{{({2 * m})}}")
-    sub = k - (m - 1)
-    return base if sub == 0 else rf"{base}^{{\{{{sub}\}}}}"
+        base, sub = "G", k
+    else:
+        base = {2: "V", 3: "U"}.get(m, rf"V_{{({2 * m})}}" if latex else f"V{2 * m}")
+        sub = k - (m - 1)
+    if sub == 0:
+        return base
+    return rf"{base}^{{\{{{sub}\}}}}" if latex else f"{base}{{{sub}}}"
 
 
 def derivative_prefix(i: int) -> str:
