@@ -467,6 +467,21 @@ class Flow:
     def depth(self):
         return self.coefficients.shape[0]
 
+    def __repr__(self):
+        widths = ", ".join(str(int(n)) for n in self.widths[:6]) + (", ..." if len(self.widths) > 6 else "")
+        return (f"Flow({NAME}, order={ORDER}, depth={self.depth}, widths=[{widths}], C_b={self.C_b:g}, "
+                f"C_W={self.C_W:g}, K(L)={self.coefficients[-1, 1, 0]:.6g})")
+
+    def _repr_html_(self):
+        """A table of the last layers for notebooks."""
+        names = [name for _, _, name in STATE]
+        head = "".join(f"<th>{n}</th>" for n in ["layer", *names])
+        rows = []
+        for l in range(max(1, self.depth - 9), self.depth + 1):
+            cells = "".join(f"<td>{self.coefficients[l - 1, m, k]:.6g}</td>" for m, k, _ in STATE)
+            rows.append(f"<tr><td>{l}</td>{cells}</tr>")
+        return f"<p>{self!r}</p><table><tr>{head}</tr>{''.join(rows)}</table>"
+
     def coefficient(self, m, k):
         """c[m][k] for every layer, e.g. coefficient(2, 1) is the four-point vertex V."""
         return self.coefficients[:, m, k].copy()

@@ -81,3 +81,10 @@ def test_leaky_relu_parameter_reaches_the_kernels():
     np.testing.assert_allclose(flow.K, K, rtol=1e-14)
     coeff = 6 * (1 + a**4) / (1 + a * a) ** 2 - 1
     np.testing.assert_allclose(flow.V, coeff * np.arange(6) * K**2, rtol=1e-13)
+
+
+def test_flow_shows_itself_in_notebooks():
+    flow = generated.load("tanh").flow(30, width=64)
+    assert repr(flow).startswith("Flow(tanh, order=2, depth=30, widths=[64, 64, 64, 64, 64, 64, ...], C_b=0, C_W=1")
+    html = flow._repr_html_()
+    assert html.count("<tr>") == 11 and "<th>G{1}</th>" in html and "<td>30</td>" in html
