@@ -163,6 +163,15 @@ def _erf_square(expr: sp.Expr) -> sp.Expr | None:
     return _stein(al**2 + be**2 * erf2, q)
 
 
+def _tidy_roots(expr: sp.Expr) -> sp.Expr:
+    """Expand what sits under square roots: d/dK asin(x) leaves sqrt(1 - x^2) as, e.g.,
+    sqrt(-K^2 + (K + 1)^2), which is sqrt(2K + 1)."""
+    return expr.replace(
+        lambda e: e.is_Pow and e.exp in (sp.Rational(1, 2), -sp.Rational(1, 2), sp.Rational(3, 2), -sp.Rational(3, 2)),
+        lambda e: sp.Pow(sp.factor(sp.expand(e.base)), e.exp),
+    )
+
+
 # ---------------------------------------------------------------- dispatch
 
 
@@ -182,7 +191,7 @@ def closed_form(act: Activation, a: int) -> tuple[str, sp.Expr] | None:
         if a == 1:
             erf = _erf_square(expr)
             if erf is not None:
-                return "arcsin identity with Stein's lemma", sp.simplify(erf)
+                return "arcsin identity with Stein's lemma", _tidy_roots(sp.simplify(erf))
     return None
 
 

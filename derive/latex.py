@@ -47,10 +47,11 @@ def recursion_align(step: StepDerivation) -> str:
     return _align(lines)
 
 
-def _broken_sum(expr: sp.Expr, names: dict, per_line: int = 3) -> str:
+def _broken_sum(expr: sp.Expr, names: dict, per_line: int = 3, expand: bool = True) -> str:
     """A sum term by term (ordered by powers of the width ratio), broken every ``per_line`` terms
-    so that long recursions stay on the page."""
-    terms = sorted(sp.Add.make_args(sp.expand(expr)), key=lambda t: (-sp.degree(t, nt.r), sp.default_sort_key(t)))
+    so that long recursions stay on the page. ``expand=False`` keeps closed forms whole."""
+    terms = sp.Add.make_args(sp.expand(expr) if expand else expr)
+    terms = sorted(terms, key=lambda t: (-sp.degree(t, nt.r) if t.is_polynomial(nt.r) else 0, sp.default_sort_key(t)))
     out = ""
     for n, term in enumerate(terms):
         text = sp.latex(term, symbol_names=names, long_frac_ratio=3)
@@ -82,12 +83,13 @@ def specialised_align(step: StepDerivation, act: Activation) -> str:
         expr = step.new_state[(m, k)].subs(
             {nt.s(mm, j): step.cumulants[(mm, j)] for mm, j in cumulant_derivatives(order)})
         expr = sp.expand(expr)
+        substituted = False
         if expr.free_symbols & set(closed) and not (expr.free_symbols - set(closed)) & {
                 nt.mu(a, i) for a, i in exps}:
-            candidate = sp.simplify(expr.subs(closed))
+            candidate = sp.collect(sp.expand(expr.subs(closed)), [nt.r, nt.C_W, nt.C_b])
             if sp.count_ops(candidate) <= 80:
-                expr = candidate
-        lines.append(f"{_next(m, k)} &= {_broken_sum(expr, names, per_line=2)}")
+                expr, substituted = candidate, True
+        lines.append(f"{_next(m, k)} &= {_broken_sum(expr, names, per_line=2, expand=not substituted)}")
     return _align(lines)
 
 
