@@ -47,6 +47,8 @@ class KernelSpec:
     qtop: int
     exact_lines: tuple[str, ...]
     exact_magnitude_lines: tuple[str, ...]
+    exact_perp_lines: tuple[str, ...]
+    exact_perp_magnitude_lines: tuple[str, ...]
     cumulant_lines: tuple[str, ...]
     step_lines: tuple[str, ...]
 
@@ -161,8 +163,10 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
     mapping = symbol_map(act, order)
     max_i = max(max(i for _, i in pairs), 1)  # perp needs d/dK <sigma'^2>
 
-    exact = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact]
-    exact_mag = [(f"mag[{a}, {i}]", magnitude(e.expr)) for (a, i), e in exps.items() if e.exact]
+    exact = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact and a != perp_row]
+    exact_mag = [(f"mag[{a}, {i}]", magnitude(e.expr)) for (a, i), e in exps.items() if e.exact and a != perp_row]
+    exact_perp = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact and a == perp_row]
+    exact_perp_mag = [(f"mag[{a}, {i}]", magnitude(e.expr)) for (a, i), e in exps.items() if e.exact and a == perp_row]
     quad = [(a, i) for (a, i), e in exps.items() if not e.exact]
     qpowers = tuple(sorted({a for a, _ in quad}))
     plain_powers = [a for a in qpowers if a != perp_row]
@@ -197,6 +201,8 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         qtop=qtop,
         exact_lines=tuple(print_assignments(exact, mapping, "e")) if exact else (),
         exact_magnitude_lines=tuple(print_assignments(exact_mag, mapping, "g")) if exact else (),
+        exact_perp_lines=tuple(print_assignments(exact_perp, mapping, "p")) if exact_perp else (),
+        exact_perp_magnitude_lines=tuple(print_assignments(exact_perp_mag, mapping, "q")) if exact_perp else (),
         cumulant_lines=tuple(print_assignments(cum_out, mapping, "u")),
         step_lines=tuple(print_assignments(step_out, mapping, "t")),
     )

@@ -49,7 +49,8 @@ def test_golden_pieces_for_the_linear_network_at_order_zero_and_one():
     assert spec0.step_lines == ("out[1, 0] = cw[0]*s[1, 0] + cb[0]",)
     assert spec0.cumulant_lines == ("s[1, 0] = mu[1, 0]",)
     # row 2 = order + 2 holds <sigma'^2>_K and its K-derivative: 1 and 0 for sigma(z) = z
-    assert spec0.exact_lines == ("mu[1, 0] = K", "mu[2, 0] = 1", "mu[2, 1] = 0")
+    assert spec0.exact_lines == ("mu[1, 0] = K",)
+    assert spec0.exact_perp_lines == ("mu[2, 0] = 1", "mu[2, 1] = 0")
     assert spec0.sigma_lines == ("return z",)
     spec1 = lower(activations.get("linear"), 1)
     assert "mu[1, 1] = 1" in spec1.exact_lines and "mu[2, 0] = 3*K**2" in spec1.exact_lines
