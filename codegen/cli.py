@@ -250,7 +250,8 @@ def cmd_phase(args: argparse.Namespace) -> int:
     act = resolve(args.activation, args.param)
     report = critical_points(act)
     points = [(p.C_b, p.C_W) for p in report.critical_points]
-    plot_phase(act, Path(args.out), critical=points)
+    params = {s.name: float(v) for s, v in act.params}
+    plot_phase(act, _kernels(act, SHIPPED_ORDER), Path(args.out), critical=points, params=params)
     _progress(f"wrote {args.out}: class {report.klass}, critical points {points or 'none'}")
     return 0
 
