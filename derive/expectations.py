@@ -223,6 +223,18 @@ def perp_expectations(act: Activation, max_i: int = 1) -> dict[int, Expectation]
 # ---------------------------------------------------------------- high-precision reference
 
 
+@cache
+def _mp_pieces(act: Activation, subs: tuple) -> tuple:
+    """(lo, hi, sigma as an mpmath callable) per piece, lambdified once per activation."""
+    values = dict(subs)
+    return tuple((p.lo, p.hi, sp.lambdify(z, p.expr.subs(values), "mpmath")) for p in act.pieces)
+
+
+@cache
+def _mp_weight(i: int):
+    return sp.lambdify((z, K), hermite_weight(i), "mpmath")
+
+
 def mp_expectation(act: Activation, a: int, i: int, kernel, params=None, dps: int = 30):
     """mu_a^(i)(K) by mpmath quadrature at ``dps`` digits, split at every breakpoint.
 
@@ -231,17 +243,17 @@ def mp_expectation(act: Activation, a: int, i: int, kernel, params=None, dps: in
     subs = {sym: val for sym, val in act.params}
     if params:
         subs.update({sym: sp.nsimplify(params[sym.name]) for sym, _ in act.params if sym.name in params})
+    pieces = _mp_pieces(act, tuple(sorted(subs.items(), key=lambda kv: kv[0].name)))
+    weight = _mp_weight(i)
     with mpmath.workdps(dps + 10):
         k = mpmath.mpf(kernel)
-        weight = sp.lambdify((z, K), hermite_weight(i), "mpmath")
         total = mpmath.mpf(0)
-        for piece in act.pieces:
-            f = sp.lambdify(z, piece.expr.subs(subs), "mpmath")
-            lo = -mpmath.inf if piece.lo == -sp.oo else mpmath.mpf(sp.Rational(piece.lo))
-            hi = mpmath.inf if piece.hi == sp.oo else mpmath.mpf(sp.Rational(piece.hi))
+        for lo_s, hi_s, f in pieces:
+            lo = -mpmath.inf if lo_s == -sp.oo else mpmath.mpf(sp.Rational(lo_s))
+            hi = mpmath.inf if hi_s == sp.oo else mpmath.mpf(sp.Rational(hi_s))
             points = [lo, *([mpmath.mpf(0)] if lo < 0 < hi else []), hi]
 
-            def integrand(t):
+            def integrand(t, f=f):
                 return f(t) ** (2 * a) * weight(t, k) * mpmath.exp(-t * t / (2 * k))
 
             total += mpmath.quad(integrand, points)
