@@ -12,7 +12,7 @@ import sympy as sp
 
 from pdlt.derive import activations as acts
 from pdlt.derive.activations import Activation
-from pdlt.derive.notation import state_name
+from pdlt.derive.notation import state_name, z
 
 from .generate import SHIPPED_ORDER, check_name, check_order, module_text
 from .write import write_atomic
@@ -36,7 +36,7 @@ def resolve(text: str, params: list[str] | None = None) -> Activation:
         act = acts.get(text)
     else:
         expr = parse_activation(text)
-        if not expr.has(sp.Symbol("z", real=True)):
+        if not expr.has(z):
             raise CliError(f"activation {text!r} does not depend on z")
         act = Activation(text, expr, f"user formula {text}")
     if params:
