@@ -44,7 +44,7 @@ def slopes(act: Activation) -> tuple[float, float]:
     """(a_+, a_-) of a scale-invariant activation, with parameters at their defaults."""
     expr = act.with_defaults()
     pieces = Activation(act.name, expr).pieces
-    if any(p.lo not in (-sp.oo, 0) and p.hi not in (0, sp.oo) for p in pieces) or len(pieces) > 2:
+    if any(p.lo not in (-sp.oo, 0) or p.hi not in (0, sp.oo) for p in pieces) or len(pieces) > 2:
         raise ActivationError(f"{act.name} is not scale-invariant (a_+ z for z >= 0, a_- z below)")
     found = {}
     for p in pieces:
