@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -125,3 +126,96 @@ def test_exponents_from_the_flow():
     got = exponents_from_flow(generated.load("gelu"), usable_point(report))
     assert got["p_V"] == pytest.approx(-1, abs=tol) and got["p_1"] == pytest.approx(-2, abs=tol)
     assert got["p_0"] == 0.0
+
+
+# ---------------------------------------------------------------- the commands' success paths, with values
+
+
+def _numbers(pattern: str, text: str) -> list[float]:
+    match = re.search(pattern, text)
+    assert match, (pattern, text)
+    return [float(g) for g in match.groups()]
+
+
+def _scale_invariant_exact(a_minus: float, depth: int, width: int, outputs: int) -> dict:
+    """At (0, 1/A_2) a scale-invariant network multiplies G by the mean of n iid X = sigma^2/(A_2 G)
+    (E X = 1, Var X = nu = 3 A_4/A_2^2 - 1, book 5.120) in each layer, independently of G, so
+    Var G(L) = K^2 ((1 + nu/n)^(L-1) - 1) exactly at equal widths and E G = K: V/(nK^2) = nu (L-1)/n,
+    V{1}/(n^2 K^2) = nu^2 C(L-1, 2)/n^2, G{1} = 0; r* = 4/((20 + 3 n_L) nu) (A.73)."""
+    A2, A4 = (1 + a_minus**2) / 2, (1 + a_minus**4) / 2
+    nu = 3 * A4 / A2**2 - 1
+    vertex = nu * (depth - 1) / width
+    second = nu**2 * math.comb(depth - 1, 2) / width**2
+    return {"C_b": 0.0, "C_W": 1 / A2, "r": depth / width, "nu": nu, "r_star": 4 / ((20 + 3 * outputs) * nu),
+            "vertex": vertex, "nlo_metric": 0.0, "next_vertex": second, "neglected": second**2 / vertex}
+
+
+def test_aspect_ratio_text_against_the_exact_relu_network(capsys):
+    """`pdlt aspect-ratio relu --depth 50 --width 64 --outputs 10`: every printed number against the
+    exact scale-invariant result, to the printed precision (half a unit in the last of 4, 3 or 2
+    significant digits)."""
+    code, out, _ = run(capsys, "aspect-ratio", "relu", "--depth", "50", "--width", "64", "--outputs", "10")
+    assert code == 0
+    want = _scale_invariant_exact(0.0, 50, 64, 10)
+    assert _numbers(r"C_b = (\S+), C_W = (\S+)\n", out) == [0.0, 2.0]
+    r, nu, r_star = _numbers(r"r = L/n = (\S+); nu = (\S+); optimal r\* = .* = (\S+)\n", out)
+    vertex, nlo, second, neglected = _numbers(
+        r"V/\(nK\^2\) = (\S+), G\{1\}/\(nK\) = (\S+), V\{1\}/\(n\^2K\^2\) = (\S+); first neglected order ~ (\S+)\n", out)
+    for got, key, digits in ((r, "r", 4), (nu, "nu", 4), (r_star, "r_star", 4), (vertex, "vertex", 4),
+                             (second, "next_vertex", 3), (neglected, "neglected", 2)):
+        assert got == pytest.approx(want[key], rel=0.5 * 10.0 ** (1 - digits)), key
+    assert nlo == 0.0 and "x the optimal" in out  # r / r* = 49 > 2
+
+
+def test_aspect_ratio_json_with_a_parameter(capsys):
+    """`--param slope=1/10 --json` for leaky ReLU: every field against the exact result; the exact
+    rules leave only roundoff (relative 1e-12 over 30 layers)."""
+    code, out, _ = run(capsys, "aspect-ratio", "leaky_relu", "--param", "slope=1/10", "--depth", "30", "--width", "128",
+                       "--outputs", "2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"activation": "leaky_relu", "depth": 30, "width": 128, "outputs": 2}.items() <= data.items()
+    want = _scale_invariant_exact(0.1, 30, 128, 2)
+    for key, value in want.items():
+        assert data[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    assert data["verdict"].startswith("r = 0.234 is 7.4 x the optimal")
+
+
+def test_aspect_ratio_text_at_the_tanh_critical_point(capsys):
+    """The docs' example: r = 20/256, nu = 2/3 (5.131), r* = 4/(50 nu) = 0.12, and r/r* = 0.65 is 'near'."""
+    code, out, _ = run(capsys, "aspect-ratio", "tanh", "--depth", "20", "--width", "256", "--outputs", "10")
+    assert code == 0
+    assert _numbers(r"C_b = (\S+), C_W = (\S+)\n", out) == [0.0, 1.0]
+    r, nu, r_star = _numbers(r"r = L/n = (\S+); nu = (\S+); optimal r\* = .* = (\S+)\n", out)
+    assert r == pytest.approx(20 / 256, rel=5e-4) and nu == pytest.approx(2 / 3, rel=5e-4)
+    assert r_star == pytest.approx(0.12, rel=5e-4) and "is near the optimal" in out
+    assert _numbers(r"V/\(nK\^2\) = (\S+),", out)[0] > 0
+
+
+def _points(out: str) -> list[tuple[float, float, str]]:
+    return [(float(cb), float(cw), where) for cb, cw, where in
+            re.findall(r"critical point: C_b = (\S+), C_W = (\S+), (K\* = \S+|line of fixed points),", out)]
+
+
+def test_criticality_text(capsys):
+    """The printed critical points against the book: tanh (0, 1) at K* = 0 with nu = 2/3 (5.89, 5.131);
+    ReLU (0, 2) on a line with nu = 5 (5.67, 5.120); leaky ReLU (--param slope=1/10) (0, 2/(1+a^2)) with
+    nu = 6 (1 + a^4)/(1 + a^2)^2 - 1; GELU (0, 1/sigma_1^2 = 4) at K* = 0 and (0.17292239, 1.98305826) at
+    K* = (3 + sqrt 17)/2 (5.105, to the book's 8 decimals; printed with 10 significant digits)."""
+    code, out, _ = run(capsys, "criticality", "tanh")
+    assert code == 0 and "class K*=0" in out and _points(out) == [(0.0, 1.0, "K* = 0")]
+    assert "nu = 0.666667 (exact 2/3)" in out
+    code, out, _ = run(capsys, "criticality", "relu")
+    assert code == 0 and "class scale-invariant" in out and _points(out) == [(0.0, 2.0, "line of fixed points")]
+    assert "nu = 5 (exact 5)" in out
+    code, out, _ = run(capsys, "criticality", "leaky_relu", "--param", "slope=1/10")
+    ((cb, cw, where),) = _points(out)
+    assert (cb, where) == (0.0, "line of fixed points") and cw == pytest.approx(2 / 1.01, rel=5e-10)
+    nu = float(re.search(r"nu = (\S+) \(exact (\S+)\)", out).group(1))
+    assert nu == pytest.approx(6 * (1 + 1e-4) / 1.01**2 - 1, rel=5e-6)  # printed with 6 digits
+    code, out, _ = run(capsys, "criticality", "gelu")
+    assert code == 0 and "class half-stable" in out
+    (zero_cb, zero_cw, zero_where), (cb, cw, where) = _points(out)
+    assert (zero_cb, zero_cw, zero_where) == (0.0, 4.0, "K* = 0")
+    assert abs(cb - 0.17292239) <= 0.5e-8 + 5e-11 and abs(cw - 1.98305826) <= 0.5e-8 + 5e-10
+    assert float(where.split()[-1]) == pytest.approx((3 + 17**0.5) / 2, rel=5e-10)

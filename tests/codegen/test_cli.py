@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,65 @@ def test_installed_command_exits_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pdlt.codegen.cli", "flow", "tanh", "--depth", "2", "--width", "-3"],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_flow_param_against_the_closed_form(capsys):
+    """leaky ReLU with --param slope=1/10 (A_q = (1 + a^q)/2): G' = C_b + c G X-bar with c = C_W A_2
+    and X-bar the mean of n_l iid X = sigma(z)^2/(A_2 G), E X = 1, Var X = nu = 3 A_4/A_2^2 - 1,
+    kappa_3(X) = 15 A_6/A_2^3 - 3(1 + nu) + 2, independent of G. So the mean is exact (K' = C_b + c K,
+    G{1} = G{2} = 0) and, in powers of 1/n_l with r = n_l/n_{l-1}: V' = c^2 (r V + nu K^2),
+    V{1}' = c^2 (r^2 V{1} + nu r V), U' = c^3 (r^2 U + 6 nu r K V + kappa_3(X) K^3). Every expectation
+    of this module is an exact rule (error_estimate is a roundoff bound, ~1e-16): relative 1e-12."""
+    code, out, _ = run(capsys, "flow", "leaky_relu", "--param", "slope=1/10", "--depth", "6", "--widths", "20,35,50,28,40",
+                       "--C-b", "0.1", "--C-W", "1.5", "--input-norm2", "0.8", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["params"] == {"slope": 0.1} and data["widths"] == [20, 35, 50, 28, 40]
+    a = 0.1
+    A2, A4, A6 = ((1 + a**q) / 2 for q in (2, 4, 6))
+    nu = 3 * A4 / A2**2 - 1
+    k3 = 15 * A6 / A2**3 - 3 * (1 + nu) + 2
+    c = 1.5 * A2
+    K, V, V1, U = 0.1 + 1.5 * 0.8, 0.0, 0.0, 0.0
+    widths = [None, 20, 35, 50, 28, 40]
+    for l, layer in enumerate(data["layers"], start=1):
+        if l > 1:
+            r = 1.0 if l == 2 else widths[l - 1] / widths[l - 2]
+            K, V, V1, U = 0.1 + c * K, c**2 * (r * V + nu * K**2), c**2 * (r * r * V1 + nu * r * V), \
+                c**3 * (r * r * U + 6 * nu * r * K * V + k3 * K**3)
+        got = layer["cumulants"]
+        assert got["1"] == pytest.approx([K, 0.0, 0.0], rel=1e-12, abs=1e-15), l
+        assert got["2"] == pytest.approx([V, V1], rel=1e-12, abs=1e-15), l
+        assert got["3"] == pytest.approx([U], rel=1e-12, abs=1e-15), l
+        if l > 1:
+            n = widths[l - 1]
+            want = {"1": K, "2": V / n + V1 / n**2, "3": U / n**2}
+            assert {m: layer["values"][m] for m in want} == pytest.approx(want, rel=1e-12)
+    # the default slope (1/100) gives another kernel: the parameter was used
+    default = json.loads(run(capsys, "flow", "leaky_relu", "--depth", "2", "--width", "20", "--C-b", "0.1",
+                             "--C-W", "1.5", "--input-norm2", "0.8", "--json")[1])
+    assert default["layers"][1]["cumulants"]["1"][0] == pytest.approx(0.1 + 1.5 * (1 + 0.01**2) / 2 * 1.3, rel=1e-12)
+
+
+def test_latex_out_writes_the_document_it_prints(capsys, tmp_path):
+    """--out writes exactly what stdout would show (nothing on stdout, one progress line), a
+    standalone document around --body; compiled when pdflatex is installed."""
+    code, printed, _ = run(capsys, "latex", "tanh", "--order", "2")
+    assert code == 0
+    target = tmp_path / "tanh.tex"
+    code, out, err = run(capsys, "latex", "tanh", "--order", "2", "--out", str(target))
+    assert code == 0 and out == "" and f"wrote {target}" in err
+    text = target.read_text()
+    assert text == printed and text.endswith("\\end{document}\n")
+    assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == ["tanh.tex"]  # no temporary left
+    code, body, _ = run(capsys, "latex", "tanh", "--order", "2", "--body")
+    assert code == 0 and "\\documentclass" not in body and body.strip() and body.strip() in text
+    preamble = text[: text.index("\\begin{document}")]
+    assert preamble.startswith("\\documentclass") and "\\usepackage{amsmath" in preamble
+    for env in ("document", "align"):
+        assert text.count(f"\\begin{{{env}}}") == text.count(f"\\end{{{env}}}") >= 1
+    assert text.count("\\left") == text.count("\\right") and text.count("{") == text.count("}")
+    if shutil.which("pdflatex"):
+        result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", target.name],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and (tmp_path / "tanh.pdf").stat().st_size > 1000, result.stdout[-2000:]

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
@@ -15,6 +16,7 @@ from pdlt.codegen.lower import lower
 from pdlt.codegen.render import pyrepr, render_module
 from pdlt.codegen.write import write_atomic
 from pdlt.derive import activations
+from pdlt.derive.evaluate import reference_flow
 
 PLAIN = (str, int, float, bool, type(None))
 
@@ -101,14 +103,49 @@ def test_atomic_write_reports_unchanged(tmp_path):
     assert write_atomic(target, "x") is False
 
 
-def test_order_three_module_compiles_and_runs(tmp_path):
-    """Order 3 kernels for a quadrature activation: generated, imported, iterated."""
-    path = tmp_path / "sig3.py"
+@pytest.fixture(scope="module")
+def sigmoid_order_three(tmp_path_factory):
+    """Order-3 kernels for a quadrature activation, generated into a fresh folder and imported."""
+    path = tmp_path_factory.mktemp("order3") / "sig3.py"
     write_atomic(path, render_module(lower(activations.get("sigmoid"), 3)))
     spec = importlib.util.spec_from_file_location("sig3", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_order_three_module_compiles_and_runs(sigmoid_order_three):
+    """Order 3 kernels for a quadrature activation: generated, imported, iterated."""
+    mod = sigmoid_order_three
     flow = mod.flow(4, width=16, C_b=0.0, C_W=1.0, input_norm2=1.0)
     assert flow.coefficients.shape == (4, 5, 4)
     assert np.all(np.isfinite(flow.coefficients))
     assert mod.ORDER == 3 and flow.errors.max() < 1e-10
+
+
+def test_order_three_flow_against_reference_with_unequal_widths(sigmoid_order_three):
+    """Every c[m][k] of the order-3 flow (k = 0..3, m = 1..4) at depth 3, widths 7, 12 (the width ratio
+    enters, and every coefficient is non-zero at layer 3), against the 25-digit mpmath evaluation of
+    the symbolic recursion (pdlt.derive.evaluate.reference_flow: independent of code generation and
+    of the generated quadrature).
+
+    Tolerance: the module's own error estimate (flow.errors, the largest relative error of any
+    expectation used, ~2e-15 here) times 1e4, a bound on how much the order-3 recursion amplifies
+    relative errors of its inputs over two steps (each c[m][k] is a polynomial of degree <= 4 in
+    the expectations, with cancellations; the measured amplification is about 30), with the
+    estimate floored at 8 eps (roundoff). The reference's own error, ~1e-25, does not count."""
+    mod = sigmoid_order_three
+    widths = [7, 12]
+    flow = mod.flow(3, widths=widths, C_b=0.1, C_W=1.3, input_norm2=0.8)
+    ref = reference_flow(activations.get("sigmoid"), 3, 3, widths, mpmath.mpf("0.1"), mpmath.mpf("1.3"),
+                         mpmath.mpf("0.8"), dps=25)
+    rel = 1e4 * max(float(flow.errors.max()), 8 * np.finfo(float).eps)
+    assert rel < 1e-10  # the estimate itself is what the module promises (tolerance=1e-10)
+    keys = set()
+    for l, layer in enumerate(ref):
+        for (m, k), value in layer.items():
+            keys.add((m, k))
+            got = flow.coefficients[l, m, k]
+            assert abs(got - float(value)) <= rel * abs(float(value)) + 1e-300, (l + 1, m, k, got, float(value))
+    assert {(1, 3), (2, 3), (3, 3), (4, 3)} <= keys and len(keys) == 10
+    assert all(abs(float(ref[-1][key])) > 1e-8 for key in keys)  # nothing vanishes at layer 3: a real check
