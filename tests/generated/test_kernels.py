@@ -1,15 +1,19 @@
 """Each generated kernel against the symbolic form evaluated in mpmath at 30 digits.
 
-Expectations: hypothesis draws kernels K log-uniformly over [1e-3, 30] (deep critical networks
-reach 1e-3; the half-stable points of GELU and SWISH sit at 3.6 and 14.3) plus the hard regions
-(near K = 1 for hard tanh, whose kinks sit at z = +-1). The generated value must lie within its
-own error estimate (times 10, the estimate being a leading-order one) plus 1e-13 of the
-integrand's L1 size; exact closed forms within 1e-12 relative.
+Expectations: hypothesis searches (not derandomized: every run draws new points) kernels K
+log-uniformly over [1e-5, 30]: deep critical networks reach 1e-3 after ~500 layers and 1e-5 after
+~50 000, the half-stable points of GELU and SWISH sit at 3.6 and 14.3; the edges and the hard
+regions (K near 1 for hard tanh, whose kinks sit at z = +-1) are fixed examples. The generated value
+must lie within its own error estimate (times 10, the estimate being a leading-order one), which
+must be finite, plus the reference's own error: mpmath quadrature at 30 digits is accurate to about
+1e-28 of the integrand's L1 size, bounded by Cauchy-Schwarz as sqrt(<sigma^(4a)>_K (2i)!)/(2K)^i.
+That floor is never allowed to exceed the value checked, unless the value is structurally zero.
 Steps: the generated step on random states equals the symbolic recursion evaluated in mpmath.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mpmath
@@ -20,20 +24,34 @@ from hypothesis import example, given, settings, strategies as st
 from pdlt import generated
 from pdlt.derive import activations
 from pdlt.derive.evaluate import moments_at, reference_flow, step_at
+from pdlt.derive.expectations import mp_expectation
 from pdlt.derive.recursion import state_keys
 
 NAMES = sorted(generated.SHIPPED)
-kernels = st.one_of(
-    st.floats(min_value=-3.0, max_value=math.log10(30.0)).map(lambda t: float(f"{10 ** t:.6g}")),
-    st.floats(min_value=0.6, max_value=1.6),
-)
+log_kernels = st.floats(min_value=-5.0, max_value=math.log10(30.0)).map(lambda t: 10.0**t)
+REFERENCE_DIGITS = 28  # mpmath.quad at dps=30 (working at 40): error below 1e-28 of the L1 size
+
+
+@functools.cache
+def _fourth_power_mean(name: str, a: int, kernel: float) -> float:
+    return float(mp_expectation(activations.get(name), 2 * a, 0, kernel, dps=15))
+
+
+def reference_floor(name: str, a: int, i: int, kernel: float) -> float:
+    """A bound on the mpmath reference's absolute error: 1e-28 times the integrand's L1 size,
+    <|sigma^(2a) He_2i(z/sqrt K)|>_K / (2K)^i <= sqrt(<sigma^(4a)>_K (2i)!) / (2K)^i."""
+    l1 = math.sqrt(_fourth_power_mean(name, a, kernel) * math.factorial(2 * i)) / (2 * kernel) ** i
+    return l1 * 10.0**-REFERENCE_DIGITS
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=6, deadline=None, derandomize=True)
-@given(kernel=kernels)
+@settings(max_examples=6, deadline=None)
+@given(kernel=log_kernels)
+@example(kernel=1e-5)
 @example(kernel=1e-3)
+@example(kernel=0.93)
 @example(kernel=14.32)
+@example(kernel=30.0)
 def test_expectations_against_mpmath(name, kernel):
     mod = generated.load(name)
     act = activations.get(name)
@@ -42,18 +60,22 @@ def test_expectations_against_mpmath(name, kernel):
     mod.moments(kernel, params, True, mu, err, mag)
     ref = moments_at(act, mod.ORDER, mpmath.mpf(kernel), dps=30)
     for (a, i), value in ref.items():
-        got = mu[a, i]
-        # quadrature: the estimate is leading-order, so allow 10x; exact: err is a roundoff bound
-        # the mpmath reference is good to ~30 digits: 1e-25 absolute covers its own error
-        assert abs(got - float(value)) <= 10 * err[a, i] + 1e-13 * mag[a, i] + 1e-25, (a, i, got, float(value), err[a, i])
+        got, want, estimate = mu[a, i], float(value), err[a, i]
+        assert math.isfinite(estimate) and estimate >= 0, (a, i, estimate)
+        floor = reference_floor(name, a, i, kernel)
+        structural_zero = abs(want) <= 1e-20 * floor * 10.0**REFERENCE_DIGITS
+        assert structural_zero or floor <= 1e-6 * abs(want), ("the reference cannot resolve", a, i, want, floor)
+        # 10x the kernel's own estimate, the reference's error, and rounding the reference to double
+        allowed = 10 * estimate + floor + 2.0**-53 * abs(want)
+        assert abs(got - want) <= allowed, (a, i, got, want, estimate)
 
 
 state_values = st.lists(st.floats(min_value=-2.0, max_value=2.0), min_size=30, max_size=30)
 
 
 @pytest.mark.parametrize("name", ["tanh", "relu", "gelu"])
-@settings(max_examples=5, deadline=None, derandomize=True)
-@given(values=state_values, ratio=st.floats(min_value=0.25, max_value=4.0), kernel=st.floats(min_value=0.05, max_value=5.0))
+@settings(max_examples=6, deadline=None)
+@given(values=state_values, ratio=st.floats(min_value=0.25, max_value=4.0), kernel=log_kernels)
 def test_step_against_symbolic_recursion(name, values, ratio, kernel):
     mod = generated.load(name)
     order = mod.ORDER
