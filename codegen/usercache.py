@@ -1,7 +1,8 @@
 """Kernels for any activation and order, generated on first use into a content-addressed cache.
 
-The key hashes the activation's exact sympy form, the order, the template sources and the pdlt
-and sympy versions, so a changed template or a new release never reuses a stale module. The
+The key hashes the activation's exact sympy form, the order, the sources of the engine (every
+module of derive/ and codegen/ and every template) and the pdlt and sympy versions, so an edited
+engine (an editable install), a changed template or a new release never reuses a stale module. The
 cache lives outside the repository: ``$PDLT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pdlt``, else
 ``~/.cache/pdlt``. Modules are written atomically, so concurrent first uses are safe.
 """
@@ -19,6 +20,7 @@ from typing import Callable
 
 import sympy as sp
 
+from pdlt.derive import __file__ as _derive_file
 from pdlt.derive.activations import Activation
 
 from .generate import SHIPPED_ORDER, module_text
@@ -26,6 +28,7 @@ from .lower import _version
 from .write import write_atomic
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+DERIVE = Path(_derive_file).resolve().parent
 
 
 def cache_dir() -> Path:
@@ -35,10 +38,18 @@ def cache_dir() -> Path:
     return Path(base) / "pdlt"
 
 
+def engine_sources() -> list[Path]:
+    """Every file whose content can change a generated module: derive/, codegen/, templates."""
+    codegen = TEMPLATES.parent
+    return sorted([*DERIVE.glob("*.py"), *codegen.glob("*.py"), *TEMPLATES.glob("*.jinja")])
+
+
 @cache
-def _template_digest() -> str:
+def engine_digest() -> str:
+    """sha256 over the engine's sources (names and contents), computed once per process."""
     h = hashlib.sha256()
-    for path in sorted(TEMPLATES.glob("*.jinja")):
+    for path in engine_sources():
+        h.update(f"{path.parent.name}/{path.name}\n".encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 
@@ -46,7 +57,7 @@ def _template_digest() -> str:
 def cache_key(act: Activation, order: int) -> str:
     text = "\n".join([
         act.name, sp.srepr(act.expr), repr([(s.name, str(v)) for s, v in act.params]), str(order),
-        _template_digest(), _version("pdlt"), sp.__version__,
+        engine_digest(), _version("pdlt"), sp.__version__,
     ])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
