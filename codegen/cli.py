@@ -24,6 +24,40 @@ class CliError(ValueError):
     """A user error reported as one line."""
 
 
+def output_file(text: str, option: str = "--out") -> Path:
+    """Check, before any work, that a file can be written at ``text`` (nothing is created)."""
+    path = Path(text)
+    if path.is_dir():
+        raise CliError(f"{option} {text} is a folder; give a file name")
+    _probe_writable(path.parent, option, text)
+    return path
+
+
+def output_folder(text: str, option: str = "--out") -> Path:
+    """Check, before any work, that files can be written into the folder ``text``."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{option} {text} exists and is not a folder")
+    _probe_writable(path, option, text)
+    return path
+
+
+def _probe_writable(folder: Path, option: str, text: str) -> None:
+    """Write and remove a temporary file in the nearest existing ancestor of ``folder``."""
+    import tempfile
+
+    existing = folder.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "a path component is not a folder")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".pdlt-probe-"):
+            pass
+    except OSError as exc:
+        raise CliError(f"cannot write {option} {text}: {exc.strerror or exc}") from None
+
+
 def _progress(message: str) -> None:
     print(f"pdlt: {message}", file=sys.stderr, flush=True)
 
@@ -100,6 +134,8 @@ def cmd_latex(args: argparse.Namespace) -> int:
     from pdlt.derive import latex
 
     check_order(args.order)
+    if args.out:
+        output_file(args.out)
     act = resolve(args.activation, args.param) if args.activation else None
     text = latex.body(args.order, act) if args.body else latex.document(args.order, act)
     if args.out:
@@ -115,9 +151,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     order = check_order(args.order)
     act = resolve(args.expression, args.param)
     act = Activation(name, act.expr, act.description, act.params)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out} exists and is not a folder")
+    out = output_folder(args.out)
     _progress(f"deriving order-{order} kernels for {sp.sstr(act.expr)} ...")
     command = f"pdlt generate {args.expression!r} --name {name} --order {order}"
     text = module_text(act, order, command)
@@ -160,6 +194,8 @@ def run_flow(args: argparse.Namespace):
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
+    if args.plot:
+        output_file(args.plot, "--plot")
     act, module, flow = run_flow(args)
     data = flow.as_dict()
     data["activation"] = args.activation
@@ -247,6 +283,7 @@ def cmd_phase(args: argparse.Namespace) -> int:
 
     from .plots import plot_phase
 
+    output_file(args.out)
     act = resolve(args.activation, args.param)
     report = critical_points(act)
     points = [(p.C_b, p.C_W) for p in report.critical_points]
@@ -307,6 +344,8 @@ def format_table(flow, module, args) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
+    if args.out:
+        output_file(args.out)
     return bench_main(quick=args.quick, as_json=args.json, out=args.out)
 
 
@@ -404,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = exc.args[0] if exc.args else str(exc)
         print(f"pdlt: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. the disk filled up while writing: still one line
+        if os.environ.get("PDLT_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"pdlt: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0

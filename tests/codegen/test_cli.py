@@ -117,19 +117,40 @@ BAD = [
     (["generate", "z", "--name", "1bad", "--out", "OUT"], "--name must be a Python identifier"),
     (["generate", "z", "--name", "ok", "--order", "-1", "--out", "OUT"], "order must be an integer >= 0"),
     (["generate", "foo(z)", "--name", "ok", "--out", "OUT"], "unknown function"),
+    # outputs are checked before any work (FILE is an existing plain file, TMP an existing folder)
+    (["latex", "tanh", "--out", "TMP"], "--out TMP is a folder"),
+    (["latex", "tanh", "--out", "FILE/x.tex"], "cannot write --out FILE/x.tex"),
+    (["generate", "z*tanh(z)", "--name", "ok", "--out", "FILE/sub"], "cannot write --out FILE/sub"),
+    (["generate", "z*tanh(z)", "--name", "ok", "--out", "FILE"], "exists and is not a folder"),
+    (["phase", "tanh", "--out", "FILE/p.png"], "cannot write --out FILE/p.png"),
+    (["flow", "tanh", "--depth", "3", "--width", "4", "--plot", "FILE/f.png"], "cannot write --plot FILE/f.png"),
+    (["bench", "--quick", "--out", "TMP"], "--out TMP is a folder"),
 ]
 
 
 @pytest.mark.parametrize("argv,message", BAD)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, argv, message):
     out_dir = tmp_path / "out"
-    argv = [str(out_dir) if a == "OUT" else a for a in argv]
-    code, out, err = run(capsys, *argv)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    plain = existing / "plain.txt"
+    plain.write_text("keep")
+    names = {"OUT": str(out_dir), "TMP": str(existing), "FILE": str(plain)}
+
+    def spell(text: str) -> str:
+        for key, value in names.items():
+            text = text.replace(key, value)
+        return text
+
+    code, out, err = run(capsys, *[spell(a) for a in argv])
     assert code == 2
     assert out == ""
     lines = [line for line in err.splitlines() if line.startswith("pdlt: error:")]
-    assert len(lines) == 1 and message in lines[0], err
+    assert len(lines) == 1 and spell(message) in lines[0], err
+    if any(key in message for key in ("FILE", "TMP")):
+        assert "deriving" not in err  # a bad output is refused before any work
     assert not out_dir.exists()
+    assert sorted(p.name for p in existing.iterdir()) == ["plain.txt"] and plain.read_text() == "keep"
 
 
 def test_installed_command_exits_2(tmp_path):
