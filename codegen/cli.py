@@ -72,6 +72,7 @@ def resolve(text: str, params: list[str] | None = None) -> Activation:
         expr = parse_activation(text)
         if not expr.has(z):
             raise CliError(f"activation {text!r} does not depend on z")
+        acts.check_real_line(expr, text)
         act = Activation(text, expr, f"user formula {text}")
     if params:
         act = _with_params(act, params)

@@ -85,6 +85,21 @@ class ActivationError(ValueError):
     """An activation that pdlt cannot handle (unsupported breakpoint, unknown name, ...)."""
 
 
+def check_real_line(expr: sp.Expr, label: str) -> None:
+    """Refuse a formula that is not real and finite on the whole real line (1/z, sqrt(z), log(z)):
+    preactivations are Gaussian, so every real z occurs. Where sympy cannot decide (erf,
+    Heaviside, sign), the Gaussian expectations still catch whatever diverges."""
+    from sympy.calculus.util import continuous_domain
+
+    try:
+        domain = continuous_domain(expr, z, sp.S.Reals)
+    except (NotImplementedError, ValueError, TypeError, AttributeError):
+        return
+    bad = sp.S.Reals - domain
+    if bad is not sp.S.EmptySet:
+        raise ActivationError(f"{label} is not real and finite for every real z (not for z in {bad})")
+
+
 def split_pieces(expr: sp.Expr) -> tuple[Piece, ...]:
     """Split sigma into smooth pieces at the breakpoints of Abs, Max, Min, Heaviside, sign."""
     pw = sp.piecewise_fold(

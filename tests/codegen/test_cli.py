@@ -117,6 +117,9 @@ BAD = [
     (["generate", "z", "--name", "1bad", "--out", "OUT"], "--name must be a Python identifier"),
     (["generate", "z", "--name", "ok", "--order", "-1", "--out", "OUT"], "order must be an integer >= 0"),
     (["generate", "foo(z)", "--name", "ok", "--out", "OUT"], "unknown function"),
+    (["flow", "1/z", "--depth", "3", "--width", "4"], "1/z is not real and finite for every real z (not for z in {0})"),
+    (["flow", "sqrt(z)", "--depth", "3", "--width", "4"], "not for z in Interval.open(-oo, 0)"),
+    (["generate", "log(1+z)", "--name", "ok", "--out", "OUT"], "not for z in Interval(-oo, -1)"),
     # outputs are checked before any work (FILE is an existing plain file, TMP an existing folder)
     (["latex", "tanh", "--out", "TMP"], "--out TMP is a folder"),
     (["latex", "tanh", "--out", "FILE/x.tex"], "cannot write --out FILE/x.tex"),

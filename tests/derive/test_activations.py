@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sympy as sp
 
@@ -58,3 +60,25 @@ def test_nonlinear_breakpoint_is_refused():
 def test_redundant_breakpoints_merge():
     act = Activation("x", sp.Max(z, z))
     assert len(act.pieces) == 1
+
+
+@pytest.mark.parametrize("name", sorted(activations.REGISTRY))
+def test_registry_activations_are_real_on_the_whole_line(name):
+    activations.check_real_line(activations.get(name).with_defaults(), name)
+
+
+@pytest.mark.parametrize("text", ["z*tanh(log(1+exp(z)))", "log(cosh(z))", "max(0, z - 1)", "z/(1+abs(z))",
+                                  "sqrt(1+z**2)", "log(1+z**2)", "1/(1+z**2)", "heaviside(z)", "erf(z)"])
+def test_real_formulas_pass_the_domain_check(text):
+    from pdlt.derive.parse import parse_activation
+
+    activations.check_real_line(parse_activation(text), text)
+
+
+@pytest.mark.parametrize("text,where", [("1/z", "{0}"), ("sqrt(z)", "Interval.open(-oo, 0)"),
+                                        ("log(z)", "Interval(-oo, 0)"), ("1/(z - 2)", "{2}")])
+def test_formulas_undefined_somewhere_on_the_line_are_refused(text, where):
+    from pdlt.derive.parse import parse_activation
+
+    with pytest.raises(activations.ActivationError, match=f"not for z in {re.escape(where)}"):
+        activations.check_real_line(parse_activation(text), text)
