@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import sympy as sp
 
 from pdlt.derive import activations as acts
@@ -195,9 +196,16 @@ def run_flow(args: argparse.Namespace):
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
+    from .reliability import check_series
+
     if args.plot:
         output_file(args.plot, "--plot")
     act, module, flow = run_flow(args)
+    check = check_series(flow.coefficients, np.asarray(flow.widths, dtype=float), module.ORDER)
+    if check.impossible:
+        raise CliError(check.impossible)
+    if check.unreliable:
+        print(f"pdlt: {check.unreliable}", file=sys.stderr)
     data = flow.as_dict()
     data["activation"] = args.activation
     if args.plot:

@@ -120,6 +120,7 @@ BAD = [
     (["flow", "1/z", "--depth", "3", "--width", "4"], "1/z is not real and finite for every real z (not for z in {0})"),
     (["flow", "sqrt(z)", "--depth", "3", "--width", "4"], "not for z in Interval.open(-oo, 0)"),
     (["generate", "log(1+z)", "--name", "ok", "--out", "OUT"], "not for z in Interval(-oo, -1)"),
+    (["flow", "tanh", "--depth", "5", "--width", "8", "--C-W-n", "-5"], "the 1/n series gives Var G = "),
     # outputs are checked before any work (FILE is an existing plain file, TMP an existing folder)
     (["latex", "tanh", "--out", "TMP"], "--out TMP is a folder"),
     (["latex", "tanh", "--out", "FILE/x.tex"], "cannot write --out FILE/x.tex"),
@@ -223,3 +224,30 @@ def test_latex_out_writes_the_document_it_prints(capsys, tmp_path):
         result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", target.name],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and (tmp_path / "tanh.pdf").stat().st_size > 1000, result.stdout[-2000:]
+
+
+def test_unreliable_series_is_flagged_and_reliable_one_is_not(capsys):
+    """ReLU at criticality: Var G(L) = K^2 ((1 + 5/n)^(L-1) - 1) exactly, so at n = 8 the 1/n^2 term
+    kept is a quarter of the order-2 value by layer 3 (the series in 5/n = 0.625 converges slowly):
+    the values are printed with one warning line. At width 64 and depth 10 (tanh, the README's
+    example) the last term kept is below 10 % everywhere: no warning."""
+    code, out, err = run(capsys, "flow", "relu", "--depth", "5", "--width", "8", "--C-W", "2", "--json")
+    assert code == 0 and json.loads(out)["layers"][-1]["values"]["2"] > 0
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "at layer 3 " in warnings[0] and "unreliable" in warnings[0], err
+    code, out, err = run(capsys, "flow", "tanh", "--order", "2", "--depth", "10", "--width", "64", "--C-b", "0",
+                         "--C-W", "1", "--input-norm2", "1")
+    assert code == 0 and "warning" not in err
+
+
+def test_series_check_against_the_exact_relu_terms():
+    """The check's arithmetic on hand-made coefficients: last term / sum, and a negative sum refused."""
+    from pdlt.codegen.reliability import check_series
+
+    c = np.zeros((2, 4, 3))
+    c[:, 1, 0] = 1.0
+    c[1, 2, 1], c[1, 2, 2] = 1.0, 0.5  # Var G = 1/n + 0.5/n^2: at n = 4 the last term is 1/9 of it
+    assert "11%" in check_series(c, np.array([4.0]), 2).unreliable
+    assert check_series(c, np.array([6.0]), 2).unreliable is None  # 1/13 < 10 %
+    c[1, 2, 2] = -8.0  # 1/4 - 8/16 < 0
+    assert "Var G = -0.25 < 0" in check_series(c, np.array([4.0]), 2).impossible
