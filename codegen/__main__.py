@@ -16,14 +16,20 @@ def _progress(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pdlt.codegen", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="render in memory, diff against generated/, exit 1 if stale")
+    parser.add_argument(
+        "--check", action="store_true", help="render in memory, diff against generated/, exit 1 if stale"
+    )
     args = parser.parse_args(argv)
     # docs/ exists beside the packages in a source checkout (not in an installed copy)
     with_docs = DOCS_DIR.is_dir()
     if args.check:
-        diffs = [drift.diff for drift in check(progress=_progress)] + (check_docs(progress=_progress) if with_docs else [])
+        diffs = [drift.diff for drift in check(progress=_progress)] + (
+            check_docs(progress=_progress) if with_docs else []
+        )
         if not diffs:
-            print(f"generated/ is up to date ({GENERATED_DIR})" + (" and so are the generated docs" if with_docs else ""))
+            print(
+                f"generated/ is up to date ({GENERATED_DIR})" + (" and so are the generated docs" if with_docs else "")
+            )
             return 0
         for diff in diffs:
             sys.stdout.write(diff)

@@ -36,8 +36,9 @@ def start_norm(point: CriticalPoint, kernel: float = 1.0) -> float:
 def nu_from_flow(module, point: CriticalPoint, depth: int = NU_DEPTH, params: dict | None = None) -> float:
     """nu with V/(n K^2) ~ nu l / n, read off the generated flow at large depth:
     V(L) / (K(L)^2 (L - 1)) at infinite-width bookkeeping (the coefficients do not depend on n)."""
-    flow = module.flow(depth, width=1000, C_b=point.C_b, C_W=point.C_W, input_norm2=start_norm(point),
-                       check=False, **(params or {}))
+    flow = module.flow(
+        depth, width=1000, C_b=point.C_b, C_W=point.C_W, input_norm2=start_norm(point), check=False, **(params or {})
+    )
     K, V = flow.K[-1], flow.V[-1]
     return float(V / (K * K * (depth - 1)))
 
@@ -50,8 +51,9 @@ def exponents_from_flow(module, point: CriticalPoint, depth: int = NU_DEPTH, par
     params = params or {}
     norm = start_norm(point)
     flow = module.flow(depth, width=1000, C_b=point.C_b, C_W=point.C_W, input_norm2=norm, check=False, **params)
-    pair = module.two_input_flow(depth, C_b=point.C_b, C_W=point.C_W, input_norm2=norm,
-                                 input_dot=1e-3 * norm, input_delta2=1e-6 * norm, **params)
+    pair = module.two_input_flow(
+        depth, C_b=point.C_b, C_W=point.C_W, input_norm2=norm, input_dot=1e-3 * norm, input_delta2=1e-6 * norm, **params
+    )
     half, last = depth // 2 - 1, depth - 1
     span = math.log((last + 1) / (half + 1))
 
@@ -61,8 +63,13 @@ def exponents_from_flow(module, point: CriticalPoint, depth: int = NU_DEPTH, par
             return 0.0
         return round(-math.log(b / a) / span, 3)
 
-    return {"p_0": slope(flow.K), "p_parallel": slope(pair["dK1"]), "p_perp": slope(pair["ddK2"]),
-            "p_V": slope(flow.V), "p_1": slope(flow.G1)}
+    return {
+        "p_0": slope(flow.K),
+        "p_parallel": slope(pair["dK1"]),
+        "p_perp": slope(pair["ddK2"]),
+        "p_V": slope(flow.V),
+        "p_1": slope(flow.G1),
+    }
 
 
 @dataclass
@@ -86,8 +93,16 @@ class AspectRatio:
         return dict(self.__dict__)
 
 
-def aspect_ratio(act: Activation, module, depth: int, width: int, outputs: int,
-                 C_b: float | None = None, C_W: float | None = None, params: dict | None = None) -> AspectRatio:
+def aspect_ratio(
+    act: Activation,
+    module,
+    depth: int,
+    width: int,
+    outputs: int,
+    C_b: float | None = None,
+    C_W: float | None = None,
+    params: dict | None = None,
+) -> AspectRatio:
     """r = L/n, the predicted finite-width effects at the output, and appendix A's optimum
     r* = 4 / ((20 + 3 n_L) nu) (A.73); hyperparameters default to the activation's critical point."""
     report = critical_points(act)
@@ -111,35 +126,62 @@ def aspect_ratio(act: Activation, module, depth: int, width: int, outputs: int,
     neglected = abs(second) ** 2 / abs(vertex) if vertex else 0.0
     r = depth / n
     r_star = 4 / ((20 + 3 * outputs) * nu) if nu else math.nan
-    return AspectRatio(act.name, depth, width, outputs, float(C_b), float(C_W), r, float(nu) if nu else math.nan,
-                       r_star, float(vertex), float(nlo), float(second), float(neglected),
-                       verdict(r, r_star, vertex, neglected))
+    return AspectRatio(
+        act.name,
+        depth,
+        width,
+        outputs,
+        float(C_b),
+        float(C_W),
+        r,
+        float(nu) if nu else math.nan,
+        r_star,
+        float(vertex),
+        float(nlo),
+        float(second),
+        float(neglected),
+        verdict(r, r_star, vertex, neglected),
+    )
 
 
 def verdict(r: float, r_star: float, vertex: float, neglected: float) -> str:
     """Plain language, after the book's appendix A and (eps.24)."""
     size = f"V/(nK^2) = {vertex:.3g} at the output"
     if r >= 1:
-        return (f"r = {r:.3g} >= 1: the 1/n expansion breaks down (the error of order p grows like r^(p+1)); "
-                f"{size}. The network is strongly coupled: use a wider or shallower one.")
+        return (
+            f"r = {r:.3g} >= 1: the 1/n expansion breaks down (the error of order p grows like r^(p+1)); "
+            f"{size}. The network is strongly coupled: use a wider or shallower one."
+        )
     if not math.isfinite(r_star):
         return f"r = {r:.3g}; {size}; no critical nu, so no optimal aspect ratio."
     ratio = r / r_star
     if ratio < 0.5:
-        return (f"r = {r:.3g} is well below the optimal r* = {r_star:.3g}: close to the infinite-width "
-                f"(kernel) limit, {size}; little representation learning.")
+        return (
+            f"r = {r:.3g} is well below the optimal r* = {r_star:.3g}: close to the infinite-width "
+            f"(kernel) limit, {size}; little representation learning."
+        )
     if ratio <= 2:
-        return (f"r = {r:.3g} is near the optimal r* = {r_star:.3g} (appendix A): finite-width effects are "
-                f"real but controlled, {size}, next order ~{neglected:.1g}.")
-    return (f"r = {r:.3g} is {ratio:.1f} x the optimal r* = {r_star:.3g}: fluctuations dominate, {size}; "
-            f"the next order is ~{neglected:.1g}, so trust the order-2 numbers only roughly.")
+        return (
+            f"r = {r:.3g} is near the optimal r* = {r_star:.3g} (appendix A): finite-width effects are "
+            f"real but controlled, {size}, next order ~{neglected:.1g}."
+        )
+    return (
+        f"r = {r:.3g} is {ratio:.1f} x the optimal r* = {r_star:.3g}: fluctuations dominate, {size}; "
+        f"the next order is ~{neglected:.1g}, so trust the order-2 numbers only roughly."
+    )
 
 
 def overlays(act: Activation, module, flow, C_b: float, C_W: float) -> tuple[list[Overlay], str]:
     """Asymptotic laws for the flow figure when (C_b, C_W) is the activation's critical point."""
     report = critical_points(act)
-    point = next((p for p in report.critical_points
-                  if math.isclose(p.C_b, C_b, rel_tol=1e-6, abs_tol=1e-9) and math.isclose(p.C_W, C_W, rel_tol=1e-6)), None)
+    point = next(
+        (
+            p
+            for p in report.critical_points
+            if math.isclose(p.C_b, C_b, rel_tol=1e-6, abs_tol=1e-9) and math.isclose(p.C_W, C_W, rel_tol=1e-6)
+        ),
+        None,
+    )
     if point is None:
         return [], "not at a critical point: no asymptotic law overlaid"
     layers = np.arange(2, flow.depth + 1, dtype=float)

@@ -38,9 +38,15 @@ def _best_of(fn, repeat: int) -> float:
 # critical initializations where the book gives them (K* = 0 class, scale-invariant class, the
 # half-stable points of GELU and SWISH); otherwise an ordered phase with a fixed point K* > 0
 BENCH_HYPER = {
-    "tanh": (0.0, 1.0), "sin": (0.0, 1.0), "erf": (0.0, 0.7853981633974483),
-    "relu": (0.0, 2.0), "leaky_relu": (0.0, 2.0 / (1 + 0.01**2)), "linear": (0.0, 1.0), "abs": (0.0, 1.0),
-    "gelu": (0.17292239, 1.98305826), "swish": (0.55514317, 1.98800468),
+    "tanh": (0.0, 1.0),
+    "sin": (0.0, 1.0),
+    "erf": (0.0, 0.7853981633974483),
+    "relu": (0.0, 2.0),
+    "leaky_relu": (0.0, 2.0 / (1 + 0.01**2)),
+    "linear": (0.0, 1.0),
+    "abs": (0.0, 1.0),
+    "gelu": (0.17292239, 1.98305826),
+    "swish": (0.55514317, 1.98800468),
 }
 
 
@@ -64,8 +70,16 @@ def bench_generated(depth: int, repeat: int, names: tuple[str, ...] | None = Non
         raw = _best_of(lambda: mod.flow_coefficients(widths, cb, cw, 1.0, params, False, coeffs, errors), repeat)
         checked = _best_of(lambda: mod.flow_coefficients(widths, cb, cw, 1.0, params, True, coeffs, errors), repeat)
         wrapped = _best_of(lambda: mod.flow(depth, width=64, C_b=cb[0], C_W=cw[0], check=False), repeat)
-        out[name] = {"order": mod.ORDER, "depth": depth, "C_b": float(cb[0]), "C_W": float(cw[0]), "seconds": raw, "seconds_checked": checked,
-                     "seconds_wrapper": wrapped, "per_layer_us": raw / depth * 1e6}
+        out[name] = {
+            "order": mod.ORDER,
+            "depth": depth,
+            "C_b": float(cb[0]),
+            "C_W": float(cw[0]),
+            "seconds": raw,
+            "seconds_checked": checked,
+            "seconds_wrapper": wrapped,
+            "per_layer_us": raw / depth * 1e6,
+        }
     return out
 
 
@@ -74,7 +88,8 @@ def bench_by_hand(depth: int) -> dict:
     import sympy as sp
     from scipy import integrate
 
-    from pdlt.derive import activations, notation as nt
+    from pdlt.derive import activations
+    from pdlt.derive import notation as nt
     from pdlt.derive.expectations import hermite_weight
     from pdlt.derive.recursion import cumulant_derivatives, derive_step, moment_derivatives
 
@@ -95,8 +110,17 @@ def bench_by_hand(depth: int) -> dict:
 
     def mu_at(K: float) -> list[float]:
         norm = 1.0 / np.sqrt(2 * np.pi * K)
-        return [integrate.quad(lambda z: sigma(z) ** (2 * a) * weights[i](z, K) * np.exp(-z * z / (2 * K)) * norm,
-                               -np.inf, np.inf, epsabs=1e-13, epsrel=1e-12, limit=200)[0] for a, i in pairs]
+        return [
+            integrate.quad(
+                lambda z: sigma(z) ** (2 * a) * weights[i](z, K) * np.exp(-z * z / (2 * K)) * norm,
+                -np.inf,
+                np.inf,
+                epsabs=1e-13,
+                epsrel=1e-12,
+                limit=200,
+            )[0]
+            for a, i in pairs
+        ]
 
     state = {key: 0.0 for key in state_keys}
     state[(1, 0)] = 1.0
@@ -109,8 +133,14 @@ def bench_by_hand(depth: int) -> dict:
         vals = [state[key] for key in state_keys if key != (1, 0)] + s_vals + [1.0, 0.0, 1.0]
         state = {key: new[key](*vals) for key in state_keys}
     seconds = time.perf_counter() - t0
-    return {"activation": "tanh", "order": order, "layers": depth - 1, "seconds": seconds,
-            "per_layer_us": seconds / (depth - 1) * 1e6, "K_last": float(state[(1, 0)])}
+    return {
+        "activation": "tanh",
+        "order": order,
+        "layers": depth - 1,
+        "seconds": seconds,
+        "per_layer_us": seconds / (depth - 1) * 1e6,
+        "K_last": float(state[(1, 0)]),
+    }
 
 
 def bench_montecarlo(depth: int, width: int, seconds_budget: float, seed: int = 0, batch: int = 2048) -> dict:
@@ -135,11 +165,21 @@ def bench_montecarlo(depth: int, width: int, seconds_budget: float, seed: int = 
         rel = se_var / var
     elapsed = time.perf_counter() - t0
     n = sum(s.size for s in samples)
-    return {"activation": "tanh", "depth": depth, "width": width, "networks": n, "seconds": elapsed,
-            "relative_standard_error": float(rel), "reached_1_percent": bool(rel <= 0.01)}
+    return {
+        "activation": "tanh",
+        "depth": depth,
+        "width": width,
+        "networks": n,
+        "seconds": elapsed,
+        "relative_standard_error": float(rel),
+        "reached_1_percent": bool(rel <= 0.01),
+    }
 
 
-_STARTUP = "import time; t=time.perf_counter(); from pdlt.generated import tanh; tanh.flow(1000, width=64); print(time.perf_counter()-t)"
+_STARTUP = (
+    "import time; t=time.perf_counter(); from pdlt.generated import tanh; tanh.flow(1000, width=64); "
+    "print(time.perf_counter()-t)"
+)
 
 
 def bench_startup() -> dict:
@@ -148,13 +188,24 @@ def bench_startup() -> dict:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         for label in ("cold", "warm"):
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", _STARTUP + "; import resource; "
-                                   "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                                  env=env, capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _STARTUP + "; import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             wall = time.perf_counter() - t0
             inner, rss = proc.stdout.split()
-            out[label] = {"process_seconds": wall, "import_and_flow_seconds": float(inner),
-                          "peak_rss_mib": int(rss) / 1024}
+            out[label] = {
+                "process_seconds": wall,
+                "import_and_flow_seconds": float(inner),
+                "peak_rss_mib": int(rss) / 1024,
+            }
     return out
 
 
@@ -165,8 +216,11 @@ def main(quick: bool = False, as_json: bool = False, out: str | None = None) -> 
     results["by_hand"] = bench_by_hand(10 if quick else 100)
     tanh = results["generated"]["tanh"]
     results["speedup_vs_by_hand"] = results["by_hand"]["per_layer_us"] / tanh["per_layer_us"]
-    results["montecarlo"] = (bench_montecarlo(10, 64, seconds_budget=0.5, batch=256) if quick
-                             else bench_montecarlo(10, 64, seconds_budget=120))
+    results["montecarlo"] = (
+        bench_montecarlo(10, 64, seconds_budget=0.5, batch=256)
+        if quick
+        else bench_montecarlo(10, 64, seconds_budget=120)
+    )
     results["startup"] = bench_startup()
     if out:
         Path(out).write_text(json.dumps(results, indent=1))
@@ -174,17 +228,29 @@ def main(quick: bool = False, as_json: bool = False, out: str | None = None) -> 
         print(json.dumps(results, indent=1))
         return 0
     print(f"(a) generated numba flow, {depth} layers, width 64, warm (best of repeats):")
-    print(f"    {'activation':<11} {'C_b':>6} {'C_W':>6} {'total ms':>9} {'us/layer':>9} {'checked ms':>11} {'wrapper ms':>11}")
+    print(
+        f"    {'activation':<11} {'C_b':>6} {'C_W':>6} {'total ms':>9} {'us/layer':>9} "
+        f"{'checked ms':>11} {'wrapper ms':>11}"
+    )
     for name, r in results["generated"].items():
-        print(f"    {name:<11} {r['C_b']:>6.3f} {r['C_W']:>6.3f} {r['seconds'] * 1e3:>9.3f} {r['per_layer_us']:>9.3f} "
-              f"{r['seconds_checked'] * 1e3:>11.3f} {r['seconds_wrapper'] * 1e3:>11.3f}")
+        print(
+            f"    {name:<11} {r['C_b']:>6.3f} {r['C_W']:>6.3f} {r['seconds'] * 1e3:>9.3f} {r['per_layer_us']:>9.3f} "
+            f"{r['seconds_checked'] * 1e3:>11.3f} {r['seconds_wrapper'] * 1e3:>11.3f}"
+        )
     bh = results["by_hand"]
-    print(f"(b) by hand (sympy lambdify + scipy quad), tanh order 2: {bh['per_layer_us'] / 1e3:.2f} ms/layer "
-          f"over {bh['layers']} layers; generated is {results['speedup_vs_by_hand']:.0f}x faster")
+    print(
+        f"(b) by hand (sympy lambdify + scipy quad), tanh order 2: {bh['per_layer_us'] / 1e3:.2f} ms/layer "
+        f"over {bh['layers']} layers; generated is {results['speedup_vs_by_hand']:.0f}x faster"
+    )
     mc = results["montecarlo"]
-    print(f"(c) Monte Carlo, tanh depth {mc['depth']} width {mc['width']}: {mc['networks']} networks in "
-          f"{mc['seconds']:.2f} s for a {mc['relative_standard_error'] * 100:.2f} % standard error on Var G(L)")
+    print(
+        f"(c) Monte Carlo, tanh depth {mc['depth']} width {mc['width']}: {mc['networks']} networks in "
+        f"{mc['seconds']:.2f} s for a {mc['relative_standard_error'] * 100:.2f} % standard error on Var G(L)"
+    )
     for label, r in results["startup"].items():
-        print(f"(d) fresh process, numba cache {label}: import + 1000-layer tanh flow "
-              f"{r['import_and_flow_seconds']:.3f} s (process {r['process_seconds']:.2f} s), peak RSS {r['peak_rss_mib']:.0f} MiB")
+        print(
+            f"(d) fresh process, numba cache {label}: import + 1000-layer tanh flow "
+            f"{r['import_and_flow_seconds']:.3f} s (process {r['process_seconds']:.2f} s), "
+            f"peak RSS {r['peak_rss_mib']:.0f} MiB"
+        )
     return 0

@@ -111,14 +111,16 @@ def cmd_activations(args: argparse.Namespace) -> int:
     for name, act in sorted(acts.REGISTRY.items()):
         exps = expectations(act, moment_derivatives(SHIPPED_ORDER))
         exact = sorted({a for (a, _), e in exps.items() if e.exact})
-        rows.append({
-            "name": name,
-            "formula": sp.sstr(act.expr),
-            "description": act.description,
-            "params": {s.name: float(v) for s, v in act.params},
-            "breakpoints": [float(b) for b in act.breakpoints],
-            "exact_powers": [2 * a for a in exact],
-        })
+        rows.append(
+            {
+                "name": name,
+                "formula": sp.sstr(act.expr),
+                "description": act.description,
+                "params": {s.name: float(v) for s, v in act.params},
+                "breakpoints": [float(b) for b in act.breakpoints],
+                "exact_powers": [2 * a for a in exact],
+            }
+        )
     if args.json:
         print(json.dumps({"activations": rows, "aliases": acts.ALIASES}, indent=2))
         return 0
@@ -128,7 +130,7 @@ def cmd_activations(args: argparse.Namespace) -> int:
         extra = f"  params {row['params']}" if row["params"] else ""
         print(f"{row['name']:<11} {row['formula']:<38} {exact}{extra}")
     print("aliases: " + ", ".join(f"{k} -> {v}" for k, v in acts.ALIASES.items()))
-    print("any formula in z works too, e.g. pdlt flow \"z*tanh(log(1+exp(z)))\" ...")
+    print('any formula in z works too, e.g. pdlt flow "z*tanh(log(1+exp(z)))" ...')
     return 0
 
 
@@ -189,9 +191,17 @@ def run_flow(args: argparse.Namespace):
     act = resolve(args.activation, args.param)
     module = _kernels(act, args.order)
     params = {s.name: float(v) for s, v in act.params}
-    flow = module.flow(args.depth, C_b=args.C_b, C_W=args.C_W, input_norm2=args.input_norm2,
-                       tolerance=args.tolerance, C_b_n=_series(args.C_b_n, "--C-b-n"),
-                       C_W_n=_series(args.C_W_n, "--C-W-n"), **width_kw, **params)
+    flow = module.flow(
+        args.depth,
+        C_b=args.C_b,
+        C_W=args.C_W,
+        input_norm2=args.input_norm2,
+        tolerance=args.tolerance,
+        C_b_n=_series(args.C_b_n, "--C-b-n"),
+        C_W_n=_series(args.C_W_n, "--C-W-n"),
+        **width_kw,
+        **params,
+    )
     return act, module, flow
 
 
@@ -253,8 +263,11 @@ def cmd_criticality(args: argparse.Namespace) -> int:
         else:
             data["nu_source"] = "exact (book 5.130-5.131)"
         if report.klass == "K*=0":
-            data["renormalized"] = {"C_b_n": [0.0], "C_W_n": [2 * point.C_W / 3],
-                                    "note": "book 5.141-5.142: C_W = (1 + 2/(3n)) / sigma_1^2; pass --C-W-n to pdlt flow"}
+            data["renormalized"] = {
+                "C_b_n": [0.0],
+                "C_W_n": [2 * point.C_W / 3],
+                "note": "book 5.141-5.142: C_W = (1 + 2/(3n)) / sigma_1^2; pass --C-W-n to pdlt flow",
+            }
     if args.json:
         print(json.dumps(data, indent=1))
         return 0
@@ -266,9 +279,11 @@ def format_criticality(data: dict) -> str:
     lines = [f"{data['activation']}: class {data['class']}", f"  {data['reason']}"]
     for p in data["critical_points"]:
         kstar = "line of fixed points" if p["K_star"] is None else f"K* = {p['K_star']:.10g}"
-        lines.append(f"  critical point: C_b = {p['C_b']:.10g}, C_W = {p['C_W']:.10g}, {kstar}, "
-                     f"chi_par = {p['chi_parallel']:.6g}, chi_perp = {p['chi_perp']:.6g}, "
-                     f"{'stable' if p['stable'] else 'not stable'} ({p.get('note', '')})")
+        lines.append(
+            f"  critical point: C_b = {p['C_b']:.10g}, C_W = {p['C_W']:.10g}, {kstar}, "
+            f"chi_par = {p['chi_parallel']:.6g}, chi_perp = {p['chi_perp']:.6g}, "
+            f"{'stable' if p['stable'] else 'not stable'} ({p.get('note', '')})"
+        )
     for p in data.get("rejected", []):
         lines.append(f"  rejected: {p}")
     if data.get("taylor"):
@@ -277,13 +292,21 @@ def format_criticality(data: dict) -> str:
     if data.get("exponents"):
         lines.append("  exponents: " + ", ".join(f"{k} = {v}" for k, v in data["exponents"].items()))
     if data.get("exponents_flow"):
-        lines.append("  exponents from the generated flow (local slopes, l = 2000..4000): "
-                     + ", ".join(f"{k} = {v}" for k, v in data["exponents_flow"].items()))
+        lines.append(
+            "  exponents from the generated flow (local slopes, l = 2000..4000): "
+            + ", ".join(f"{k} = {v}" for k, v in data["exponents_flow"].items())
+        )
     if data.get("nu") is not None:
         exact = f" (exact {data['nu_exact']})" if data.get("nu_exact") else ""
-        lines.append(f"  nu = {data['nu']:.6g}{exact}: V/(nK^2) ~ nu l/n; from the generated flow: {data.get('nu_flow', float('nan')):.6g}")
+        lines.append(
+            f"  nu = {data['nu']:.6g}{exact}: V/(nK^2) ~ nu l/n; "
+            f"from the generated flow: {data.get('nu_flow', float('nan')):.6g}"
+        )
     if data.get("renormalized"):
-        lines.append(f"  1/n-corrected initialization: --C-W-n {data['renormalized']['C_W_n'][0]:.6g} ({data['renormalized']['note']})")
+        lines.append(
+            f"  1/n-corrected initialization: --C-W-n {data['renormalized']['C_W_n'][0]:.6g} "
+            f"({data['renormalized']['note']})"
+        )
     return "\n".join(lines)
 
 
@@ -317,11 +340,18 @@ def cmd_aspect_ratio(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), indent=1))
         return 0
-    print(f"{args.activation}: depth L = {args.depth}, width n = {args.width}, outputs n_L = {args.outputs}, "
-          f"C_b = {result.C_b:.6g}, C_W = {result.C_W:.6g}")
-    print(f"  aspect ratio r = L/n = {result.r:.4g}; nu = {result.nu:.4g}; optimal r* = 4/((20 + 3 n_L) nu) = {result.r_star:.4g}")
-    print(f"  at the output: V/(nK^2) = {result.vertex:.4g}, G{{1}}/(nK) = {result.nlo_metric:.4g}, "
-          f"V{{1}}/(n^2K^2) = {result.next_vertex:.3g}; first neglected order ~ {result.neglected:.2g}")
+    print(
+        f"{args.activation}: depth L = {args.depth}, width n = {args.width}, outputs n_L = {args.outputs}, "
+        f"C_b = {result.C_b:.6g}, C_W = {result.C_W:.6g}"
+    )
+    print(
+        f"  aspect ratio r = L/n = {result.r:.4g}; nu = {result.nu:.4g}; "
+        f"optimal r* = 4/((20 + 3 n_L) nu) = {result.r_star:.4g}"
+    )
+    print(
+        f"  at the output: V/(nK^2) = {result.vertex:.4g}, G{{1}}/(nK) = {result.nlo_metric:.4g}, "
+        f"V{{1}}/(n^2K^2) = {result.next_vertex:.3g}; first neglected order ~ {result.neglected:.2g}"
+    )
     print(f"  {result.verdict}")
     return 0
 
@@ -364,7 +394,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pdlt",
-        description="Finite-width recursions of deep MLPs (Roberts-Yaida-Hanin), derived by machine for any activation.",
+        description="Finite-width recursions of deep MLPs (Roberts-Yaida-Hanin), derived by machine "
+        "for any activation.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -433,13 +464,22 @@ def add_flow_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", help="comma-separated n_1,...,n_{L-1}")
     p.add_argument("--C-b", dest="C_b", type=float, default=0.0, help="bias variance (default 0)")
     p.add_argument("--C-W", dest="C_W", type=float, default=1.0, help="weight variance C_W (default 1)")
-    p.add_argument("--input-norm2", dest="input_norm2", type=float, default=1.0,
-                   help="|x|^2/n_0 of the input, so K(1) = C_b + C_W |x|^2/n_0 (default 1)")
+    p.add_argument(
+        "--input-norm2",
+        dest="input_norm2",
+        type=float,
+        default=1.0,
+        help="|x|^2/n_0 of the input, so K(1) = C_b + C_W |x|^2/n_0 (default 1)",
+    )
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--C-b-n", dest="C_b_n", help="1/n pieces of C_b: c_b{1},c_b{2},... (book 5.138)")
     p.add_argument("--C-W-n", dest="C_W_n", help="1/n pieces of C_W: c_W{1},c_W{2},... (book 5.139)")
-    p.add_argument("--tolerance", type=float, default=1e-10,
-                   help="largest relative quadrature error estimate accepted (default 1e-10)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-10,
+        help="largest relative quadrature error estimate accepted (default 1e-10)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

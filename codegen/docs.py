@@ -4,12 +4,13 @@ criticality table (docs/criticality-table.md), rendered from the derivations."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import sympy as sp
 
-from pdlt.derive import latex, notation as nt
+from pdlt.derive import latex
+from pdlt.derive import notation as nt
 from pdlt.derive.activations import REGISTRY, Activation
 from pdlt.derive.expectations import expectations
 from pdlt.derive.recursion import derive_step, moment_derivatives
@@ -37,29 +38,37 @@ def page(act: Activation, order: int = SHIPPED_ORDER) -> str:
     spec = lower(act, order)
     q = spec.quadrature
     if q["kind"] == "trapezoid":
-        quad = (f"trapezoid rule in $x = z/\\sqrt K$ on $|x| \\le {q['x_max']}$ with spacing "
-                f"$h = \\min({q['h_max']}, {q['beta']}/\\sqrt K)$ (calibrated against mpmath to "
-                f"$10^{{-13}}$ of the integrand's $L^1$ size); the midpoint rule on the same spacing "
-                f"gives the error estimate")
+        quad = (
+            f"trapezoid rule in $x = z/\\sqrt K$ on $|x| \\le {q['x_max']}$ with spacing "
+            f"$h = \\min({q['h_max']}, {q['beta']}/\\sqrt K)$ (calibrated against mpmath to "
+            f"$10^{{-13}}$ of the integrand's $L^1$ size); the midpoint rule on the same spacing "
+            f"gives the error estimate"
+        )
     elif q["kind"] == "gauss-legendre":
-        quad = (f"Gauss-Legendre with {q['degrees'][0]} and {q['degrees'][1]} nodes on each piece "
-                f"between breakpoints, $|x| \\le {q['x_max']}$ in $x = z/\\sqrt K$; the two are compared")
+        quad = (
+            f"Gauss-Legendre with {q['degrees'][0]} and {q['degrees'][1]} nodes on each piece "
+            f"between breakpoints, $|x| \\le {q['x_max']}$ in $x = z/\\sqrt K$; the two are compared"
+        )
     else:
         quad = ""
     plain = Activation(act.name, act.with_defaults(), act.description) if act.params else act
     recursions = [(k, _markdown_math(latex.specialised_align(derive_step(k), plain))) for k in (1, order)]
-    return environment().get_template("activation.md.jinja").render(
-        command=REGENERATE,
-        name=act.name,
-        description=act.description[0].upper() + act.description[1:],
-        sigma_tex=sp.latex(act.expr),
-        params=", ".join(f"{s.name} = {v}" for s, v in act.params),
-        breakpoints=", ".join(f"$z = {sp.latex(b)}$" for b in act.breakpoints),
-        order=order,
-        expectations=spec.expectations,
-        closed_forms=closed,
-        quadrature=quad,
-        recursions=recursions,
+    return (
+        environment()
+        .get_template("activation.md.jinja")
+        .render(
+            command=REGENERATE,
+            name=act.name,
+            description=act.description[0].upper() + act.description[1:],
+            sigma_tex=sp.latex(act.expr),
+            params=", ".join(f"{s.name} = {v}" for s, v in act.params),
+            breakpoints=", ".join(f"$z = {sp.latex(b)}$" for b in act.breakpoints),
+            order=order,
+            expectations=spec.expectations,
+            closed_forms=closed,
+            quadrature=quad,
+            recursions=recursions,
+        )
     )
 
 
@@ -91,8 +100,11 @@ def check_docs(directory: Path = DOCS_DIR, progress: Callable[[str], None] | Non
         old = path.read_text() if path.exists() else ""
         if old != text:
             label = f"docs/{name}"
-            diffs.append("".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
-                                                      f"a/{label}", f"b/{label}", n=1)))
+            diffs.append(
+                "".join(
+                    difflib.unified_diff(old.splitlines(True), text.splitlines(True), f"a/{label}", f"b/{label}", n=1)
+                )
+            )
     return diffs
 
 
@@ -106,19 +118,30 @@ def criticality_table() -> str:
     rows = []
     for name, act in sorted(REGISTRY.items()):
         report = critical_points(act)
-        points = "; ".join(
-            f"({p.C_b:.8g}, {p.C_W:.8g}) at " + ("a line of K*" if p.K_star is None else f"K* = {p.K_star:.8g}")
-            + ("" if p.stable else " (not stable)")
-            for p in report.critical_points
-        ) or "none"
+        points = (
+            "; ".join(
+                f"({p.C_b:.8g}, {p.C_W:.8g}) at "
+                + ("a line of K*" if p.K_star is None else f"K* = {p.K_star:.8g}")
+                + ("" if p.stable else " (not stable)")
+                for p in report.critical_points
+            )
+            or "none"
+        )
         point = usable_point(report)
         nu_flow = nu_from_flow(generated.load(name), point) if point else None
         nu = report.nu_exact or (f"{nu_flow:.4f} (flow)" if nu_flow is not None else "-")
-        exps = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}"
-                         for k, v in report.exponents.items()) or "-"
+        exps = (
+            ", ".join(
+                f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}" for k, v in report.exponents.items()
+            )
+            or "-"
+        )
         check = f"{nu_flow:.4f}" if nu_flow is not None else "-"
-        flow_exps = (", ".join(f"{k} = {v:g}" for k, v in exponents_from_flow(generated.load(name), point).items())
-                     if point else "-")
+        flow_exps = (
+            ", ".join(f"{k} = {v:g}" for k, v in exponents_from_flow(generated.load(name), point).items())
+            if point
+            else "-"
+        )
         rows.append(f"| {name} | {report.klass} | {points} | {exps} | {flow_exps} | {nu} | {check} |")
     return (
         f"<!-- Generated by `{REGENERATE}`. DO NOT EDIT: regenerate instead. -->\n"
@@ -126,9 +149,10 @@ def criticality_table() -> str:
         "Class, critical points $(C_b, C_W)$, critical exponents and $\\nu$ (with "
         "$V/(nK^2) \\approx \\nu\\, \\ell/n$), from `pdlt criticality NAME`. The last column is $\\nu$ read off "
         f"the generated flow at depth 4000, $V/(K^2 (L-1))$, at the first stable (else half-stable) point.\n\n"
-        "Exponents: exact from the class where the book gives them; \"from the flow\" are local log-slopes "
+        'Exponents: exact from the class where the book gives them; "from the flow" are local log-slopes '
         "of K, dK[1], ddK[2], V and G{1} between l = 2000 and 4000 (O(log l / l) off for the K* = 0 class; "
         "a negative exponent means growth, e.g. the half-stable classes' G{1} ~ l^2).\n\n"
-        "| activation | class | critical points | exponents | exponents from the flow | $\\nu$ | $\\nu$ from the flow |\n"
+        "| activation | class | critical points | exponents | exponents from the flow "
+        "| $\\nu$ | $\\nu$ from the flow |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )

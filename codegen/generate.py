@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import keyword
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pdlt.derive.activations import REGISTRY, Activation
 
@@ -70,8 +70,11 @@ def check(directory: Path = GENERATED_DIR, progress: Callable[[str], None] | Non
         path = directory / name
         old = path.read_text() if path.exists() else ""
         if old != text:
-            diff = "".join(difflib.unified_diff(
-                old.splitlines(True), text.splitlines(True), f"a/generated/{name}", f"b/generated/{name}", n=2))
+            diff = "".join(
+                difflib.unified_diff(
+                    old.splitlines(True), text.splitlines(True), f"a/generated/{name}", f"b/generated/{name}", n=2
+                )
+            )
             drifts.append(Drift(path, diff))
     for path in sorted(directory.glob("*.py")):
         if path.name not in expected:

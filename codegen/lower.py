@@ -17,8 +17,14 @@ import sympy as sp
 from pdlt.derive import notation as nt
 from pdlt.derive.activations import Activation, ActivationError
 from pdlt.derive.expectations import expectations, perp_expectations
-from pdlt.derive.quadrature import (CALIBRATION_KERNELS, GL_DEGREES, TOLERANCE, calibrate_trapezoid,
-                                    gauss_legendre, truncation_radius)
+from pdlt.derive.quadrature import (
+    CALIBRATION_KERNELS,
+    GL_DEGREES,
+    TOLERANCE,
+    calibrate_trapezoid,
+    gauss_legendre,
+    truncation_radius,
+)
 from pdlt.derive.recursion import cumulant_derivatives, derive_step, moment_derivatives
 
 from .printer import NumbaPrinter, print_assignments
@@ -127,22 +133,30 @@ def _quadrature_spec(act: Activation, order: int, quad: list, qpairs: tuple, per
     if act.is_piecewise:
         x_max = truncation_radius(max(2 * min(a, order + 1) + 2 * i for a, i in qpairs))
         (x1, w1), (x2, w2) = gauss_legendre(GL_DEGREES[0]), gauss_legendre(GL_DEGREES[1])
-        return ({"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": x_max},
-                {"x1": x1, "w1": w1, "x2": x2, "w2": w2, "breakpoints": tuple(float(b) for b in act.breakpoints)})
+        return (
+            {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": x_max},
+            {"x1": x1, "w1": w1, "x2": x2, "w2": w2, "breakpoints": tuple(float(b) for b in act.breakpoints)},
+        )
     rule = calibrate_trapezoid(act, tuple(p for p in quad if p[0] != perp_row) or ((1, 0),))
-    return ({"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max, "x_max": rule.x_max,
-             "even": act.square_is_even}, None)
+    return (
+        {"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max, "x_max": rule.x_max, "even": act.square_is_even},
+        None,
+    )
 
 
 def _accuracy() -> dict:
     """How accurate each path is and how that is checked, for the module's ACCURACY table."""
     return {
         "exact": "closed form; with check=True err = 8 eps * (sum of |terms| it adds), a roundoff bound",
-        "trapezoid": (f"spacing calibrated against mpmath to {mpmath.nstr(TOLERANCE, 1)} of the integrand's L1 size "
-                      f"at K = {', '.join(CALIBRATION_KERNELS)}; "
-                      "with check=True err = |T(h) - M(h)|/2 + 8 eps * L1 size"),
-        "gauss-legendre": (f"{GL_DEGREES[1]} nodes per piece; with check=True err = |Q_{GL_DEGREES[0]} - "
-                           f"Q_{GL_DEGREES[1]}| + 8 eps * L1 size"),
+        "trapezoid": (
+            f"spacing calibrated against mpmath to {mpmath.nstr(TOLERANCE, 1)} of the integrand's L1 size "
+            f"at K = {', '.join(CALIBRATION_KERNELS)}; "
+            "with check=True err = |T(h) - M(h)|/2 + 8 eps * L1 size"
+        ),
+        "gauss-legendre": (
+            f"{GL_DEGREES[1]} nodes per piece; with check=True err = |Q_{GL_DEGREES[0]} - "
+            f"Q_{GL_DEGREES[1]}| + 8 eps * L1 size"
+        ),
         "tests": "every expectation within its err (x10) of 30-digit mpmath (tests/generated/test_kernels.py)",
     }
 

@@ -111,8 +111,9 @@ def phase_data(module, params: dict | None = None, kernels: np.ndarray | None = 
     return PhaseData(ks, g, dg, perp)
 
 
-def plot_phase(act: Activation, module, path: Path, critical: list[tuple[float, float]] | None = None,
-               params: dict | None = None) -> PhaseData:
+def plot_phase(
+    act: Activation, module, path: Path, critical: list[tuple[float, float]] | None = None, params: dict | None = None
+) -> PhaseData:
     """chi_perp at the attracting fixed point over the (C_b, C_W) plane, the chi = 1 curves and the
     critical points. Each chi = 1 curve is parametric in K*: C_W = 1/g'(K*), C_b = K* - C_W g(K*)
     (chi_parallel), and C_W = 1/<sigma'^2>, C_b = K* - C_W g(K*) (chi_perp); they meet at criticality."""

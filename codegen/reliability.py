@@ -33,10 +33,14 @@ def check_series(coefficients: np.ndarray, widths: np.ndarray, order: int) -> Se
             total = float(sum(terms))
             name = "E[z^2]" if m == 1 else "Var G"
             if impossible is None and (total <= 0 if m == 1 else total < 0):
-                impossible = (f"at layer {l} the 1/n series gives {name} = {total:.3g} < 0: the finite-width "
-                              f"corrections exceed the leading term at width {n:g} (use wider or fewer layers)")
+                impossible = (
+                    f"at layer {l} the 1/n series gives {name} = {total:.3g} < 0: the finite-width "
+                    f"corrections exceed the leading term at width {n:g} (use wider or fewer layers)"
+                )
             if unreliable is None and len(terms) > 1 and total and abs(terms[-1]) > UNRELIABLE * abs(total):
-                unreliable = (f"warning: at layer {l} the last term kept (1/n^{order}) is "
-                              f"{abs(terms[-1] / total):.0%} of {name.replace('E[z^2]', 'kappa_1')}: the 1/n expansion "
-                              f"is unreliable from there on (depth/width = {depth / n:.3g}; see pdlt aspect-ratio)")
+                unreliable = (
+                    f"warning: at layer {l} the last term kept (1/n^{order}) is "
+                    f"{abs(terms[-1] / total):.0%} of {name.replace('E[z^2]', 'kappa_1')}: the 1/n expansion "
+                    f"is unreliable from there on (depth/width = {depth / n:.3g}; see pdlt aspect-ratio)"
+                )
     return SeriesCheck(impossible, unreliable)

@@ -13,10 +13,10 @@ import hashlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import sympy as sp
 
@@ -55,10 +55,17 @@ def engine_digest() -> str:
 
 
 def cache_key(act: Activation, order: int) -> str:
-    text = "\n".join([
-        act.name, sp.srepr(act.expr), repr([(s.name, str(v)) for s, v in act.params]), str(order),
-        engine_digest(), _version("pdlt"), sp.__version__,
-    ])
+    text = "\n".join(
+        [
+            act.name,
+            sp.srepr(act.expr),
+            repr([(s.name, str(v)) for s, v in act.params]),
+            str(order),
+            engine_digest(),
+            _version("pdlt"),
+            sp.__version__,
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

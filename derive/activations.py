@@ -58,7 +58,7 @@ class Activation:
     def _repr_latex_(self) -> str:
         return f"$\\sigma(z) = {sp.latex(self.expr)}$"
 
-    def derivative(self) -> "Activation":
+    def derivative(self) -> Activation:
         """sigma' as an activation (piece by piece); refused where sigma jumps, since sigma' would
         then carry a delta function that no Gaussian expectation of sigma'^2 can hold."""
         for left, right in zip(self.pieces[:-1], self.pieces[1:]):
@@ -201,7 +201,5 @@ def get(name: str) -> Activation:
     """Look up a registered activation by name (or alias)."""
     key = ALIASES.get(name, name)
     if key not in REGISTRY:
-        raise ActivationError(
-            f"unknown activation {name!r}; registered: {', '.join(sorted(REGISTRY))}"
-        )
+        raise ActivationError(f"unknown activation {name!r}; registered: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[key]

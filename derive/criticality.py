@@ -20,9 +20,10 @@ is then refined at 25 digits and the hyperparameters are evaluated at 30
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 import mpmath
 import sympy as sp
@@ -66,9 +67,7 @@ class TaylorData:
         """JSON-ready: each value as its exact sympy string and a float."""
         named: dict[str, sp.Expr | None] = {f"sigma_{p}": v for p, v in enumerate(self.sigma)}
         named.update(a_1=self.a_1, a_2=self.a_2, b_1=self.b_1)
-        return {
-            k: None if v is None else {"exact": str(v), "float": float(v)} for k, v in named.items()
-        }
+        return {k: None if v is None else {"exact": str(v), "float": float(v)} for k, v in named.items()}
 
 
 @dataclass(frozen=True)
@@ -279,9 +278,7 @@ def _defect(act: Activation, kernel: Number, fast: bool = False) -> Number:
     return 1 - zss / (kernel * dsig)
 
 
-def _gauss(
-    act: Activation, kernel: Number, integrand: Callable[[Number, Number, Any], Number]
-) -> Number:
+def _gauss(act: Activation, kernel: Number, integrand: Callable[[Number, Number, Any], Number]) -> Number:
     """<F(z)>_K = E[F(sqrt(K) x)], x ~ N(0, 1); integrand(x, z, piece) gives F, split at breakpoints."""
     k = mpmath.mpf(kernel)
     root = mpmath.sqrt(k)
@@ -401,9 +398,7 @@ def _point_at(act: Activation, kstar: Number) -> CriticalPoint:
         note = "half-stable: attracts from below (K < K*), repels from above"
     else:
         note = "marginal to second order"
-    return CriticalPoint(
-        float(c_b), float(c_w), float(k), float(chi_par), float(chi_per), False, note, float(minus_a1)
-    )
+    return CriticalPoint(float(c_b), float(c_w), float(k), float(chi_par), float(chi_per), False, note, float(minus_a1))
 
 
 # ---------------------------------------------------------------- K* = 0
@@ -475,7 +470,12 @@ def _scale_invariant_report(act: Activation, a_plus: sp.Expr, a_minus: sp.Expr) 
     c_w = 1 / a2
     chi_par, chi_per = chi_parallel(act, 1, c_w), chi_perp(act, 1, c_w)
     line = CriticalPoint(
-        0.0, float(c_w), None, float(chi_par), float(chi_per), True,
+        0.0,
+        float(c_w),
+        None,
+        float(chi_par),
+        float(chi_per),
+        True,
         f"line of fixed points K* = |x|^2/(n_0 A_2), A_2 = {a2}; chi = A_2 C_W = 1 for every K* "
         "(susceptibilities shown at K = 1)",
     )
@@ -483,8 +483,7 @@ def _scale_invariant_report(act: Activation, a_plus: sp.Expr, a_minus: sp.Expr) 
     p_perp = 0.0 if a_plus == a_minus else 2.0
     exponents = {"p_0": 0.0, "p_parallel": 0.0, "p_perp": p_perp, "p_V": -1.0, "p_1": None}
     reason = (
-        f"sigma = a_+ z (z >= 0), a_- z (z < 0) with (a_+, a_-) = ({a_plus}, {a_minus}): "
-        "R(K) = 1 identically (5.73)"
+        f"sigma = a_+ z (z >= 0), a_- z (z < 0) with (a_+, a_-) = ({a_plus}, {a_minus}): R(K) = 1 identically (5.73)"
     )
     return CriticalityReport(
         act.name, "scale-invariant", reason, (line,), (), taylor_data(act), exponents, float(nu), str(nu)
@@ -532,14 +531,10 @@ def critical_points(act: Activation) -> CriticalityReport:
     else:
         klass = "none"
         reason = _no_criticality_reason(act, zero, rejected)
-    return CriticalityReport(
-        act.name, klass, reason, accepted, rejected, taylor, exponents, nu, nu_exact
-    )
+    return CriticalityReport(act.name, klass, reason, accepted, rejected, taylor, exponents, nu, nu_exact)
 
 
-def _no_criticality_reason(
-    act: Activation, zero: CriticalPoint | None, rejected: tuple[CriticalPoint, ...]
-) -> str:
+def _no_criticality_reason(act: Activation, zero: CriticalPoint | None, rejected: tuple[CriticalPoint, ...]) -> str:
     """Why no (C_b, C_W) makes sigma critical."""
     r_lo, r_hi = _scan(act)[1]
     scan = (

@@ -25,8 +25,9 @@ def moments_at(act: Activation, order: int, kernel, params=None, dps: int = 30) 
     return {(a, i): mp_expectation(act, a, i, kernel, params, dps) for a, i in moment_derivatives(order)}
 
 
-def step_at(order: int, state: State, mu: dict, C_b, C_W, ratio, dps: int = 30,
-            C_b_n: Sequence = (), C_W_n: Sequence = ()) -> State:
+def step_at(
+    order: int, state: State, mu: dict, C_b, C_W, ratio, dps: int = 30, C_b_n: Sequence = (), C_W_n: Sequence = ()
+) -> State:
     """One layer of the order-``order`` recursion, evaluated at ``dps`` digits."""
     step = derive_step(order, renormalized=True)
     with mpmath.workdps(dps + 10):
@@ -51,8 +52,9 @@ def _num(expr: sp.Expr, values: dict):
     return f(*values.values())
 
 
-def reference_flow(act: Activation, order: int, depth: int, widths: Sequence[int], C_b, C_W,
-                   input_norm2, params=None, dps: int = 30) -> list[State]:
+def reference_flow(
+    act: Activation, order: int, depth: int, widths: Sequence[int], C_b, C_W, input_norm2, params=None, dps: int = 30
+) -> list[State]:
     """The state of layers 1..depth at ``dps`` digits; widths = (n_1, ..., n_{depth-1})."""
     with mpmath.workdps(dps + 10):
         state: State = {key: mpmath.mpf(0) for key in state_keys(order)}

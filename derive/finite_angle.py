@@ -63,8 +63,9 @@ def rho(a_plus: float, a_minus: float) -> float:
     return (a_plus - a_minus) ** 2 / (math.pi * (a_plus**2 + a_minus**2))
 
 
-def finite_angle_flow(act: Activation, depth: int, psi1: float, K_d1: float = 1.0,
-                      C_b: float = 0.0, C_W: float | None = None) -> FiniteAngleFlow:
+def finite_angle_flow(
+    act: Activation, depth: int, psi1: float, K_d1: float = 1.0, C_b: float = 0.0, C_W: float | None = None
+) -> FiniteAngleFlow:
     """Iterate (5.160) from layer 1 (angle psi1 in (0, pi], diagonal kernel K_d1); C_W defaults to
     the critical 1/A_2."""
     a_plus, a_minus = slopes(act)
@@ -76,8 +77,9 @@ def finite_angle_flow(act: Activation, depth: int, psi1: float, K_d1: float = 1.
     for _ in range(1, depth):
         k, p = K_d[-1], psi[-1]
         k_new = C_b + C_W * A2 * k
-        off = C_b + C_W * (k * (a_plus - a_minus) ** 2 / (2 * math.pi) * (math.sin(p) - p * math.cos(p))
-                           + A2 * k * math.cos(p))
+        off = C_b + C_W * (
+            k * (a_plus - a_minus) ** 2 / (2 * math.pi) * (math.sin(p) - p * math.cos(p)) + A2 * k * math.cos(p)
+        )
         K_d.append(k_new)
         psi.append(math.acos(max(-1.0, min(1.0, off / k_new))))
     return FiniteAngleFlow(K_d, psi)

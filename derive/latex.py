@@ -42,8 +42,7 @@ def _next(m: int, k: int) -> str:
 def recursion_align(step: StepDerivation) -> str:
     """The recursion c[m][k] of layer l+1 from layer l, generic in sigma, one line each."""
     names = _names(step.order)
-    lines = [f"{_next(m, k)} &= {_broken_sum(_with_chi(step.new_state[(m, k)]), names)}"
-             for m, k in step.state_keys]
+    lines = [f"{_next(m, k)} &= {_broken_sum(_with_chi(step.new_state[(m, k)]), names)}" for m, k in step.state_keys]
     return _align(lines)
 
 
@@ -75,17 +74,17 @@ def specialised_align(step: StepDerivation, act: Activation) -> str:
     exps = expectations(act, moment_derivatives(order))
     names = _names(order)
     sig = _sigma_tex(act)
-    for (a, i), e in exps.items():
+    for a, i in exps:
         names[nt.mu(a, i)] = rf"{nt.derivative_prefix(i)}\left\langle \left({sig}\right)^{{{2 * a}}} \right\rangle_K"
     closed = {nt.mu(a, i): e.expr for (a, i), e in exps.items() if e.exact}
     lines = []
     for m, k in step.state_keys:
         expr = step.new_state[(m, k)].subs(
-            {nt.s(mm, j): step.cumulants[(mm, j)] for mm, j in cumulant_derivatives(order)})
+            {nt.s(mm, j): step.cumulants[(mm, j)] for mm, j in cumulant_derivatives(order)}
+        )
         expr = sp.expand(expr)
         substituted = False
-        if expr.free_symbols & set(closed) and not (expr.free_symbols - set(closed)) & {
-                nt.mu(a, i) for a, i in exps}:
+        if expr.free_symbols & set(closed) and not (expr.free_symbols - set(closed)) & {nt.mu(a, i) for a, i in exps}:
             candidate = sp.collect(sp.expand(expr.subs(closed)), [nt.r, nt.C_W, nt.C_b])
             if sp.count_ops(candidate) <= 80:
                 expr, substituted = candidate, True
@@ -127,7 +126,8 @@ def activation_section(act: Activation, order: int) -> str:
     if exps[(1, 0)].exact and order >= 1:
         chi = sp.simplify(nt.C_W * exps[(1, 1)].expr)
         parts.append(
-            "In particular\n\\begin{equation}\n\\chi_{\\parallel}(K) = C_W \\frac{d}{dK}\\langle \\sigma^2 \\rangle_K = "
+            "In particular\n\\begin{equation}\n"
+            "\\chi_{\\parallel}(K) = C_W \\frac{d}{dK}\\langle \\sigma^2 \\rangle_K = "
             + sp.latex(chi, symbol_names={nt.K: "K", nt.C_W: "C_W"})
             + "\n\\end{equation}"
         )
@@ -135,7 +135,8 @@ def activation_section(act: Activation, order: int) -> str:
         "The $K$-derivatives follow from $\\frac{d^i}{dK^i}\\langle F \\rangle_K = "
         "\\langle F\\, \\mathrm{He}_{2i}(z/\\sqrt{K}) \\rangle_K / (2K)^i$, so no derivative of "
         "$\\sigma$ is taken. The recursion for this activation"
-        + (" (parameters at their defaults)" if act.params else "") + ":"
+        + (" (parameters at their defaults)" if act.params else "")
+        + ":"
     )
     parts.append(specialised_align(derive_step(order), _defaults(act)))
     return "\n\n".join(parts)
@@ -149,14 +150,16 @@ def body(order: int, act: Activation | None = None) -> str:
     """The document body: legend, generic recursion, cumulants, optional specialisation."""
     step = derive_step(order)
     legend = (
-        "State of layer $\\ell$: $\\kappa_m(\\widehat G^{(\\ell)}) = \\sum_{k=m-1}^{%d} c^{(\\ell)}_{m,k}\\, n_{\\ell-1}^{-k}$, "
-        "with $c_{1,0} = K$ (kernel), $c_{1,k} = G^{\\{k\\}}$ (NLO metric and beyond), $c_{2,1} = V$ (four-point vertex), "
+        "State of layer $\\ell$: $\\kappa_m(\\widehat G^{(\\ell)}) = "
+        f"\\sum_{{k=m-1}}^{{{order}}} c^{{(\\ell)}}_{{m,k}}\\, n_{{\\ell-1}}^{{-k}}$, "
+        "with $c_{1,0} = K$ (kernel), $c_{1,k} = G^{\\{k\\}}$ (NLO metric and beyond), "
+        "$c_{2,1} = V$ (four-point vertex), "
         "$c_{2,k} = V^{\\{k-1\\}}$, $c_{3,2} = U$ (six-point vertex), $c_{3,k} = U^{\\{k-2\\}}$, and "
         "$c_{m,k} = V_{(2m)}^{\\{k-m+1\\}}$ for $m \\ge 4$. Unlabelled quantities on the right are of layer $\\ell$; "
         "$\\rho_\\ell = n_\\ell / n_{\\ell-1}$; expectations are over $z \\sim \\mathcal{N}(0, K^{(\\ell)})$; "
         "$\\kappa_m[\\sigma^2]_K$ is the $m$-th cumulant of $\\sigma(z)^2$ and "
         "$\\chi_{\\parallel} = C_W \\frac{d}{dK}\\langle\\sigma^2\\rangle_K$ (book 5.10)."
-    ) % order
+    )
     sections = [
         f"\\section*{{Single-input recursions to order $1/n^{{{order}}}$}}",
         legend,

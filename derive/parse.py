@@ -114,9 +114,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "erfc": FunctionSpec(1, sp.erfc, "complementary error function 1 - erf(x)"),
     "abs": FunctionSpec(1, sp.Abs, "absolute value |x|"),
     "sign": FunctionSpec(1, sp.sign, "sign of x (0 at 0)"),
-    "heaviside": FunctionSpec(
-        1, lambda x: sp.Heaviside(x, _HALF), "step function, 1/2 at 0 (Heaviside(x, 1/2))"
-    ),
+    "heaviside": FunctionSpec(1, lambda x: sp.Heaviside(x, _HALF), "step function, 1/2 at 0 (Heaviside(x, 1/2))"),
     "sigmoid": FunctionSpec(1, _sigmoid, "logistic sigmoid 1/(1 + exp(-x))"),
     "softplus": FunctionSpec(1, _softplus, "softplus log(1 + exp(x))"),
     "relu": FunctionSpec(1, lambda x: sp.Max(0, x), "rectifier max(0, x)"),
@@ -162,9 +160,7 @@ def parse_activation(text: str) -> sp.Expr:
     if not isinstance(text, str):
         raise ActivationParseError(f"the formula must be a string, not {type(text).__name__}")
     if len(text) > MAX_LENGTH:
-        raise ActivationParseError(
-            f"formula too long: {len(text)} characters (at most {MAX_LENGTH})"
-        )
+        raise ActivationParseError(f"formula too long: {len(text)} characters (at most {MAX_LENGTH})")
     source = text.strip()
     if not source:
         raise ActivationParseError("empty formula: write an expression in z, e.g. tanh(z)")
@@ -260,9 +256,7 @@ class _Builder:
         text = (ast.get_source_segment(self.source, node) or repr(value)).replace("_", "")
         mantissa = _EXPONENT.split(text)[0].replace(".", "").strip("0")
         if len(mantissa) > MAX_FLOAT_DIGITS:
-            raise self.fail(
-                node, f"float literal with more than {MAX_FLOAT_DIGITS} significant digits"
-            )
+            raise self.fail(node, f"float literal with more than {MAX_FLOAT_DIGITS} significant digits")
         if math.isinf(value) or (value == 0 and mantissa):
             raise self.fail(node, "float literal out of range")
         try:  # the exponent is bounded: the literal is a finite nonzero double (or zero)
@@ -276,12 +270,8 @@ class _Builder:
         if node.id in CONSTANTS:
             return CONSTANTS[node.id]
         if node.id in FUNCTIONS:
-            raise ActivationParseError(
-                f"{self.snippet(node)} is a function: call it, e.g. {node.id}(z)"
-            )
-        raise ActivationParseError(
-            f"unknown name {self.snippet(node)}: the variable is z, the constants are pi and e"
-        )
+            raise ActivationParseError(f"{self.snippet(node)} is a function: call it, e.g. {node.id}(z)")
+        raise ActivationParseError(f"unknown name {self.snippet(node)}: the variable is z, the constants are pi and e")
 
     def binary(self, node: ast.BinOp, depth: int) -> sp.Expr:
         """``+ - * / **`` with the exponent and division-by-zero checks."""
@@ -303,9 +293,7 @@ class _Builder:
             return
         value = _numeric(exponent)
         if value is None or value.imag != 0 or abs(value.real) > MAX_EXPONENT:
-            raise self.fail(
-                node, f"exponent must be a real number of absolute value at most {MAX_EXPONENT}"
-            )
+            raise self.fail(node, f"exponent must be a real number of absolute value at most {MAX_EXPONENT}")
 
     def unary(self, node: ast.UnaryOp, depth: int) -> sp.Expr:
         """Unary ``-`` and ``+``."""
@@ -327,9 +315,7 @@ class _Builder:
         if func.id not in FUNCTIONS:
             if func.id in CONSTANTS:
                 raise ActivationParseError(f"{self.snippet(func)} is not a function")
-            raise ActivationParseError(
-                f"unknown function {self.snippet(func)}; allowed: {', '.join(FUNCTIONS)}"
-            )
+            raise ActivationParseError(f"unknown function {self.snippet(func)}; allowed: {', '.join(FUNCTIONS)}")
         spec = FUNCTIONS[func.id]
         if func.id in _PIECEWISE:
             self.piecewise += 1
@@ -370,9 +356,7 @@ class _Builder:
         if not expr.has(z):
             value = _numeric(expr)
             if value is None or not abs(value) <= MAX_CONSTANT:
-                raise self.fail(
-                    node, f"constant is not a finite number of size at most {MAX_CONSTANT:g}"
-                )
+                raise self.fail(node, f"constant is not a finite number of size at most {MAX_CONSTANT:g}")
         return expr
 
 

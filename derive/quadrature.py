@@ -57,9 +57,7 @@ def _integrand_values(f, pairs, kernel, nodes):
     for x in nodes:
         base = f(sk * x)
         weight = mpmath.exp(-x * x / 2)
-        out.append(
-            [base ** (2 * a) * mpmath.hermite(2 * i, x / mpmath.sqrt(2)) / 2**i * weight for a, i in pairs]
-        )
+        out.append([base ** (2 * a) * mpmath.hermite(2 * i, x / mpmath.sqrt(2)) / 2**i * weight for a, i in pairs])
     return out
 
 

@@ -85,9 +85,7 @@ def _cumulants_from_moments(order: int) -> dict[tuple[int, int], sp.Expr]:
     top = order + 1
     base: dict[int, sp.Expr] = {}
     for m in range(1, top + 1):
-        expr = nt.mu(m, 0) - sum(
-            (comb(m - 1, i - 1) * base[i] * nt.mu(m - i, 0) for i in range(1, m)), sp.Integer(0)
-        )
+        expr = nt.mu(m, 0) - sum((comb(m - 1, i - 1) * base[i] * nt.mu(m - i, 0) for i in range(1, m)), sp.Integer(0))
         base[m] = sp.expand(expr)
 
     def d_dK(expr: sp.Expr) -> sp.Expr:
@@ -120,11 +118,7 @@ def derive_step(order: int, renormalized: bool = False) -> StepDerivation:
     t, d = sp.symbols("t delta")
     s_syms = [nt.s(m, j) for m, j in cumulant_derivatives(p)]
     c_syms = [nt.c(m, k) for m, k in state_keys(p) if (m, k) != (1, 0)]
-    h_syms = (
-        [nt.hyper(name, k) for name in ("C_b", "C_W") for k in range(p + 1)]
-        if renormalized
-        else [nt.C_b, nt.C_W]
-    )
+    h_syms = [nt.hyper(name, k) for name in ("C_b", "C_W") for k in range(p + 1)] if renormalized else [nt.C_b, nt.C_W]
     ring, *gens = make_ring([t, d, nt.r, *s_syms, *c_syms, *h_syms], QQ)
     tg, dg, rg = gens[0], gens[1], gens[2]
     sym_gen = dict(zip([t, d, nt.r, *s_syms, *c_syms, *h_syms], gens))
@@ -195,9 +189,7 @@ def derive_step(order: int, renormalized: bool = False) -> StepDerivation:
     cw_power = Series.constant(ring.one, trunc)
     for m in range(1, top + 1):
         cw_power = cw_power * cw
-        kappa_x = Series(
-            {(0, b): v * factorial(m) for (a, b), v in cgf.terms.items() if a == m}, trunc, ring.zero
-        )
+        kappa_x = Series({(0, b): v * factorial(m) for (a, b), v in cgf.terms.items() if a == m}, trunc, ring.zero)
         kappa_g = cw_power * kappa_x
         if m == 1:
             kappa_g = kappa_g + cb

@@ -9,9 +9,9 @@ drops what lies beyond the truncation as it is formed, and coefficients live in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 from sympy.polys.rings import PolyElement
 
@@ -40,19 +40,19 @@ class Series:
         self.zero = zero
 
     @classmethod
-    def constant(cls, value: PolyElement, trunc: Truncation) -> "Series":
+    def constant(cls, value: PolyElement, trunc: Truncation) -> Series:
         return cls({(0, 0): value}, trunc, value.ring.zero)
 
-    def __add__(self, other: "Series") -> "Series":
+    def __add__(self, other: Series) -> Series:
         out = dict(self.terms)
         for k, v in other.terms.items():
             out[k] = out.get(k, self.zero) + v
         return Series(out, self.trunc, self.zero)
 
-    def scale(self, factor: PolyElement | Fraction | int) -> "Series":
+    def scale(self, factor: PolyElement | Fraction | int) -> Series:
         return Series({k: v * factor for k, v in self.terms.items()}, self.trunc, self.zero)
 
-    def mul(self, other: "Series", extra: int = 0) -> "Series":
+    def mul(self, other: Series, extra: int = 0) -> Series:
         """Product, dropping terms whose delta degree plus ``extra`` exceeds the truncation."""
         out: dict[Key, PolyElement] = {}
         for (a1, b1), v1 in self.terms.items():

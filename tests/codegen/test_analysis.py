@@ -55,9 +55,15 @@ def test_aspect_ratio_at_criticality():
     assert "x the optimal" in result.verdict
 
 
-@pytest.mark.parametrize("r,r_star,phrase", [
-    (0.01, 0.1, "well below"), (0.1, 0.1, "near the optimal"), (0.5, 0.1, "x the optimal"), (1.5, 0.1, "breaks down"),
-])
+@pytest.mark.parametrize(
+    "r,r_star,phrase",
+    [
+        (0.01, 0.1, "well below"),
+        (0.1, 0.1, "near the optimal"),
+        (0.5, 0.1, "x the optimal"),
+        (1.5, 0.1, "breaks down"),
+    ],
+)
 def test_verdicts(r, r_star, phrase):
     assert phrase in verdict(r, r_star, 0.1, 1e-3)
 
@@ -74,7 +80,9 @@ def test_criticality_json(capsys):
     assert code == 0 and data["class"] == "half-stable"
     assert {"activation", "class", "critical_points", "taylor", "exponents", "nu"} <= set(data)
     half = [p for p in data["critical_points"] if p["K_star"]]
-    assert half[0]["C_b"] == pytest.approx(0.17292239, abs=5e-9) and half[0]["C_W"] == pytest.approx(1.98305826, abs=5e-9)
+    assert half[0]["C_b"] == pytest.approx(0.17292239, abs=5e-9) and half[0]["C_W"] == pytest.approx(
+        1.98305826, abs=5e-9
+    )
     assert data["nu"] == pytest.approx(data["nu_flow"]) and data["nu_source"].startswith("generated flow")
 
 
@@ -93,18 +101,23 @@ def test_phase_and_flow_figures(capsys, tmp_path):
     assert code == 0 and _png(tmp_path / "phase.png") and "K*=0" in err
     code, _, err = run(capsys, "flow", "tanh", "--depth", "200", "--width", "100", "--plot", str(tmp_path / "flow.png"))
     assert code == 0 and _png(tmp_path / "flow.png") and "critical point of class K*=0" in err
-    code, _, err = run(capsys, "flow", "tanh", "--depth", "20", "--width", "100", "--C-W", "1.5", "--plot", str(tmp_path / "off.png"))
+    code, _, err = run(
+        capsys, "flow", "tanh", "--depth", "20", "--width", "100", "--C-W", "1.5", "--plot", str(tmp_path / "off.png")
+    )
     assert code == 0 and "no asymptotic law" in err
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["criticality", "heaviside(z)"], "jumps"),
-    (["phase", "foo(z)", "--out", "OUT"], "unknown function"),
-    (["aspect-ratio", "tanh", "--depth", "0", "--width", "8"], "--depth must be >= 1"),
-    (["aspect-ratio", "tanh", "--depth", "3", "--width", "8", "--C-b", "0.1"], "give both --C-b and --C-W"),
-    (["aspect-ratio", "sigmoid", "--depth", "3", "--width", "8"], "no critical initialization"),
-    (["flow", "tanh", "--depth", "3", "--width", "8", "--C-W-n", "a,b"], "--C-W-n must be comma-separated"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["criticality", "heaviside(z)"], "jumps"),
+        (["phase", "foo(z)", "--out", "OUT"], "unknown function"),
+        (["aspect-ratio", "tanh", "--depth", "0", "--width", "8"], "--depth must be >= 1"),
+        (["aspect-ratio", "tanh", "--depth", "3", "--width", "8", "--C-b", "0.1"], "give both --C-b and --C-W"),
+        (["aspect-ratio", "sigmoid", "--depth", "3", "--width", "8"], "no critical initialization"),
+        (["flow", "tanh", "--depth", "3", "--width", "8", "--C-W-n", "a,b"], "--C-W-n must be comma-separated"),
+    ],
+)
 def test_bad_input(capsys, tmp_path, argv, message):
     argv = [str(tmp_path / "x.png") if a == "OUT" else a for a in argv]
     code, out, err = run(capsys, *argv)
@@ -146,8 +159,17 @@ def _scale_invariant_exact(a_minus: float, depth: int, width: int, outputs: int)
     nu = 3 * A4 / A2**2 - 1
     vertex = nu * (depth - 1) / width
     second = nu**2 * math.comb(depth - 1, 2) / width**2
-    return {"C_b": 0.0, "C_W": 1 / A2, "r": depth / width, "nu": nu, "r_star": 4 / ((20 + 3 * outputs) * nu),
-            "vertex": vertex, "nlo_metric": 0.0, "next_vertex": second, "neglected": second**2 / vertex}
+    return {
+        "C_b": 0.0,
+        "C_W": 1 / A2,
+        "r": depth / width,
+        "nu": nu,
+        "r_star": 4 / ((20 + 3 * outputs) * nu),
+        "vertex": vertex,
+        "nlo_metric": 0.0,
+        "next_vertex": second,
+        "neglected": second**2 / vertex,
+    }
 
 
 def test_aspect_ratio_text_against_the_exact_relu_network(capsys):
@@ -160,9 +182,16 @@ def test_aspect_ratio_text_against_the_exact_relu_network(capsys):
     assert _numbers(r"C_b = (\S+), C_W = (\S+)\n", out) == [0.0, 2.0]
     r, nu, r_star = _numbers(r"r = L/n = (\S+); nu = (\S+); optimal r\* = .* = (\S+)\n", out)
     vertex, nlo, second, neglected = _numbers(
-        r"V/\(nK\^2\) = (\S+), G\{1\}/\(nK\) = (\S+), V\{1\}/\(n\^2K\^2\) = (\S+); first neglected order ~ (\S+)\n", out)
-    for got, key, digits in ((r, "r", 4), (nu, "nu", 4), (r_star, "r_star", 4), (vertex, "vertex", 4),
-                             (second, "next_vertex", 3), (neglected, "neglected", 2)):
+        r"V/\(nK\^2\) = (\S+), G\{1\}/\(nK\) = (\S+), V\{1\}/\(n\^2K\^2\) = (\S+); first neglected order ~ (\S+)\n", out
+    )
+    for got, key, digits in (
+        (r, "r", 4),
+        (nu, "nu", 4),
+        (r_star, "r_star", 4),
+        (vertex, "vertex", 4),
+        (second, "next_vertex", 3),
+        (neglected, "neglected", 2),
+    ):
         assert got == pytest.approx(want[key], rel=0.5 * 10.0 ** (1 - digits)), key
     assert nlo == 0.0 and "x the optimal" in out  # r / r* = 49 > 2
 
@@ -170,8 +199,20 @@ def test_aspect_ratio_text_against_the_exact_relu_network(capsys):
 def test_aspect_ratio_json_with_a_parameter(capsys):
     """`--param slope=1/10 --json` for leaky ReLU: every field against the exact result; the exact
     rules leave only roundoff (relative 1e-12 over 30 layers)."""
-    code, out, _ = run(capsys, "aspect-ratio", "leaky_relu", "--param", "slope=1/10", "--depth", "30", "--width", "128",
-                       "--outputs", "2", "--json")
+    code, out, _ = run(
+        capsys,
+        "aspect-ratio",
+        "leaky_relu",
+        "--param",
+        "slope=1/10",
+        "--depth",
+        "30",
+        "--width",
+        "128",
+        "--outputs",
+        "2",
+        "--json",
+    )
     assert code == 0
     data = json.loads(out)
     assert {"activation": "leaky_relu", "depth": 30, "width": 128, "outputs": 2}.items() <= data.items()
@@ -193,8 +234,12 @@ def test_aspect_ratio_text_at_the_tanh_critical_point(capsys):
 
 
 def _points(out: str) -> list[tuple[float, float, str]]:
-    return [(float(cb), float(cw), where) for cb, cw, where in
-            re.findall(r"critical point: C_b = (\S+), C_W = (\S+), (K\* = \S+|line of fixed points),", out)]
+    return [
+        (float(cb), float(cw), where)
+        for cb, cw, where in re.findall(
+            r"critical point: C_b = (\S+), C_W = (\S+), (K\* = \S+|line of fixed points),", out
+        )
+    ]
 
 
 def test_criticality_text(capsys):

@@ -35,7 +35,16 @@ def test_bench_quick(capsys, tmp_path):
 
     assert sorted(data["generated"]) == sorted(QUICK_ACTIVATIONS)
     for name, row in data["generated"].items():
-        assert set(row) == {"order", "depth", "C_b", "C_W", "seconds", "seconds_checked", "seconds_wrapper", "per_layer_us"}
+        assert set(row) == {
+            "order",
+            "depth",
+            "C_b",
+            "C_W",
+            "seconds",
+            "seconds_checked",
+            "seconds_wrapper",
+            "per_layer_us",
+        }
         assert row["order"] == generated.SHIPPED[name] and row["depth"] == 1000
         assert (row["C_b"], row["C_W"]) == BENCH_HYPER[name]
         assert all(_positive(row[k]) for k in ("seconds", "seconds_checked", "seconds_wrapper", "per_layer_us"))
@@ -48,10 +57,19 @@ def test_bench_quick(capsys, tmp_path):
     K = generated.load("tanh").flow(10, width=64, C_b=0.0, C_W=1.0, input_norm2=1.0).K[-1]
     assert hand["K_last"] == pytest.approx(K, rel=1e-10)
     assert data["speedup_vs_by_hand"] == pytest.approx(
-        hand["per_layer_us"] / data["generated"]["tanh"]["per_layer_us"], rel=1e-12)
+        hand["per_layer_us"] / data["generated"]["tanh"]["per_layer_us"], rel=1e-12
+    )
 
     mc = data["montecarlo"]
-    assert set(mc) == {"activation", "depth", "width", "networks", "seconds", "relative_standard_error", "reached_1_percent"}
+    assert set(mc) == {
+        "activation",
+        "depth",
+        "width",
+        "networks",
+        "seconds",
+        "relative_standard_error",
+        "reached_1_percent",
+    }
     assert (mc["activation"], mc["depth"], mc["width"]) == ("tanh", 10, 64)
     assert mc["networks"] > 0 and mc["networks"] % 256 == 0 and _positive(mc["seconds"])
     assert _positive(mc["relative_standard_error"])

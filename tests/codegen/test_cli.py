@@ -27,8 +27,23 @@ def run(capsys, *argv):
 
 
 def test_flow_table(capsys):
-    code, out, err = run(capsys, "flow", "tanh", "--order", "2", "--depth", "10", "--width", "64",
-                         "--C-b", "0", "--C-W", "1", "--input-norm2", "1")
+    code, out, err = run(
+        capsys,
+        "flow",
+        "tanh",
+        "--order",
+        "2",
+        "--depth",
+        "10",
+        "--width",
+        "64",
+        "--C-b",
+        "0",
+        "--C-W",
+        "1",
+        "--input-norm2",
+        "1",
+    )
     assert code == 0
     lines = out.splitlines()
     header = next(line for line in lines if line.split()[:1] == ["layer"])
@@ -45,7 +60,9 @@ def test_flow_json_schema(capsys):
     assert data["widths"] == [32, 64, 48] and data["order"] == 2
     layer3 = data["layers"][2]
     assert layer3["layer"] == 3
-    assert len(layer3["cumulants"]["1"]) == 3 and len(layer3["cumulants"]["2"]) == 2 and len(layer3["cumulants"]["3"]) == 1
+    assert (
+        len(layer3["cumulants"]["1"]) == 3 and len(layer3["cumulants"]["2"]) == 2 and len(layer3["cumulants"]["3"]) == 1
+    )
     c1 = layer3["cumulants"]["1"]
     assert layer3["values"]["1"] == pytest.approx(c1[0] + c1[1] / 64 + c1[2] / 64**2, rel=1e-14)
     first = data["layers"][0]["values"]
@@ -70,7 +87,9 @@ def test_formula_is_generated_once_then_reused(capsys, tmp_path):
 
 def test_generate_writes_an_importable_self_contained_module(capsys, tmp_path):
     out_dir = tmp_path / "mykernels"
-    code, out, _ = run(capsys, "generate", "z*tanh(log(1+exp(z)))", "--name", "mish", "--order", "2", "--out", str(out_dir))
+    code, out, _ = run(
+        capsys, "generate", "z*tanh(log(1+exp(z)))", "--name", "mish", "--order", "2", "--out", str(out_dir)
+    )
     assert code == 0 and Path(out.strip()) == out_dir / "mish.py"
     script = f"import sys; sys.path.insert(0, {str(out_dir)!r}); import mish; print(mish.flow(3, width=8).K[-1])"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -83,7 +102,9 @@ def test_generate_writes_an_importable_self_contained_module(capsys, tmp_path):
 def test_latex(capsys):
     code, out, _ = run(capsys, "latex", "tanh", "--order", "2")
     assert code == 0
-    assert out.startswith("\\documentclass") and "\\usepackage{amsmath" in out and out.rstrip().endswith("\\end{document}")
+    assert (
+        out.startswith("\\documentclass") and "\\usepackage{amsmath" in out and out.rstrip().endswith("\\end{document}")
+    )
     assert out.count("\\begin{align}") == out.count("\\end{align}") >= 3
     assert out.count("{") == out.count("}")
     assert "\\chi_{\\parallel}" in out and "G^{\\{1\\}}" in out and "V" in out
@@ -159,8 +180,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, argv,
 
 def test_installed_command_exits_2(tmp_path):
     env = dict(os.environ, PDLT_CACHE_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "pdlt.codegen.cli", "flow", "tanh", "--depth", "2", "--width", "-3"],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "pdlt.codegen.cli", "flow", "tanh", "--depth", "2", "--width", "-3"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
 
 
@@ -171,8 +196,24 @@ def test_flow_param_against_the_closed_form(capsys):
     G{1} = G{2} = 0) and, in powers of 1/n_l with r = n_l/n_{l-1}: V' = c^2 (r V + nu K^2),
     V{1}' = c^2 (r^2 V{1} + nu r V), U' = c^3 (r^2 U + 6 nu r K V + kappa_3(X) K^3). Every expectation
     of this module is an exact rule (error_estimate is a roundoff bound, ~1e-16): relative 1e-12."""
-    code, out, _ = run(capsys, "flow", "leaky_relu", "--param", "slope=1/10", "--depth", "6", "--widths", "20,35,50,28,40",
-                       "--C-b", "0.1", "--C-W", "1.5", "--input-norm2", "0.8", "--json")
+    code, out, _ = run(
+        capsys,
+        "flow",
+        "leaky_relu",
+        "--param",
+        "slope=1/10",
+        "--depth",
+        "6",
+        "--widths",
+        "20,35,50,28,40",
+        "--C-b",
+        "0.1",
+        "--C-W",
+        "1.5",
+        "--input-norm2",
+        "0.8",
+        "--json",
+    )
     assert code == 0
     data = json.loads(out)
     assert data["params"] == {"slope": 0.1} and data["widths"] == [20, 35, 50, 28, 40]
@@ -186,8 +227,12 @@ def test_flow_param_against_the_closed_form(capsys):
     for l, layer in enumerate(data["layers"], start=1):
         if l > 1:
             r = 1.0 if l == 2 else widths[l - 1] / widths[l - 2]
-            K, V, V1, U = 0.1 + c * K, c**2 * (r * V + nu * K**2), c**2 * (r * r * V1 + nu * r * V), \
-                c**3 * (r * r * U + 6 * nu * r * K * V + k3 * K**3)
+            K, V, V1, U = (
+                0.1 + c * K,
+                c**2 * (r * V + nu * K**2),
+                c**2 * (r * r * V1 + nu * r * V),
+                c**3 * (r * r * U + 6 * nu * r * K * V + k3 * K**3),
+            )
         got = layer["cumulants"]
         assert got["1"] == pytest.approx([K, 0.0, 0.0], rel=1e-12, abs=1e-15), l
         assert got["2"] == pytest.approx([V, V1], rel=1e-12, abs=1e-15), l
@@ -197,8 +242,24 @@ def test_flow_param_against_the_closed_form(capsys):
             want = {"1": K, "2": V / n + V1 / n**2, "3": U / n**2}
             assert {m: layer["values"][m] for m in want} == pytest.approx(want, rel=1e-12)
     # the default slope (1/100) gives another kernel: the parameter was used
-    default = json.loads(run(capsys, "flow", "leaky_relu", "--depth", "2", "--width", "20", "--C-b", "0.1",
-                             "--C-W", "1.5", "--input-norm2", "0.8", "--json")[1])
+    default = json.loads(
+        run(
+            capsys,
+            "flow",
+            "leaky_relu",
+            "--depth",
+            "2",
+            "--width",
+            "20",
+            "--C-b",
+            "0.1",
+            "--C-W",
+            "1.5",
+            "--input-norm2",
+            "0.8",
+            "--json",
+        )[1]
+    )
     assert default["layers"][1]["cumulants"]["1"][0] == pytest.approx(0.1 + 1.5 * (1 + 0.01**2) / 2 * 1.3, rel=1e-12)
 
 
@@ -221,8 +282,13 @@ def test_latex_out_writes_the_document_it_prints(capsys, tmp_path):
         assert text.count(f"\\begin{{{env}}}") == text.count(f"\\end{{{env}}}") >= 1
     assert text.count("\\left") == text.count("\\right") and text.count("{") == text.count("}")
     if shutil.which("pdflatex"):
-        result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", target.name],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", target.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0 and (tmp_path / "tanh.pdf").stat().st_size > 1000, result.stdout[-2000:]
 
 
@@ -235,8 +301,23 @@ def test_unreliable_series_is_flagged_and_reliable_one_is_not(capsys):
     assert code == 0 and json.loads(out)["layers"][-1]["values"]["2"] > 0
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "at layer 3 " in warnings[0] and "unreliable" in warnings[0], err
-    code, out, err = run(capsys, "flow", "tanh", "--order", "2", "--depth", "10", "--width", "64", "--C-b", "0",
-                         "--C-W", "1", "--input-norm2", "1")
+    code, out, err = run(
+        capsys,
+        "flow",
+        "tanh",
+        "--order",
+        "2",
+        "--depth",
+        "10",
+        "--width",
+        "64",
+        "--C-b",
+        "0",
+        "--C-W",
+        "1",
+        "--input-norm2",
+        "1",
+    )
     assert code == 0 and "warning" not in err
 
 

@@ -60,11 +60,21 @@ def test_golden_pieces_for_the_linear_network_at_order_zero_and_one():
 
 
 def test_rendering_is_byte_identical_run_to_run_and_across_hash_seeds(tmp_path):
-    code = ("from pdlt.codegen.lower import lower; from pdlt.codegen.render import render_module; "
-            "from pdlt.derive import activations; import sys; "
-            "sys.stdout.write(render_module(lower(activations.get('hard_tanh'), 1)))")
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env=dict(os.environ, PYTHONHASHSEED=seed)).stdout for seed in ("0", "1", "4242")}
+    code = (
+        "from pdlt.codegen.lower import lower; from pdlt.codegen.render import render_module; "
+        "from pdlt.derive import activations; import sys; "
+        "sys.stdout.write(render_module(lower(activations.get('hard_tanh'), 1)))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONHASHSEED=seed),
+        ).stdout
+        for seed in ("0", "1", "4242")
+    }
     assert len(outs) == 1
     assert render_module(lower(activations.get("hard_tanh"), 1)) in outs
 
@@ -137,8 +147,9 @@ def test_order_three_flow_against_reference_with_unequal_widths(sigmoid_order_th
     mod = sigmoid_order_three
     widths = [7, 12]
     flow = mod.flow(3, widths=widths, C_b=0.1, C_W=1.3, input_norm2=0.8)
-    ref = reference_flow(activations.get("sigmoid"), 3, 3, widths, mpmath.mpf("0.1"), mpmath.mpf("1.3"),
-                         mpmath.mpf("0.8"), dps=25)
+    ref = reference_flow(
+        activations.get("sigmoid"), 3, 3, widths, mpmath.mpf("0.1"), mpmath.mpf("1.3"), mpmath.mpf("0.8"), dps=25
+    )
     rel = 1e4 * max(float(flow.errors.max()), 8 * np.finfo(float).eps)
     assert rel < 1e-10  # the estimate itself is what the module promises (tolerance=1e-10)
     keys = set()

@@ -15,25 +15,36 @@ def p(expr):
     return NumbaPrinter(BIND).doprint(expr)
 
 
-@pytest.mark.parametrize("expr,text", [
-    (sp.tanh(x), "math.tanh(x)"),
-    (sp.erf(x) + sp.erfc(y), "math.erf(x) + math.erfc(y)"),
-    (sp.Rational(1, 3) * x, "(1/3)*x"),
-    (sp.sqrt(x), "math.sqrt(x)"),
-    (1 / sp.sqrt(x), "(1.0/math.sqrt(x))"),
-    (1 / (1 + sp.exp(-x)), "(1.0/(1 + math.exp(-x)))"),
-    (x**3, "x**3"),
-    (sp.pi * x, "math.pi*x"),
-    (sp.asin(x), "math.asin(x)"),
-])
+@pytest.mark.parametrize(
+    "expr,text",
+    [
+        (sp.tanh(x), "math.tanh(x)"),
+        (sp.erf(x) + sp.erfc(y), "math.erf(x) + math.erfc(y)"),
+        (sp.Rational(1, 3) * x, "(1/3)*x"),
+        (sp.sqrt(x), "math.sqrt(x)"),
+        (1 / sp.sqrt(x), "(1.0/math.sqrt(x))"),
+        (1 / (1 + sp.exp(-x)), "(1.0/(1 + math.exp(-x)))"),
+        (x**3, "x**3"),
+        (sp.pi * x, "math.pi*x"),
+        (sp.asin(x), "math.asin(x)"),
+    ],
+)
 def test_known_functions(expr, text):
     assert p(expr) == text
 
 
-@pytest.mark.parametrize("expr", [
-    sp.Heaviside(x), sp.Piecewise((x, x > 0), (0, True)), sp.gamma(x), sp.I * x, sp.zoo,
-    sp.besselj(0, x), sp.oo * x,
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        sp.Heaviside(x),
+        sp.Piecewise((x, x > 0), (0, True)),
+        sp.gamma(x),
+        sp.I * x,
+        sp.zoo,
+        sp.besselj(0, x),
+        sp.oo * x,
+    ],
+)
 def test_refuses_what_numba_cannot_compute(expr):
     with pytest.raises(UnsupportedExpression):
         p(expr)

@@ -32,12 +32,19 @@ def _key() -> str:
 
 def test_the_key_covers_derive_codegen_and_templates():
     names = {(p.parent.name, p.name) for p in usercache.engine_sources()}
-    assert {("derive", "recursion.py"), ("derive", "series.py"), ("codegen", "lower.py"),
-            ("codegen", "printer.py"), ("templates", "module.py.jinja")} <= names
+    assert {
+        ("derive", "recursion.py"),
+        ("derive", "series.py"),
+        ("codegen", "lower.py"),
+        ("codegen", "printer.py"),
+        ("templates", "module.py.jinja"),
+    } <= names
 
 
-@pytest.mark.parametrize("source", ["derive/recursion.py", "derive/expectations.py", "codegen/printer.py",
-                                    "codegen/templates/module.py.jinja"])
+@pytest.mark.parametrize(
+    "source",
+    ["derive/recursion.py", "derive/expectations.py", "codegen/printer.py", "codegen/templates/module.py.jinja"],
+)
 def test_editing_an_engine_source_invalidates_cached_kernels(engine_copy, source):
     """An editable install whose engine was edited must not be served kernels from before."""
     before = _key()

@@ -110,8 +110,15 @@ def _gpoly_add(a: GPoly, b: GPoly, top: int | None) -> GPoly:
     return out
 
 
-def conditional_moments(sigma: dict[int, Fraction], count: int, e: Fraction, C_b: Series, C_W: Series,
-                        top: int | None, at: Fraction | None = None) -> list[GPoly]:
+def conditional_moments(
+    sigma: dict[int, Fraction],
+    count: int,
+    e: Fraction,
+    C_b: Series,
+    C_W: Series,
+    top: int | None,
+    at: Fraction | None = None,
+) -> list[GPoly]:
     """E[G(l+1)^m | G(l) = g] for m = 0..count as polynomials in g with eps-series coefficients.
 
     ``e`` is n_l as a multiple of 1/eps (1/n_l = e * eps); ``C_b``, ``C_W`` are eps-series
@@ -166,8 +173,15 @@ def cumulants_from_moments(moments: Sequence[Series], top: int | None) -> list[S
     return kappa
 
 
-def metric_cumulants(sigma: dict[int, Fraction], alphas: Sequence[Fraction], C_b: Series, C_W: Series,
-                     K1: Fraction, cumulants: int, order: int | None) -> list[list[Series]]:
+def metric_cumulants(
+    sigma: dict[int, Fraction],
+    alphas: Sequence[Fraction],
+    C_b: Series,
+    C_W: Series,
+    K1: Fraction,
+    cumulants: int,
+    order: int | None,
+) -> list[list[Series]]:
     """kappa_1..kappa_cumulants of G(l) for l = 1..len(alphas)+1, as polynomials in eps = 1/n.
 
     Hidden widths n_l = n / alphas[l-1]. ``sigma`` maps powers of z to rational coefficients.

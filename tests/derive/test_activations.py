@@ -11,8 +11,22 @@ from pdlt.derive import activations
 from pdlt.derive.activations import Activation, ActivationError, split_pieces
 from pdlt.derive.notation import z
 
-REQUIRED = {"linear", "relu", "leaky_relu", "abs", "tanh", "sin", "erf", "sigmoid", "softplus",
-            "gelu", "swish", "elu", "mish", "hard_tanh"}
+REQUIRED = {
+    "linear",
+    "relu",
+    "leaky_relu",
+    "abs",
+    "tanh",
+    "sin",
+    "erf",
+    "sigmoid",
+    "softplus",
+    "gelu",
+    "swish",
+    "elu",
+    "mish",
+    "hard_tanh",
+}
 
 
 def test_registry_has_every_required_activation():
@@ -25,10 +39,19 @@ def test_unknown_name_is_one_clear_error():
         activations.get("relu6")
 
 
-@pytest.mark.parametrize("name,points", [
-    ("relu", [0]), ("leaky_relu", [0]), ("abs", [0]), ("elu", [0]), ("hard_tanh", [-1, 1]),
-    ("tanh", []), ("gelu", []), ("linear", []),
-])
+@pytest.mark.parametrize(
+    "name,points",
+    [
+        ("relu", [0]),
+        ("leaky_relu", [0]),
+        ("abs", [0]),
+        ("elu", [0]),
+        ("hard_tanh", [-1, 1]),
+        ("tanh", []),
+        ("gelu", []),
+        ("linear", []),
+    ],
+)
 def test_breakpoints(name, points):
     assert [float(b) for b in activations.get(name).breakpoints] == points
 
@@ -67,16 +90,30 @@ def test_registry_activations_are_real_on_the_whole_line(name):
     activations.check_real_line(activations.get(name).with_defaults(), name)
 
 
-@pytest.mark.parametrize("text", ["z*tanh(log(1+exp(z)))", "log(cosh(z))", "max(0, z - 1)", "z/(1+abs(z))",
-                                  "sqrt(1+z**2)", "log(1+z**2)", "1/(1+z**2)", "heaviside(z)", "erf(z)"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "z*tanh(log(1+exp(z)))",
+        "log(cosh(z))",
+        "max(0, z - 1)",
+        "z/(1+abs(z))",
+        "sqrt(1+z**2)",
+        "log(1+z**2)",
+        "1/(1+z**2)",
+        "heaviside(z)",
+        "erf(z)",
+    ],
+)
 def test_real_formulas_pass_the_domain_check(text):
     from pdlt.derive.parse import parse_activation
 
     activations.check_real_line(parse_activation(text), text)
 
 
-@pytest.mark.parametrize("text,where", [("1/z", "{0}"), ("sqrt(z)", "Interval.open(-oo, 0)"),
-                                        ("log(z)", "Interval(-oo, 0)"), ("1/(z - 2)", "{2}")])
+@pytest.mark.parametrize(
+    "text,where",
+    [("1/z", "{0}"), ("sqrt(z)", "Interval.open(-oo, 0)"), ("log(z)", "Interval(-oo, 0)"), ("1/(z - 2)", "{2}")],
+)
 def test_formulas_undefined_somewhere_on_the_line_are_refused(text, where):
     from pdlt.derive.parse import parse_activation
 

@@ -106,10 +106,18 @@ def test_k0_class(name, C_W, p_perp):
     "name,book,reference,minus_a1_at_0",
     [
         # (K*, C_b, C_W, (-tilde a_1)): book (5.105) to 8 decimals, reference [C] to 10+
-        ("gelu", (None, 0.17292239, 1.98305826, 1.43626419e-4),
-         (3.56155281281, 0.1729223908, 1.983058257, 1.436264187e-4), -6 / sp.pi),
-        ("swish", (14.32017362, 0.55514317, 1.98800468, -2.84979219e-6),
-         (14.320173618, 0.5551431707, 1.988004678, -2.849792189e-6), sp.Rational(-3, 4)),
+        (
+            "gelu",
+            (None, 0.17292239, 1.98305826, 1.43626419e-4),
+            (3.56155281281, 0.1729223908, 1.983058257, 1.436264187e-4),
+            -6 / sp.pi,
+        ),
+        (
+            "swish",
+            (14.32017362, 0.55514317, 1.98800468, -2.84979219e-6),
+            (14.320173618, 0.5551431707, 1.988004678, -2.849792189e-6),
+            sp.Rational(-3, 4),
+        ),
     ],
 )
 def test_half_stable_against_the_book(name, book, reference, minus_a1_at_0):
@@ -185,8 +193,11 @@ HAND = {
     "gelu": (lambda x: x * mpmath.ncdf(x), lambda x: mpmath.ncdf(x) + x * mpmath.npdf(x), ()),
     "swish": (lambda x: x * _sigmoid_mp(x), lambda x: _sigmoid_mp(x) * (1 + x * (1 - _sigmoid_mp(x))), ()),
     "elu": (lambda x: x if x > 0 else mpmath.expm1(x), lambda x: 1 if x > 0 else mpmath.exp(x), (0,)),
-    "mish": (lambda x: x * mpmath.tanh(_softplus_mp(x)),
-             lambda x: mpmath.tanh(_softplus_mp(x)) + x * mpmath.sech(_softplus_mp(x)) ** 2 * _sigmoid_mp(x), ()),
+    "mish": (
+        lambda x: x * mpmath.tanh(_softplus_mp(x)),
+        lambda x: mpmath.tanh(_softplus_mp(x)) + x * mpmath.sech(_softplus_mp(x)) ** 2 * _sigmoid_mp(x),
+        (),
+    ),
     "hard_tanh": (lambda x: max(-1, min(1, x)), lambda x: 1 if -1 < x < 1 else 0, (-1, 1)),
 }
 EPS = 2.0**-52  # the critical points are reported as doubles
@@ -208,8 +219,9 @@ def _mean(f, K, breaks=()):
     every breakpoint."""
     root = mpmath.sqrt(K)
     cuts = {mpmath.mpf(0)} | {mpmath.mpf(b) / root for b in breaks}
-    value, err = mpmath.quad(lambda x: f(root * x) * mpmath.exp(-x * x / 2),
-                             [-mpmath.inf, *sorted(cuts), mpmath.inf], error=True)
+    value, err = mpmath.quad(
+        lambda x: f(root * x) * mpmath.exp(-x * x / 2), [-mpmath.inf, *sorted(cuts), mpmath.inf], error=True
+    )
     norm = mpmath.sqrt(2 * mpmath.pi)
     return value / norm, err / norm
 
@@ -267,7 +279,9 @@ def test_chis_are_one_at_every_critical_point(name):
                 sigma2 = mpmath.diff(dsigma, zero)
                 tol = 4 * EPS
                 assert abs(C_b + C_W * sigma(zero) ** 2) <= tol * (abs(C_b) + 1)  # K* = 0 is a fixed point
-                checks.append((C_W * dsigma(zero) ** 2, C_W * (dsigma(zero) ** 2 + sigma(zero) * sigma2), tol, tol, True))
+                checks.append(
+                    (C_W * dsigma(zero) ** 2, C_W * (dsigma(zero) ** 2 + sigma(zero) * sigma2), tol, tol, True)
+                )
             else:
                 for k in [point.K_star] if point.K_star is not None else [0.3, 1, 7]:
                     g, dg, p, err = _independent(name, k)
@@ -280,7 +294,9 @@ def test_chis_are_one_at_every_critical_point(name):
                 assert abs(perp - 1) <= tol_perp, (point, perp)
                 assert abs(par - 1) <= tol_par, (point, par)
                 if reported:  # what the report says agrees with the oracle
-                    assert abs(point.chi_perp - perp) <= tol_perp + EPS and abs(point.chi_parallel - par) <= tol_par + EPS
+                    assert (
+                        abs(point.chi_perp - perp) <= tol_perp + EPS and abs(point.chi_parallel - par) <= tol_par + EPS
+                    )
 
 
 @pytest.mark.parametrize("name", ["tanh", "sin", "erf", "gelu", "swish", "mish", "sigmoid"])

@@ -25,8 +25,9 @@ from pdlt.derive.activations import Activation
 from pdlt.derive.recursion import cumulant_derivatives, derive_step, state_keys
 
 
-def recursion_flow(sigma: dict[int, F], alphas: list[F], C_b: list[F], C_W: list[F], K1: F,
-                   order: int) -> list[dict[tuple[int, int], sp.Rational]]:
+def recursion_flow(
+    sigma: dict[int, F], alphas: list[F], C_b: list[F], C_W: list[F], K1: F, order: int
+) -> list[dict[tuple[int, int], sp.Rational]]:
     """The state c[m][k] of layers 1..L from ``derive_step`` with sigma's exact Gaussian moments.
 
     Hidden widths n_l = n / alphas[l-1], so r = n_l / n_{l-1} = alphas[l-2] / alphas[l-1].
@@ -36,12 +37,18 @@ def recursion_flow(sigma: dict[int, F], alphas: list[F], C_b: list[F], C_W: list
     state = {key: sp.Integer(0) for key in state_keys(order)}
     state[(1, 0)] = sp.Rational(K1)
     layers = [state]
-    hyper = {nt.hyper(name, k): sp.Rational(values[k]) if k < len(values) else sp.Integer(0)
-             for name, values in (("C_b", C_b), ("C_W", C_W)) for k in range(order + 1)}
+    hyper = {
+        nt.hyper(name, k): sp.Rational(values[k]) if k < len(values) else sp.Integer(0)
+        for name, values in (("C_b", C_b), ("C_W", C_W))
+        for k in range(order + 1)
+    }
     for l in range(1, len(alphas) + 1):
         K = F(str(state[(1, 0)]))
-        mu = {nt.mu(a, i): sp.Rational(derivative_at(gaussian_moment_polynomial(sigma, 2 * a), i, K))
-              for a in range(1, order + 2) for i in range(0, 2 * (order + 1 - a) + 1)}
+        mu = {
+            nt.mu(a, i): sp.Rational(derivative_at(gaussian_moment_polynomial(sigma, 2 * a), i, K))
+            for a in range(1, order + 2)
+            for i in range(0, 2 * (order + 1 - a) + 1)
+        }
         values = {nt.s(m, j): step.cumulants[(m, j)].xreplace(mu) for m, j in cumulant_derivatives(order)}
         values.update({nt.c(m, k): v for (m, k), v in state.items() if (m, k) != (1, 0)})
         values[nt.r] = sp.Rational(1) if l == 1 else sp.Rational(alphas[l - 2] / alphas[l - 1])
@@ -51,8 +58,7 @@ def recursion_flow(sigma: dict[int, F], alphas: list[F], C_b: list[F], C_W: list
     return layers
 
 
-def assert_matches_exact(sigma: dict[int, F], alphas: list[F], C_b: list[F], C_W: list[F], K1: F,
-                         order: int) -> None:
+def assert_matches_exact(sigma: dict[int, F], alphas: list[F], C_b: list[F], C_W: list[F], K1: F, order: int) -> None:
     derived = recursion_flow(sigma, alphas, C_b, C_W, K1, order)
     exact = metric_cumulants(sigma, alphas, C_b, C_W, K1, order + 1, order)
     for l in range(2, len(alphas) + 2):
@@ -62,7 +68,8 @@ def assert_matches_exact(sigma: dict[int, F], alphas: list[F], C_b: list[F], C_W
             want = series[k] / alpha**k if k < len(series) else F(0)
             got = derived[l - 1][(m, k)]
             assert got.is_Rational and F(int(got.p), int(got.q)) == want, (
-                f"layer {l}, {nt.state_name(m, k)} = c[{m}][{k}]: derived {got}, exact {want}")
+                f"layer {l}, {nt.state_name(m, k)} = c[{m}][{k}]: derived {got}, exact {want}"
+            )
 
 
 # sigma as {power of z: coefficient}. What each reaches in g(K) = <sigma^2>_K:
@@ -127,8 +134,14 @@ def test_recursion_is_exact_with_a_fourth_derivative(order):
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_renormalized_hyperparameters_are_exact(order):
     """C = C{0} + C{1}/n_l + C{2}/n_l^2 (book 5.138): the extra sources at every order."""
-    assert_matches_exact(SIGMAS["z+z^2/2"], [F(1), F(2), F(1)], [F(1, 10), F(1, 7), F(-1, 11)],
-                         [F(1, 2), F(1, 3), F(-1, 5)], F(3, 5), order)
+    assert_matches_exact(
+        SIGMAS["z+z^2/2"],
+        [F(1), F(2), F(1)],
+        [F(1, 10), F(1, 7), F(-1, 11)],
+        [F(1, 2), F(1, 3), F(-1, 5)],
+        F(3, 5),
+        order,
+    )
 
 
 def test_generated_kernels_agree_with_the_exact_moments(tmp_path, monkeypatch):

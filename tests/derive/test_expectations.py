@@ -5,19 +5,25 @@ from __future__ import annotations
 import mpmath
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pdlt.derive import activations, notation as nt
+from pdlt.derive import activations
+from pdlt.derive import notation as nt
 from pdlt.derive.expectations import closed_form, expectations, hermite_weight, mp_expectation
 from pdlt.derive.recursion import moment_derivatives
 
 ORDER = 2
 PAIRS = moment_derivatives(ORDER)
-EXACT = [(name, a, i) for name, act in sorted(activations.REGISTRY.items())
-         for (a, i), e in expectations(act, PAIRS).items() if e.exact]
+EXACT = [
+    (name, a, i)
+    for name, act in sorted(activations.REGISTRY.items())
+    for (a, i), e in expectations(act, PAIRS).items()
+    if e.exact
+]
 
 # log-uniform kernels from 1e-3 to 30, the range flows visit (deep tanh nets reach 1e-3)
-kernels = st.floats(min_value=-3.0, max_value=1.5).map(lambda t: sp.Rational(f"{10 ** t:.6g}"))
+kernels = st.floats(min_value=-3.0, max_value=1.5).map(lambda t: sp.Rational(f"{10**t:.6g}"))
 
 
 def _close(got, ref, digits=22):

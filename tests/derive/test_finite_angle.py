@@ -82,12 +82,17 @@ def _pair_average(a_plus: float, a_minus: float, K_d, psi):
     (polar coordinates of two iid standard normals) and sigma(c z) = c sigma(z) for c > 0, the radial
     integral is int_0^oo r^3 exp(-r^2/2) dr = 2, leaving (K_d/pi) int_0^{2 pi} sigma(cos t) sigma(cos(t - psi)) dt,
     split where either factor has its kink."""
+
     def sigma(x):
         return (a_plus if x >= 0 else a_minus) * x
 
     psi = mpmath.mpf(psi)
-    kinks = {mpmath.pi / 2, 3 * mpmath.pi / 2, (psi + mpmath.pi / 2) % (2 * mpmath.pi),
-             (psi + 3 * mpmath.pi / 2) % (2 * mpmath.pi)}
+    kinks = {
+        mpmath.pi / 2,
+        3 * mpmath.pi / 2,
+        (psi + mpmath.pi / 2) % (2 * mpmath.pi),
+        (psi + 3 * mpmath.pi / 2) % (2 * mpmath.pi),
+    }
     points = [mpmath.mpf(0), *sorted(kinks), 2 * mpmath.pi]
     angular = mpmath.quad(lambda t: sigma(mpmath.cos(t)) * sigma(mpmath.cos(t - psi)), points)
     return mpmath.mpf(K_d) / mpmath.pi * angular

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sympy as sp
 import pytest
+import sympy as sp
 
-from pdlt.derive import activations, notation as nt
+from pdlt.derive import activations
+from pdlt.derive import notation as nt
 from pdlt.derive.expectations import closed_form
 from pdlt.derive.recursion import cumulant_derivatives, derive_step, moment_derivatives, state_keys
 
@@ -63,8 +64,9 @@ def test_deep_linear_networks_are_exact_at_every_order(order):
     def chi2_moment(m):  # E[(chi^2_n / n)^m] = prod_k (1 + 2k/n), with eps = 1/n
         return sp.prod([1 + 2 * k * eps for k in range(m)])
 
-    moments = [sp.Integer(1)] + [C_W ** (m * (depth - 1)) * G1**m * chi2_moment(m) ** (depth - 1)
-                                 for m in range(1, order + 2)]
+    moments = [sp.Integer(1)] + [
+        C_W ** (m * (depth - 1)) * G1**m * chi2_moment(m) ** (depth - 1) for m in range(1, order + 2)
+    ]
     assert_truncation_of(state, moments, order)
 
 
@@ -73,8 +75,9 @@ def assert_truncation_of(state: dict, moments: list, order: int) -> None:
     truncated at eps^order."""
     kappa = {}
     for m in range(1, order + 2):
-        kappa[m] = sp.expand(moments[m] - sum(sp.binomial(m - 1, i - 1) * kappa[i] * moments[m - i]
-                                              for i in range(1, m)))
+        kappa[m] = sp.expand(
+            moments[m] - sum(sp.binomial(m - 1, i - 1) * kappa[i] * moments[m - i] for i in range(1, m))
+        )
     for m, k in state_keys(order):
         assert state[(m, k)] == kappa[m].coeff(eps, k), (m, k)
 

@@ -19,7 +19,8 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from pdlt import generated
 from pdlt.derive import activations
@@ -96,8 +97,9 @@ def test_step_against_symbolic_recursion(name, values, ratio, kernel):
     cw = np.array([1.7, 0.2, 0.4])[: order + 1]
     out = np.zeros_like(c)
     mod.step(c, s, cb, cw, ratio, out)
-    ref = step_at(order, {k: mpmath.mpf(v) for k, v in state.items()}, mu_ref, cb[0], cw[0], ratio,
-                  C_b_n=cb[1:], C_W_n=cw[1:])
+    ref = step_at(
+        order, {k: mpmath.mpf(v) for k, v in state.items()}, mu_ref, cb[0], cw[0], ratio, C_b_n=cb[1:], C_W_n=cw[1:]
+    )
     for (m, k), value in ref.items():
         assert out[m, k] == pytest.approx(float(value), rel=1e-11, abs=1e-11), (m, k)
 

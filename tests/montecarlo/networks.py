@@ -83,9 +83,17 @@ def control_count(depth: int) -> int:
     return HERMITE + 2 * HERMITE * (depth - 2)
 
 
-def _forward(rng: np.random.Generator, count: int, sigma: Callable, params: np.ndarray,
-             widths: Sequence[int], C_b: float, C_W: float, x: np.ndarray,
-             controls: np.ndarray | None = None) -> np.ndarray:
+def _forward(
+    rng: np.random.Generator,
+    count: int,
+    sigma: Callable,
+    params: np.ndarray,
+    widths: Sequence[int],
+    C_b: float,
+    C_W: float,
+    x: np.ndarray,
+    controls: np.ndarray | None = None,
+) -> np.ndarray:
     """G(L) of ``count`` fresh networks: the forward pass of x through layers 1..L-1.
 
     With ``controls`` (shape (count, control_count(L))), fill it with the Hermite control variates.
@@ -112,9 +120,19 @@ def _forward(rng: np.random.Generator, count: int, sigma: Callable, params: np.n
     return C_b + C_W * np.mean(s * s, axis=1)
 
 
-def sample_metric(sigma: Callable, widths: Sequence[int], C_b: float, C_W: float, input_norm2: float,
-                  networks: int, seed: int | Sequence[int], params: np.ndarray | None = None, n0: int = 4,
-                  workers: int | None = None, controls: bool = False):
+def sample_metric(
+    sigma: Callable,
+    widths: Sequence[int],
+    C_b: float,
+    C_W: float,
+    input_norm2: float,
+    networks: int,
+    seed: int | Sequence[int],
+    params: np.ndarray | None = None,
+    n0: int = 4,
+    workers: int | None = None,
+    controls: bool = False,
+):
     """G(L) for ``networks`` independent networks with hidden widths n_1..n_{L-1} = ``widths``.
 
     ``sigma(z, params)`` is a numba activation (``pdlt.generated.<name>.sigma``); the input is
@@ -126,8 +144,9 @@ def sample_metric(sigma: Callable, widths: Sequence[int], C_b: float, C_W: float
     """
     widths = [int(n) for n in widths]
     if not widths or min(widths) < 1 or networks < 1 or C_W <= 0 or C_b < 0 or input_norm2 <= 0:
-        raise ValueError("need widths >= 1 (at least one hidden layer), networks >= 1, C_W > 0, "
-                         "C_b >= 0 and input_norm2 > 0")
+        raise ValueError(
+            "need widths >= 1 (at least one hidden layer), networks >= 1, C_W > 0, C_b >= 0 and input_norm2 > 0"
+        )
     params = np.zeros(1) if params is None else np.asarray(params, dtype=np.float64)
     x = np.full(n0, np.sqrt(input_norm2))
     largest = max(a * b for a, b in zip(widths, [n0, *widths[:-1]]))
@@ -222,8 +241,13 @@ def estimate(samples: np.ndarray, groups: int = 100, controls: np.ndarray | None
         raise ValueError("controls need one row per sample")
     y = x - shift
     bounds = np.cumsum([0] + [p.size for p in parts])
-    csums = [np.zeros(groups), np.zeros(groups), np.zeros((groups, c.shape[1])),
-             np.zeros((groups, c.shape[1], c.shape[1])), np.zeros((groups, c.shape[1]))]
+    csums = [
+        np.zeros(groups),
+        np.zeros(groups),
+        np.zeros((groups, c.shape[1])),
+        np.zeros((groups, c.shape[1], c.shape[1])),
+        np.zeros((groups, c.shape[1])),
+    ]
     for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
         cg, yg = c[lo:hi].astype(np.float64), y[lo:hi]
         csums[0][g], csums[1][g], csums[2][g] = hi - lo, yg.sum(), cg.sum(axis=0)

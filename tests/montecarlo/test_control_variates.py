@@ -35,8 +35,9 @@ def test_layer_two_mean_is_exact_with_control_variates(act, C_b, C_W, input_norm
     """
     K1 = C_b + C_W * input_norm2
     exact = C_b + C_W * float(mp_expectation(get(act), 1, 0, K1, dps=20))
-    samples, controls = sample_metric(generated.load(act).sigma, [3], C_b, C_W, input_norm2, 200_000,
-                                      seed=seed, controls=True)
+    samples, controls = sample_metric(
+        generated.load(act).sigma, [3], C_b, C_W, input_norm2, 200_000, seed=seed, controls=True
+    )
     cv, plain = estimate(samples, controls=controls), estimate(samples)
     assert abs(cv.kappa[1] - exact) <= Z * cv.se[1], f"{cv.kappa[1]:.8g} +- {cv.se[1]:.2g} vs exact {exact:.8g}"
     assert abs(plain.kappa[1] - exact) <= Z * plain.se[1]

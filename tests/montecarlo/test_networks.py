@@ -68,28 +68,50 @@ CASES = {
     # tanh at C_W = 2.5, |x|^2/n_0 = 0.5: among the settings scanned (C_b in {0, 0.1, 0.5},
     # C_W from 1 to 4, |x|^2/n_0 from 0.5 to 10) one that resolves the 1/n^3 residual of kappa_1
     # with the fewest networks while its 1/n^4 term stays < 5 % of it at n >= 4.
-    "tanh": Case("tanh", 0.0, 2.5, 0.5, 4, 1,
-                 {4: 12_000_000, 5: 12_000_000, 6: 12_000_000, 8: 4_000_000, 12: 2_000_000, 16: 1_000_000},
-                 seed=101),
+    "tanh": Case(
+        "tanh",
+        0.0,
+        2.5,
+        0.5,
+        4,
+        1,
+        {4: 12_000_000, 5: 12_000_000, 6: 12_000_000, 8: 4_000_000, 12: 2_000_000, 16: 1_000_000},
+        seed=101,
+    ),
     # swish, not softplus, as the activation without closed forms (both take the quadrature
     # path of the generated code): softplus's corrections to kappa_1 are small beside the
     # fluctuations of G(L). Over 36 settings of C_b, C_W, |x|^2/n_0, resolving its 1/n^3
     # residual at n = 4 needs >= 10^7 networks (and there its 1/n^4 term is 80 % of it);
     # swish at this setting needs ~10^6, with a 1/n^4 term 13 % of it.
-    "swish": Case("swish", 0.5, 1.0, 2.0, 4, 1,
-                  {4: 8_000_000, 5: 8_000_000, 6: 8_000_000, 8: 4_000_000, 12: 2_000_000, 16: 1_000_000},
-                  seed=202),
+    "swish": Case(
+        "swish",
+        0.5,
+        1.0,
+        2.0,
+        4,
+        1,
+        {4: 8_000_000, 5: 8_000_000, 6: 8_000_000, 8: 4_000_000, 12: 2_000_000, 16: 1_000_000},
+        seed=202,
+    ),
     # ReLU at criticality, kappa_2: G(L) = K * prod of independent (2/n) sum relu(xi)^2, so
     # kappa_2 = K^2 ((1 + 5/n)^(L-1) - 1) is a polynomial in 1/n and the order-3 flow is exact.
-    "relu": Case("relu", 0.0, 2.0, 1.0, 4, 2,
-                 {4: 1_200_000, 5: 1_200_000, 6: 1_200_000, 8: 1_200_000, 12: 1_200_000, 16: 1_200_000},
-                 seed=303),
+    "relu": Case(
+        "relu",
+        0.0,
+        2.0,
+        1.0,
+        4,
+        2,
+        {4: 1_200_000, 5: 1_200_000, 6: 1_200_000, 8: 1_200_000, 12: 1_200_000, 16: 1_200_000},
+        seed=303,
+    ),
 }
 
 
 @functools.cache
-def reference_coefficients(act: str, C_b: float, C_W: float, input_norm2: float,
-                           widths: tuple[int, ...], order: int = 4) -> dict[tuple[int, int], float]:
+def reference_coefficients(
+    act: str, C_b: float, C_W: float, input_norm2: float, widths: tuple[int, ...], order: int = 4
+) -> dict[tuple[int, int], float]:
     """c[m][k] of the last layer from the mpmath reference flow (slow: cached per module)."""
     layers = reference_flow(get(act), order, len(widths) + 1, list(widths), C_b, C_W, input_norm2, dps=20)
     return {key: float(v) for key, v in layers[-1].items()}
@@ -104,13 +126,15 @@ def predictions(case_key: str, widths: tuple[int, ...]) -> np.ndarray:
     """P[p] = kappa_m(G(L)) truncated at 1/n_{L-1}^p, p = 0..4 (P_1, P_2 from the kernels)."""
     case = _case(case_key)
     m, n = case.cumulant, widths[-1]
-    flow = generated.load(case.act).flow(case.depth, widths=list(widths), C_b=case.C_b, C_W=case.C_W,
-                                         input_norm2=case.input_norm2)
+    flow = generated.load(case.act).flow(
+        case.depth, widths=list(widths), C_b=case.C_b, C_W=case.C_W, input_norm2=case.input_norm2
+    )
     kernel = flow.coefficients[-1, m]
-    ref = reference_coefficients(case.act, case.C_b, case.C_W, case.input_norm2,
-                                 widths if len(set(widths)) > 1 else (1,) * len(widths))
+    ref = reference_coefficients(
+        case.act, case.C_b, case.C_W, case.input_norm2, widths if len(set(widths)) > 1 else (1,) * len(widths)
+    )
     # the two sources must agree where they overlap, or the residuals below mean nothing
-    assert np.allclose(kernel[m - 1:3], [ref[(m, k)] for k in range(m - 1, 3)], rtol=1e-8, atol=1e-12)
+    assert np.allclose(kernel[m - 1 : 3], [ref[(m, k)] for k in range(m - 1, 3)], rtol=1e-8, atol=1e-12)
     terms = [kernel[k] if k <= 2 else ref[(m, k)] for k in range(5)]
     terms = [0.0 if k < m - 1 else t / n**k for k, t in enumerate(terms)]
     return np.cumsum(terms)
@@ -122,15 +146,21 @@ def ensemble(case_key: str, widths: tuple[int, ...]) -> Estimate:
     case = _case(case_key)
     networks = case.ensembles[widths[-1]] if len(set(widths)) == 1 else case.ensembles[widths]
     sigma = generated.load(case.act).sigma
-    samples = sample_metric(sigma, widths, case.C_b, case.C_W, case.input_norm2, networks,
-                            seed=[case.seed, *widths])
+    samples = sample_metric(sigma, widths, case.C_b, case.C_W, case.input_norm2, networks, seed=[case.seed, *widths])
     return estimate(samples)
 
 
 def _table(rows: list[tuple]) -> str:
     head = f"{'n':>4} {'MC':>12} {'SE':>9} {'R_p':>11} {'R_p/SE':>7} {'predicted':>11} {'allowed':>9}"
-    return "\n".join([head, *(f"{n:>4} {mc:12.6g} {se:9.2g} {r:11.4g} {r / se:7.1f} {pr:11.4g} {al:9.2g}"
-                              for n, mc, se, r, pr, al in rows)])
+    return "\n".join(
+        [
+            head,
+            *(
+                f"{n:>4} {mc:12.6g} {se:9.2g} {r:11.4g} {r / se:7.1f} {pr:11.4g} {al:9.2g}"
+                for n, mc, se, r, pr, al in rows
+            ),
+        ]
+    )
 
 
 # -- 1. layer 2 is exact at any width ------------------------------------------------------------
@@ -152,12 +182,14 @@ def test_layer_two_is_exact_at_any_width(act, C_b, C_W, input_norm2, seed, n1):
     est = estimate(samples)
     for m in (1, 2, 3):
         assert abs(est.kappa[m] - theory[m]) <= Z * est.se[m], (
-            f"{act} n1={n1}: kappa_{m} MC {est.kappa[m]:.6g} +- {est.se[m]:.2g}, theory {theory[m]:.6g}")
+            f"{act} n1={n1}: kappa_{m} MC {est.kappa[m]:.6g} +- {est.se[m]:.2g}, theory {theory[m]:.6g}"
+        )
     for m in (2, 3):  # power: a 5 % error in kappa_2 or kappa_3 would be seen
         assert 0.05 * abs(theory[m]) > Z * est.se[m]
 
 
 # -- 2. the order-p residual shrinks like 1/n^(p+1) ---------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("p", [1, 2])
@@ -186,7 +218,7 @@ def test_order_p_residual_shrinks_like_n_to_the_minus_p_plus_1(case_key, p):
         if abs(predicted) > FIT_MIN * se:  # chosen by design, not by the outcome
             fit.append((n, r, se, P[p + 2] - P[p]))
     report = f"{case_key} kappa_{m}, order {p}:\n{_table(rows)}"
-    for n, mc, se, r, predicted, allowed in rows:
+    for n, _mc, _se, r, predicted, allowed in rows:
         assert abs(r - predicted) <= allowed, f"residual at n={n} is not the next-order term\n{report}"
     assert abs(rows[0][3]) > RESOLVED * rows[0][2], f"no power: residual not resolved at n={rows[0][0]}\n{report}"
     assert len(fit) >= 3, f"fewer than 3 widths are designed to resolve the residual\n{report}"
@@ -197,7 +229,8 @@ def test_order_p_residual_shrinks_like_n_to_the_minus_p_plus_1(case_key, p):
     allowance = Z * slope_se + 2 * abs(theory_slope + p + 1)
     assert abs(slope + p + 1) <= allowance, (
         f"slope {slope:.3f} +- {slope_se:.3f}, expected {-(p + 1)} within {allowance:.3f} "
-        f"(theory's order-{p + 2} slope {theory_slope:.3f})\n{report}")
+        f"(theory's order-{p + 2} slope {theory_slope:.3f})\n{report}"
+    )
 
 
 @pytest.mark.slow
@@ -234,11 +267,13 @@ def test_unequal_widths(case_key):
         r = est.kappa[m] - P[p]
         allowed = Z * se + 2 * abs(P[p + 2] - P[p + 1])
         assert abs(r - (P[p + 1] - P[p])) <= allowed, (
-            f"order {p}: R = {r:.4g} +- {se:.2g}, predicted {P[p + 1] - P[p]:.4g}, allowed {allowed:.2g}")
+            f"order {p}: R = {r:.4g} +- {se:.2g}, predicted {P[p + 1] - P[p]:.4g}, allowed {allowed:.2g}"
+        )
     assert abs(est.kappa[m] - P[1]) > RESOLVED * se
 
 
 # -- 3. deep linear networks are exact at every order ---------------------------------------------
+
 
 def test_deep_linear_network_is_exact():
     """Linear, width 3, depth 4: the order-4 flow gives kappa_2(G(4)) = K^2 ((1 + 2/n)^3 - 1)

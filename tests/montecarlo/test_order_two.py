@@ -155,7 +155,7 @@ def terms(setting_key: str, n: int) -> dict[int, np.ndarray]:
     ref = reference_coefficients(setting_key)
     out = {}
     for m in (1, 2, 3):
-        assert np.allclose(kernel[m, m - 1:3], [ref[(m, k)] for k in range(m - 1, 3)], rtol=1e-8, atol=1e-12)
+        assert np.allclose(kernel[m, m - 1 : 3], [ref[(m, k)] for k in range(m - 1, 3)], rtol=1e-8, atol=1e-12)
         c = [0.0 if k < m - 1 else (kernel[m, k] if k <= 2 else ref[(m, k)]) for k in range(ORDER + 1)]
         out[m] = np.array([ck / n**k for k, ck in enumerate(c)])
     return out
@@ -176,8 +176,9 @@ def measure(ens: Ensemble) -> Estimate:
     sigma = generated.load(s.act).sigma
     widths = [ens.n] * (s.depth - 1)
     if 1 in ens.cumulants:
-        samples, controls = sample_metric(sigma, widths, s.C_b, s.C_W, s.input_norm2, ens.networks,
-                                          seed=ens.seed, controls=True)
+        samples, controls = sample_metric(
+            sigma, widths, s.C_b, s.C_W, s.input_norm2, ens.networks, seed=ens.seed, controls=True
+        )
         return estimate(samples, controls=controls)
     return estimate(sample_metric(sigma, widths, s.C_b, s.C_W, s.input_norm2, ens.networks, seed=ens.seed))
 
@@ -188,13 +189,17 @@ def remainder(t: np.ndarray) -> float:
 
 
 def _report(ens: Ensemble, est: Estimate) -> str:
-    lines = [f"{ens.id} ({est.networks} networks, control-variate reduction {est.reduction:.3g}):",
-             f"{'m':>2} {'MC':>12} {'SE':>9} {'P_5':>12} {'(MC-P5)/SE':>10} {'order2/SE':>9} {'rem/SE':>7} "
-             f"{'(MC-P2)/SE':>10}"]
+    lines = [
+        f"{ens.id} ({est.networks} networks, control-variate reduction {est.reduction:.3g}):",
+        f"{'m':>2} {'MC':>12} {'SE':>9} {'P_5':>12} {'(MC-P5)/SE':>10} {'order2/SE':>9} {'rem/SE':>7} "
+        f"{'(MC-P2)/SE':>10}",
+    ]
     for m in ens.cumulants:
         t, se = terms(ens.setting, ens.n)[m], est.se[m]
-        lines.append(f"{m:>2} {est.kappa[m]:12.7g} {se:9.2g} {t.sum():12.7g} {(est.kappa[m] - t.sum()) / se:10.2f} "
-                     f"{abs(t[2]) / se:9.1f} {remainder(t) / se:7.2f} {(est.kappa[m] - t[:3].sum()) / se:10.2f}")
+        lines.append(
+            f"{m:>2} {est.kappa[m]:12.7g} {se:9.2g} {t.sum():12.7g} {(est.kappa[m] - t.sum()) / se:10.2f} "
+            f"{abs(t[2]) / se:9.1f} {remainder(t) / se:7.2f} {(est.kappa[m] - t[:3].sum()) / se:10.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -231,8 +236,10 @@ def test_order_one_residual_falls_like_n_to_the_minus_2(setting_key, m):
     r = np.array([measure(e).kappa[m] for e in chosen]) - order1
     se = np.array([measure(e).se[m] for e in chosen])
     theory = np.array([terms(setting_key, e.n)[m].sum() for e in chosen]) - order1
-    report = "\n".join(f"n={int(k):3d} kappa_{m} - P_1 = {v:.5g} +- {s:.2g} (P_5 - P_1 = {p:.5g})"
-                       for k, v, s, p in zip(n, r, se, theory))
+    report = "\n".join(
+        f"n={int(k):3d} kappa_{m} - P_1 = {v:.5g} +- {s:.2g} (P_5 - P_1 = {p:.5g})"
+        for k, v, s, p in zip(n, r, se, theory)
+    )
     assert np.all(r * theory > 0), f"the residual has the wrong sign\n{report}"
     slope, slope_se = weighted_slope(n, np.log(np.abs(r)), se / np.abs(theory))
     theory_slope, _ = weighted_slope(n, np.log(np.abs(theory)), se / np.abs(theory))
