@@ -58,8 +58,6 @@ def dsigma(z, params):
 def _sigma_powers(z, params, perp, out):
     """out[a] = sigma(z)^(2a) for the powers a that need quadrature; with ``perp``,
     out[_PERP] = sigma'(z)^2 too."""
-    s = sigma(z, params)
-    s2 = s * s
 
 
 @njit(cache=True, error_model="numpy")
