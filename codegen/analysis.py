@@ -14,6 +14,7 @@ import numpy as np
 
 from pdlt.derive.activations import Activation
 from pdlt.derive.criticality import CriticalityReport, CriticalPoint, critical_points
+from pdlt.derive.errors import UserError
 
 from .plots import Overlay
 
@@ -109,7 +110,7 @@ def aspect_ratio(
     point = usable_point(report)
     if C_b is None or C_W is None:
         if point is None:
-            raise ValueError(f"{act.name} has no critical initialization ({report.reason}); give --C-b and --C-W")
+            raise UserError(f"{act.name} has no critical initialization ({report.reason}); give --C-b and --C-W")
         C_b, C_W = point.C_b, point.C_W
         norm = start_norm(point)
     else:

@@ -1,4 +1,5 @@
-"""The ``pdlt`` command line. Every failure is one line on stderr and exit status 2."""
+"""The ``pdlt`` command line. A user error is one line on stderr and exit status 2; anything else
+is a bug in pdlt, reported as such with its traceback and exit status 1 (``derive/errors.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +15,17 @@ import sympy as sp
 
 from pdlt.derive import activations as acts
 from pdlt.derive.activations import Activation
+from pdlt.derive.errors import UserError
 from pdlt.derive.notation import state_name, z
 
 from .generate import SHIPPED_ORDER, check_name, check_order, module_text
 from .write import write_atomic
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
 
 
-class CliError(ValueError):
+class CliError(UserError):
     """A user error reported as one line."""
 
 
@@ -487,20 +491,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError) as exc:  # every user error is a ValueError subclass
-        if os.environ.get("PDLT_DEBUG"):
-            raise
-        message = exc.args[0] if exc.args else str(exc)
-        print(f"pdlt: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # e.g. the disk filled up while writing: still one line
-        if os.environ.get("PDLT_DEBUG"):
-            raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"pdlt: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return EXIT_USAGE
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
+    except Exception as exc:
+        if os.environ.get("PDLT_DEBUG"):
+            raise
+        if is_user_error(exc):
+            message = exc.args[0] if exc.args else str(exc)
+            print(f"pdlt: error: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(exc, OSError):  # the machine's doing (e.g. a full disk while writing): one line
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"pdlt: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return EXIT_USAGE
+        print(
+            "pdlt: internal error: this is a bug in pdlt; please report it with the command that caused it",
+            file=sys.stderr,
+        )
+        traceback.print_exc()
+        return EXIT_BUG
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """A UserError, or the FlowError of a generated module (self-contained, so a plain ValueError)."""
+    if isinstance(exc, UserError):
+        return True
+    kind = type(exc)
+    generated = kind.__module__.startswith(("pdlt.generated", "pdlt_kernels_"))
+    return isinstance(exc, ValueError) and kind.__name__ == "FlowError" and generated
 
 
 if __name__ == "__main__":

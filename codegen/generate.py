@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pdlt.derive.activations import REGISTRY, Activation
+from pdlt.derive.errors import UserError
 
 from .lower import lower
 from .render import environment, render_module
@@ -19,7 +20,7 @@ GENERATED_DIR = Path(__file__).resolve().parent.parent / "generated"
 REGENERATE = "python -m pdlt.codegen"
 
 
-class GenerateError(ValueError):
+class GenerateError(UserError):
     """Bad arguments to the generator (name, order, output folder)."""
 
 

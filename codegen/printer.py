@@ -10,6 +10,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from pdlt.derive.errors import UserError
+
 # sympy function name -> numba-compiled call (all in numba's supported subset of math)
 NUMBA_FUNCTIONS: dict[str, str] = {
     "exp": "math.exp",
@@ -34,7 +36,7 @@ NUMBA_FUNCTIONS: dict[str, str] = {
 }
 
 
-class UnsupportedExpression(TypeError):
+class UnsupportedExpression(UserError, TypeError):
     """The expression contains something the numba target cannot compute."""
 
 

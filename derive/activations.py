@@ -13,6 +13,7 @@ from functools import cached_property
 
 import sympy as sp
 
+from .errors import UserError
 from .notation import z
 
 oo = sp.oo
@@ -81,7 +82,7 @@ class Activation:
         return True
 
 
-class ActivationError(ValueError):
+class ActivationError(UserError):
     """An activation that pdlt cannot handle (unsupported breakpoint, unknown name, ...)."""
 
 

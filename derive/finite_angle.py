@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .activations import Activation, ActivationError
+from .errors import UserError
 from .notation import z
 
 
@@ -72,7 +73,7 @@ def finite_angle_flow(
     A2 = (a_plus**2 + a_minus**2) / 2
     C_W = 1 / A2 if C_W is None else C_W
     if not 0 < psi1 <= math.pi:
-        raise ValueError(f"psi1 must lie in (0, pi], got {psi1}")
+        raise UserError(f"psi1 must lie in (0, pi], got {psi1}")
     K_d, psi = [K_d1], [psi1]
     for _ in range(1, depth):
         k, p = K_d[-1], psi[-1]

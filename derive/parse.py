@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
+from .errors import UserError
 from .notation import z
 
 MAX_LENGTH = 2000
@@ -52,7 +53,7 @@ _HALF = sp.Rational(1, 2)
 _NON_FINITE = (sp.nan, sp.zoo, sp.oo, -sp.oo)
 
 
-class ActivationParseError(ValueError):
+class ActivationParseError(UserError):
     """A formula was rejected; the message is one line naming the problem."""
 
 

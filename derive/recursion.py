@@ -27,6 +27,7 @@ from sympy.polys.domains import QQ
 from sympy.polys.rings import ring as make_ring
 
 from . import notation as nt
+from .errors import UserError
 from .series import Series, Truncation, compose_log1p, times_polynomial
 
 
@@ -112,7 +113,7 @@ def derive_step(order: int, renormalized: bool = False) -> StepDerivation:
     (book 5.138-5.139), with symbols :func:`notation.hyper`.
     """
     if not isinstance(order, int) or order < 0:
-        raise ValueError(f"order must be a non-negative integer, got {order!r}")
+        raise UserError(f"order must be a non-negative integer, got {order!r}")
     p = order
     top = p + 1
     t, d = sp.symbols("t delta")

@@ -332,3 +332,42 @@ def test_series_check_against_the_exact_relu_terms():
     assert check_series(c, np.array([6.0]), 2).unreliable is None  # 1/13 < 10 %
     c[1, 2, 2] = -8.0  # 1/4 - 8/16 < 0
     assert "Var G = -0.25 < 0" in check_series(c, np.array([4.0]), 2).impossible
+
+
+def test_an_internal_bug_says_so_with_its_traceback_and_exit_1(capsys, monkeypatch):
+    """A ValueError that is not a user error (here from numpy inside a command) is not dressed up
+    as bad input: one line says it is a bug in pdlt, the traceback follows, exit status 1."""
+    import pdlt.codegen.cli as cli
+
+    def broken(args):
+        return int(np.float64("not a number"))
+
+    monkeypatch.setattr(cli, "cmd_activations", broken)
+    code, out, err = run(capsys, "activations")
+    assert code == 1 and out == ""
+    assert "pdlt: internal error: this is a bug in pdlt" in err and "Traceback" in err and "ValueError" in err
+
+
+def test_user_errors_share_one_base():
+    from pdlt.codegen.generate import GenerateError
+    from pdlt.codegen.printer import UnsupportedExpression
+    from pdlt.derive.activations import ActivationError
+    from pdlt.derive.errors import PdltError, UserError
+    from pdlt.derive.parse import ActivationParseError
+
+    for kind in (ActivationError, ActivationParseError, GenerateError, UnsupportedExpression):
+        assert issubclass(kind, UserError) and issubclass(kind, PdltError) and issubclass(kind, ValueError)
+    flow_error = generated_flow_error()
+    from pdlt.codegen.cli import is_user_error
+
+    assert is_user_error(flow_error) and not is_user_error(ValueError("from numpy"))
+
+
+def generated_flow_error():
+    from pdlt.generated import tanh
+
+    try:
+        tanh.flow(3, width=0)
+    except tanh.FlowError as exc:
+        return exc
+    raise AssertionError("tanh.flow accepted width 0")
