@@ -202,3 +202,15 @@ def overlays(act: Activation, module, flow, C_b: float, C_W: float) -> tuple[lis
         nu = nu or nu_from_flow(module, point)
         out.append(Overlay("V", f"nu (l-1)/n, nu = {nu:.4g} from the flow", layers, nu * (layers - 1) / n))
     return out, f"critical point of class {report.klass}"
+
+
+def renormalized_initialization(klass: str, point: CriticalPoint) -> dict | None:
+    """The 1/n-corrected initialization of the K* = 0 class (book 5.141-5.142): with
+    C_W = C_W* (1 + 2/(3n)) the NLO metric's leading growth cancels; None for other classes."""
+    if klass != "K*=0":
+        return None
+    return {
+        "C_b_n": [0.0],
+        "C_W_n": [2 * point.C_W / 3],
+        "note": "book 5.141-5.142: C_W = (1 + 2/(3n)) / sigma_1^2; pass --C-W-n to pdlt flow",
+    }
