@@ -8,7 +8,8 @@ The pipeline, stage by stage (docs/architecture.md has the long version):
    metric as polynomials in layer l's, the width ratio, the hyperparameters and the Gaussian
    expectations mu_a^(i) = d^i/dK^i <sigma^(2a)>_K; ``expectations`` says how each expectation is
    computed (exact rule or quadrature); ``latex`` prints it all; ``evaluate`` evaluates it at 30
-   digits; ``criticality`` and ``finite_angle`` analyse an activation (book chapter 5).
+   digits; ``criticality`` (with ``taylor``, the data at z = 0, and ``susceptibilities``, g, chi_perp,
+   chi_parallel by split mpmath quadrature) and ``finite_angle`` analyse an activation (book chapter 5).
 2. **codegen** (``pdlt.codegen``): lowers a derivation to plain data, prints it with a strict numba
    printer and renders Jinja templates into a module; the ``pdlt`` command line.
 3. **generated** (``pdlt.generated``): the committed numba kernels, numpy and numba only.

@@ -28,9 +28,20 @@ from typing import Any
 import mpmath
 import sympy as sp
 
-from .activations import Activation, ActivationError
+from .activations import Activation
 from .expectations import mp_expectation
 from .notation import z
+from .susceptibilities import (
+    FINAL_DPS,
+    Number,
+    chi_parallel,
+    chi_perp,
+    defect,
+    g,
+    gaussian,
+    pair_mp,
+)
+from .taylor import TaylorData, local_at_zero, smooth_pieces, taylor_data
 
 __all__ = [
     "CriticalPoint",
@@ -44,30 +55,12 @@ __all__ = [
 ]
 
 K_MIN, K_MAX, N_SCAN = 1e-4, 1e3, 80
-REFINE_DPS, FINAL_DPS = 25, 30
+REFINE_DPS = 25
 ZERO_TOL = 1e-10  # |D(K)| below this counts as zero in the double-precision scan (no sign)
 REL_TOL = 1e-13  # relative width of the final root bracket
 
-Number = Any  # an mpmath.mpf, or anything mpmath.mpf accepts
-
 
 # ---------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class TaylorData:
-    """sigma_p = sigma^(p)(0), p = 0..5 (5.80), and a_1, a_2, b_1 (5.86)-(5.88) when defined."""
-
-    sigma: tuple[sp.Expr, ...]
-    a_1: sp.Expr | None
-    a_2: sp.Expr | None
-    b_1: sp.Expr | None
-
-    def as_dict(self) -> dict[str, dict[str, str | float] | None]:
-        """JSON-ready: each value as its exact sympy string and a float."""
-        named: dict[str, sp.Expr | None] = {f"sigma_{p}": v for p, v in enumerate(self.sigma)}
-        named.update(a_1=self.a_1, a_2=self.a_2, b_1=self.b_1)
-        return {k: None if v is None else {"exact": str(v), "float": float(v)} for k, v in named.items()}
 
 
 @dataclass(frozen=True)
@@ -130,203 +123,6 @@ class CriticalityReport:
         }
 
 
-# ---------------------------------------------------------------- Taylor data at z = 0
-
-
-def _exact(value: sp.Expr) -> sp.Expr:
-    """Simplify a constant (tanh(log 2) -> 3/5 needs the exp rewrite)."""
-    simple = sp.simplify(value)
-    if simple.has(sp.tanh, sp.sinh, sp.cosh, sp.coth):
-        simple = sp.simplify(simple.rewrite(sp.exp))
-    return simple
-
-
-def _derivatives_at_zero(expr: sp.Expr, top: int) -> tuple[sp.Expr, ...]:
-    """(expr(0), expr'(0), ..., expr^(top)(0)), exact."""
-    out, d = [], expr
-    for _ in range(top + 1):
-        out.append(_exact(d.subs(z, 0)))
-        d = sp.diff(d, z)
-    return tuple(out)
-
-
-def _coefficients(s: tuple[sp.Expr, ...]) -> tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]:
-    """a_1, a_2, b_1 of (5.86)-(5.88), or Nones unless sigma_0 = 0 != sigma_1."""
-    if s[0] != 0 or s[1] == 0:
-        return None, None, None
-    r2, r3, r4, r5 = (s[p] / s[1] for p in (2, 3, 4, 5))
-    a_1 = _exact(r3 + sp.Rational(3, 4) * r2**2)
-    a_2 = _exact(sp.Rational(1, 4) * r5 + sp.Rational(5, 8) * r4 * r2 + sp.Rational(5, 12) * r3**2)
-    b_1 = _exact(r3 + r2**2)
-    return a_1, a_2, b_1
-
-
-@cache
-def taylor_data(act: Activation) -> TaylorData | None:
-    """sigma_0..sigma_5 and a_1, a_2, b_1 at default parameters, for a single-piece sigma."""
-    if len(act.pieces) != 1:
-        return None
-    sigma = _derivatives_at_zero(act.with_defaults(), 5)
-    return TaylorData(sigma, *_coefficients(sigma))
-
-
-def _local_at_zero(act: Activation) -> tuple[sp.Expr, sp.Expr | None, sp.Expr | None] | None:
-    """(sigma(0), sigma'(0), sigma''(0)) from the pieces around 0; None for a one-sided value."""
-    pieces = _pieces(act)
-    left = next(e for lo, hi, e in pieces if lo < 0 <= hi)
-    right = next(e for lo, hi, e in pieces if lo <= 0 < hi)
-    ls, rs = _derivatives_at_zero(left, 2), _derivatives_at_zero(right, 2)
-    vals = [lv if sp.simplify(lv - rv) == 0 else None for lv, rv in zip(ls, rs)]
-    if vals[0] is None:
-        return None
-    return vals[0], vals[1], vals[2]
-
-
-# ---------------------------------------------------------------- numerics
-
-
-@cache
-def _pieces(act: Activation) -> tuple[tuple[sp.Expr, sp.Expr, sp.Expr], ...]:
-    """(lo, hi, sigma) per piece at default parameters; refuses a jump at a breakpoint."""
-    act.derivative()  # raises ActivationError where sigma jumps (sigma' would carry a delta)
-    subs = dict(act.params)
-    return tuple((p.lo, p.hi, sp.sympify(p.expr).subs(subs)) for p in act.pieces)
-
-
-@dataclass(frozen=True)
-class _Piece:
-    lo: sp.Expr  # bound in z (may be -oo)
-    hi: sp.Expr
-    f: Callable[[Number], Number]  # sigma, mpmath
-    df: Callable[[Number], Number]  # sigma', mpmath
-    f_fast: Callable[[float], float]  # sigma, math (double precision)
-    df_fast: Callable[[float], float]  # sigma', math
-
-
-@cache
-def _numeric(act: Activation) -> tuple[_Piece, ...]:
-    """sigma and sigma' of each piece as mpmath and as double-precision callables."""
-    out = []
-    for lo, hi, expr in _pieces(act):
-        d = sp.diff(expr, z)
-        fns = [sp.lambdify(z, e, mod) for mod in ("mpmath", "math") for e in (expr, d)]
-        out.append(_Piece(lo, hi, *fns))
-    return tuple(out)
-
-
-def _bounds(piece: _Piece, root: Number, ctx: Any) -> list[Number]:
-    """Integration points in x = z/sqrt(K) for one piece: its ends, and 0 when inside."""
-    lo = -ctx.inf if piece.lo == -sp.oo else ctx.mpf(sp.Rational(piece.lo)) / root
-    hi = ctx.inf if piece.hi == sp.oo else ctx.mpf(sp.Rational(piece.hi)) / root
-    return [lo, *([ctx.zero] if lo < 0 < hi else []), hi]
-
-
-def _pair_mp(act: Activation, kernel: Number) -> tuple[Number, Number]:
-    """(<sigma'^2>_K, <z sigma sigma'>_K) by mpmath.quad at the working precision."""
-    k = mpmath.mpf(kernel)
-    root = mpmath.sqrt(k)
-    total = mpmath.mpc(0)
-    for piece in _numeric(act):
-
-        def integrand(x, piece=piece):
-            t = root * x
-            f, d = piece.f(t), piece.df(t)
-            return mpmath.mpc(d * d, t * f * d) * mpmath.exp(-x * x / 2)
-
-        total += mpmath.quad(integrand, _bounds(piece, root, mpmath.mp))
-    total /= mpmath.sqrt(2 * mpmath.pi)
-    return total.real, total.imag
-
-
-def _pair_fast(act: Activation, kernel: float) -> tuple[float, float]:
-    """(<sigma'^2>_K, <z sigma sigma'>_K) by mpmath.fp.quad in double precision (the scan)."""
-    fp = mpmath.fp
-    root = kernel**0.5
-    total = 0j
-    for piece in _numeric(act):
-
-        def integrand(x, piece=piece):
-            w = fp.exp(-x * x / 2)
-            if w == 0.0:
-                return 0j
-            t = root * x
-            try:
-                f, d = float(piece.f_fast(t)), float(piece.df_fast(t))
-            except (OverflowError, ZeroDivisionError, ValueError):  # e.g. exp(-z) at z = -1000
-                with mpmath.workdps(15):
-                    f, d = float(piece.f(mpmath.mpf(t))), float(piece.df(mpmath.mpf(t)))
-            return complex(d * d, t * f * d) * w
-
-        total += fp.quad(integrand, _bounds(piece, root, fp))
-    total /= (2 * fp.pi) ** 0.5
-    return total.real, total.imag
-
-
-def _dsigma2(act: Activation, kernel: Number) -> Number:
-    """<sigma'(z)^2>_K."""
-    return _pair_mp(act, kernel)[0]
-
-
-def _zss(act: Activation, kernel: Number) -> Number:
-    """<z sigma(z) sigma'(z)>_K = K d/dK <sigma^2>_K (5.53)."""
-    return _pair_mp(act, kernel)[1]
-
-
-def _defect(act: Activation, kernel: Number, fast: bool = False) -> Number:
-    """D(K) = 1 - 1/R(K) of (5.73): zero exactly where chi_parallel = chi_perp."""
-    dsig, zss = _pair_fast(act, float(kernel)) if fast else _pair_mp(act, kernel)
-    return 1 - zss / (kernel * dsig)
-
-
-def _gauss(act: Activation, kernel: Number, integrand: Callable[[Number, Number, Any], Number]) -> Number:
-    """<F(z)>_K = E[F(sqrt(K) x)], x ~ N(0, 1); integrand(x, z, piece) gives F, split at breakpoints."""
-    k = mpmath.mpf(kernel)
-    root = mpmath.sqrt(k)
-    total = mpmath.mpf(0)
-    for piece in _numeric(act):
-
-        def weighted(x, piece=piece):
-            return integrand(x, root * x, piece) * mpmath.exp(-x * x / 2)
-
-        total += mpmath.quad(weighted, _bounds(piece, root, mpmath.mp))
-    return total / mpmath.sqrt(2 * mpmath.pi)
-
-
-def _at_zero(act: Activation, kind: str) -> Number:
-    """K -> 0 limits of g, <sigma'^2> and g' from sigma(0), sigma'(0), sigma''(0)."""
-    local = _local_at_zero(act)
-    if local is None or local[1] is None or (kind == "g1" and local[2] is None):
-        raise ActivationError(f"{act.name}: sigma is not smooth enough at z = 0 for the K -> 0 limit")
-    s0, s1, s2 = local
-    # g(K) = s0^2 + (s1^2 + s0 s2) K + O(K^2): the z^2 coefficient of sigma^2 is s1^2 + s0 s2
-    value = {"g": s0**2, "dsigma2": s1**2, "g1": s1**2 + s0 * s2}[kind]
-    return mpmath.mpf(sp.N(value, mpmath.mp.dps + 5))
-
-
-def g(act: Activation, K: Number, dps: int = FINAL_DPS) -> Number:
-    """g(K) = <sigma(z)^2>_K (5.5), by mpmath quadrature (K = 0: sigma(0)^2)."""
-    if K == 0:
-        with mpmath.workdps(dps):
-            return +_at_zero(act, "g")
-    return mp_expectation(act, 1, 0, K, dps=dps)
-
-
-def chi_perp(act: Activation, K: Number, C_W: Number, dps: int = FINAL_DPS) -> Number:
-    """chi_perp(K) = C_W <sigma'(z)^2>_K (5.51)."""
-    with mpmath.workdps(dps):
-        inner = _at_zero(act, "dsigma2") if K == 0 else _dsigma2(act, K)
-        return mpmath.mpf(C_W) * inner
-
-
-def chi_parallel(act: Activation, K: Number, C_W: Number, dps: int = FINAL_DPS) -> Number:
-    """chi_parallel(K) = C_W g'(K) = (C_W / K) <z sigma'(z) sigma(z)>_K (5.50)."""
-    with mpmath.workdps(dps):
-        if K == 0:
-            return mpmath.mpf(C_W) * _at_zero(act, "g1")
-        k = mpmath.mpf(K)
-        return mpmath.mpf(C_W) * _zss(act, k) / k
-
-
 # ---------------------------------------------------------------- the scan for K* > 0
 
 
@@ -338,7 +134,7 @@ def _scan(act: Activation) -> tuple[tuple[tuple[float, float], ...], tuple[float
     last: tuple[float, int] | None = None
     ratios = []
     for k in grid:
-        d = float(_defect(act, k, fast=True))
+        d = float(defect(act, k, fast=True))
         ratios.append(1 / (1 - d) if d != 1 else math.inf)
         if abs(d) < ZERO_TOL:
             continue
@@ -370,9 +166,9 @@ def _illinois(
 
 def _refine(act: Activation, lo: float, hi: float) -> Number:
     """The root of D in [lo, hi]: Illinois in log K, in double precision, then at REFINE_DPS."""
-    t = _illinois(lambda u: _defect(act, math.exp(u), fast=True), math.log(lo), math.log(hi), 1e-10)
+    t = _illinois(lambda u: defect(act, math.exp(u), fast=True), math.log(lo), math.log(hi), 1e-10)
     with mpmath.workdps(REFINE_DPS):
-        f = lambda u: _defect(act, mpmath.exp(u))  # noqa: E731
+        f = lambda u: defect(act, mpmath.exp(u))  # noqa: E731
         a, b = mpmath.mpf(t) - mpmath.mpf(1e-8), mpmath.mpf(t) + mpmath.mpf(1e-8)
         fa, fb = f(a), f(b)
         if fa * fb > 0:  # the double-precision root was off: start from the scan's bracket
@@ -385,7 +181,7 @@ def _point_at(act: Activation, kstar: Number) -> CriticalPoint:
     """Hyperparameters (5.71)-(5.72), susceptibilities and (-tilde a_1) at a root K* > 0."""
     with mpmath.workdps(FINAL_DPS):
         k = mpmath.mpf(kstar)
-        dsig, zss = _pair_mp(act, k)
+        dsig, zss = pair_mp(act, k)
         c_w = 1 / dsig
         c_b = k - mp_expectation(act, 1, 0, k, dps=FINAL_DPS) * c_w
         minus_a1 = -c_w / 2 * mp_expectation(act, 1, 2, k, dps=FINAL_DPS)  # tilde a_1 = C_W g''/2
@@ -410,13 +206,13 @@ def _small_k_drift(act: Activation, c_w: sp.Expr, kernel: float = 1e-3) -> Numbe
     with mpmath.workdps(FINAL_DPS):
         k = mpmath.mpf(kernel)
         mw = mpmath.mpf(sp.N(c_w, FINAL_DPS))
-        gap = _gauss(act, k, lambda x, t, p: p.f(t) ** 2 - mpmath.mpf(s1sq) * t * t)
+        gap = gaussian(act, k, lambda x, t, p: p.f(t) ** 2 - mpmath.mpf(s1sq) * t * t)
         return mw * gap / k**2
 
 
 def _zero_point(act: Activation, taylor: TaylorData | None) -> CriticalPoint | None:
     """The K* = 0 solution of (5.73), accepted or not, or None when (5.73) fails there."""
-    local = _local_at_zero(act)
+    local = local_at_zero(act)
     if local is None or local[1] is None or local[1] == 0:
         return None
     s0, s1, s2 = local
@@ -452,7 +248,7 @@ def _zero_point(act: Activation, taylor: TaylorData | None) -> CriticalPoint | N
 def _scale_invariant(act: Activation) -> tuple[sp.Expr, sp.Expr] | None:
     """(a_+, a_-) if every piece is a*z, else None."""
     slopes = []
-    for _, _, expr in _pieces(act):
+    for _, _, expr in smooth_pieces(act):
         a = sp.simplify(expr / z) if expr != 0 else sp.Integer(0)
         if a.has(z):
             return None
@@ -496,8 +292,8 @@ def _scale_invariant_report(act: Activation, a_plus: sp.Expr, a_minus: sp.Expr) 
 @cache
 def critical_points(act: Activation) -> CriticalityReport:
     """All critical points of sigma (at default parameters) and its universality class (5.3.1)."""
-    _pieces(act)  # refuse a discontinuous sigma up front
-    if all(sp.diff(expr, z) == 0 for _, _, expr in _pieces(act)):
+    smooth_pieces(act)  # refuse a discontinuous sigma up front
+    if all(sp.diff(expr, z) == 0 for _, _, expr in smooth_pieces(act)):
         return CriticalityReport(act.name, "none", "sigma is constant: chi_perp = 0 (5.51)", (), (), None)
     slopes = _scale_invariant(act)
     if slopes is not None:
@@ -545,7 +341,7 @@ def _no_criticality_reason(act: Activation, zero: CriticalPoint | None, rejected
         return f"(5.73) holds only at K* = 0, where {zero.note}; {scan}"
     if zero is not None:
         return f"the only critical point, K* = 0, is unstable ({zero.note}); {scan}"
-    local = _local_at_zero(act)
+    local = local_at_zero(act)
     parts = [scan]
     if local is not None and local[1] == 0:
         parts.append("sigma'(0) = 0, so C_W = 1/sigma_1^2 diverges at K* = 0 (5.79)")
