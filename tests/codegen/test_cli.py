@@ -26,24 +26,12 @@ def run(capsys, *argv):
     return code, out, err
 
 
+# the README's quick-start example
+README_FLOW = "flow tanh --order 2 --depth 10 --width 64 --C-b 0 --C-W 1 --input-norm2 1".split()
+
+
 def test_flow_table(capsys):
-    code, out, err = run(
-        capsys,
-        "flow",
-        "tanh",
-        "--order",
-        "2",
-        "--depth",
-        "10",
-        "--width",
-        "64",
-        "--C-b",
-        "0",
-        "--C-W",
-        "1",
-        "--input-norm2",
-        "1",
-    )
+    code, out, err = run(capsys, *README_FLOW)
     assert code == 0
     lines = out.splitlines()
     header = next(line for line in lines if line.split()[:1] == ["layer"])
@@ -301,23 +289,7 @@ def test_unreliable_series_is_flagged_and_reliable_one_is_not(capsys):
     assert code == 0 and json.loads(out)["layers"][-1]["values"]["2"] > 0
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "at layer 3 " in warnings[0] and "unreliable" in warnings[0], err
-    code, out, err = run(
-        capsys,
-        "flow",
-        "tanh",
-        "--order",
-        "2",
-        "--depth",
-        "10",
-        "--width",
-        "64",
-        "--C-b",
-        "0",
-        "--C-W",
-        "1",
-        "--input-norm2",
-        "1",
-    )
+    code, out, err = run(capsys, *README_FLOW)
     assert code == 0 and "warning" not in err
 
 
