@@ -371,7 +371,7 @@ def flow(depth, width=None, widths=None, C_b=0.0, C_W=1.0, input_norm2=1.0, C_b_
     coeffs = np.zeros((depth, _TOP + 1, ORDER + 1))
     errors = np.zeros(depth)
     flow_coefficients(np.array(widths, dtype=np.float64), cb, cw, float(input_norm2), pvals, bool(check), coeffs, errors)
-    result = Flow(coeffs, np.array(widths, dtype=np.int64), errors, float(C_b), float(C_W), float(input_norm2), dict(params))
+    result = Flow(coeffs, np.array(widths, dtype=np.float64), errors, float(C_b), float(C_W), float(input_norm2), dict(params))
     bad = np.flatnonzero(~(errors <= tolerance))
     if bad.size:
         l = int(bad[0]) + 1
@@ -398,7 +398,7 @@ class Flow:
 
     def __init__(self, coefficients, widths, errors, C_b, C_W, input_norm2, params):
         self.coefficients = coefficients  # [layer-1, m, k] = c[m][k] of that layer
-        self.widths = widths
+        self.widths = widths  # float64: a width beyond 2^63 (the infinite-width limit) is a fine input
         self.errors = errors
         self.C_b, self.C_W, self.input_norm2, self.params = C_b, C_W, input_norm2, params
 

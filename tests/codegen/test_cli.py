@@ -343,3 +343,13 @@ def generated_flow_error():
     except tanh.FlowError as exc:
         return exc
     raise AssertionError("tanh.flow accepted width 0")
+
+
+def test_a_huge_width_is_the_infinite_width_answer(capsys):
+    """--width 10^30 overflowed an int64; it is a fine input: the summed values are the
+    infinite-width kernel and a variance of order 1/n."""
+    code, out, err = run(capsys, "flow", "tanh", "--depth", "3", "--width", str(10**30), "--json")
+    assert code == 0, err
+    last = json.loads(out)["layers"][-1]
+    assert last["values"]["1"] == pytest.approx(last["cumulants"]["1"][0], rel=1e-15)
+    assert 0 < last["values"]["2"] <= 1e-29
