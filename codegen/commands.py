@@ -184,6 +184,8 @@ def run_flow(args: argparse.Namespace):
         raise CliError(f"--C-b must be >= 0, got {args.C_b}")
     if args.input_norm2 <= 0:
         raise CliError(f"--input-norm2 must be > 0, got {args.input_norm2}")
+    if not args.tolerance > 0:  # also refuses nan
+        raise CliError(f"--tolerance must be > 0 (a relative error), got {args.tolerance}")
     act = resolve(args.activation, args.param)
     module = _kernels(act, args.order)
     params = {s.name: float(v) for s, v in act.params}

@@ -130,6 +130,8 @@ BAD = [
     (["flow", "sqrt(z)", "--depth", "3", "--width", "4"], "not for z in Interval.open(-oo, 0)"),
     (["generate", "log(1+z)", "--name", "ok", "--out", "OUT"], "not for z in Interval(-oo, -1)"),
     (["flow", "tanh", "--depth", "5", "--width", "8", "--C-W-n", "-5"], "the 1/n series gives Var G = "),
+    (["flow", "tanh", "--depth", "3", "--width", "4", "--tolerance", "-1"], "--tolerance must be > 0"),
+    (["flow", "tanh", "--depth", "3", "--width", "4", "--tolerance", "nan"], "--tolerance must be > 0"),
     # outputs are checked before any work (FILE is an existing plain file, TMP an existing folder)
     (["latex", "tanh", "--out", "TMP"], "--out TMP is a folder"),
     (["latex", "tanh", "--out", "FILE/x.tex"], "cannot write --out FILE/x.tex"),
