@@ -373,6 +373,13 @@ def flow(depth, width=None, widths=None, C_b=0.0, C_W=1.0, input_norm2=1.0, C_b_
                 f"the kernel of {NAME} vanished (K = {K:.3g}) at layer {l - 1}: the flow reached the "
                 f"trivial fixed point K* = 0 (try fewer layers, C_b > 0 or a larger C_W)"
             )
+        K1 = coeffs[0, 1, 0]
+        if l >= 3 and K < 1e-3 * K1 and K < coeffs[l - 3, 1, 0]:  # unresolved because K fell toward 0
+            raise FlowError(
+                f"the kernel of {NAME} collapses toward the trivial fixed point K* = 0: K = {K:.3g} at layer "
+                f"{l - 1} (K = {K1:.3g} at layer 1), too small for its Gaussian expectations to be resolved in "
+                f"double precision; use fewer layers, or C_b and C_W nearer a critical point (pdlt criticality)"
+            )
         if not np.isfinite(errors[l - 1]):
             raise FlowError(
                 f"a Gaussian expectation of {NAME} diverges or is not resolved at K = {K:.6g} "

@@ -132,6 +132,8 @@ BAD = [
     (["flow", "tanh", "--depth", "5", "--width", "8", "--C-W-n", "-5"], "the 1/n series gives Var G = "),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--tolerance", "-1"], "--tolerance must be > 0"),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--tolerance", "nan"], "--tolerance must be > 0"),
+    (["flow", "tanh", "--C-W", "0.5", "--depth", "2000", "--width", "64"], "collapses toward the trivial fixed point"),
+    (["flow", "max(0, z - 1)", "--depth", "200", "--width", "64"], "K = 1.15e-06 at layer 3"),
     # outputs are checked before any work (FILE is an existing plain file, TMP an existing folder)
     (["latex", "tanh", "--out", "TMP"], "--out TMP is a folder"),
     (["latex", "tanh", "--out", "FILE/x.tex"], "cannot write --out FILE/x.tex"),
