@@ -40,6 +40,7 @@ from .notation import z
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 50
+_CHAINS = {ast.Add: "sum", ast.Sub: "sum", ast.Mult: "product"}  # associative chains, one level each
 MAX_INT_DIGITS = 30
 MAX_FLOAT_DIGITS = 30
 MAX_EXPONENT = 64
@@ -280,6 +281,8 @@ class _Builder:
         if op not in (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow):
             hint = " (use ** for powers)" if op is ast.BitXor else ""
             raise self.fail(node, f"operator '{_BINARY.get(op, '?')}' is not supported{hint}")
+        if op in _CHAINS:
+            return self.chain(node, depth)
         left = self.build(node.left, depth)
         right = self.build(node.right, depth)
         if op is ast.Pow:
@@ -287,6 +290,19 @@ class _Builder:
         if op is ast.Div and right == 0:
             raise self.fail(node, "division by zero")
         return self.make(node, _OPERATIONS[op], left, right)
+
+    def chain(self, node: ast.BinOp, depth: int) -> sp.Expr:
+        """A flat chain ``a + b - c + ...`` or ``a * b * c``: one level of nesting, however long, and
+        walked without recursion (Python nests it to the left, one level per term)."""
+        kind = _CHAINS[type(node.op)]
+        spine = []
+        while isinstance(node, ast.BinOp) and _CHAINS.get(type(node.op)) == kind:
+            spine.append(node)
+            node = node.left
+        total = self.build(node, depth)
+        for link in reversed(spine):
+            total = self.make(link, _OPERATIONS[type(link.op)], total, self.build(link.right, depth))
+        return total
 
     def check_exponent(self, node: ast.BinOp, exponent: sp.Expr) -> None:
         """A constant exponent must be real with absolute value at most ``MAX_EXPONENT``."""

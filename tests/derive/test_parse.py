@@ -332,3 +332,16 @@ def test_random_formula_characters_are_parsed_or_rejected(text: str) -> None:
 @given(st.lists(st.sampled_from(TOKENS), max_size=25).map("".join))
 def test_random_token_strings_are_parsed_or_rejected(text: str) -> None:
     _parse_or_reject(text)
+
+
+def test_a_long_flat_sum_or_product_is_one_level_not_one_per_term() -> None:
+    """z/1 + z/2 + ... + z/51 was refused as 'nested too deeply'; a chain of 999 terms parses
+    without recursion, while real nesting is still bounded."""
+    assert parse_activation("+".join(f"z/{i}" for i in range(1, 52))) == sp.harmonic(51) * z
+    assert parse_activation("+".join(["z"] * 999)) == 999 * z
+    assert parse_activation("-".join(["z"] * 999)) == -997 * z
+    assert parse_activation("*".join(["z"] * 999)) == z**999
+    with pytest.raises(ActivationParseError, match="nested too deeply"):
+        parse_activation("tanh(" * 60 + "z" + ")" * 60)
+    with pytest.raises(ActivationParseError, match="nested too deeply"):
+        parse_activation("z" + "**(1+z" * 60 + ")" * 60)
