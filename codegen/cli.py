@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Finite-width recursions of deep MLPs (Roberts-Yaida-Hanin), derived by machine "
         "for any activation.",
     )
+    parser.add_argument("--version", action="version", version=f"pdlt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("activations", help="list the registered activations")
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("latex", help="print the recursions as LaTeX (generic, and specialised to ACT)")
     p.add_argument("activation", nargs="?", help="registered name or formula in z (optional)")
-    p.add_argument("--order", type=int, default=1, help="order in 1/n (default 1)")
+    p.add_argument("--order", type=int, default=SHIPPED_ORDER, help=f"order in 1/n (default {SHIPPED_ORDER})")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--body", action="store_true", help="only the body, not a standalone document")
     p.add_argument("--out", help="write to this file instead of stdout")
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flow", help="iterate the recursions through the layers")
     add_flow_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the DESIGN section 4 JSON schema")
+    p.add_argument("--json", action="store_true", help="print JSON (schema in docs/user-guide.md, section JSON)")
     p.add_argument("--plot", help="also draw K, V/(nK^2), G{1} against depth (PNG), laws overlaid at criticality")
     p.set_defaults(func=cmd_flow)
 
@@ -118,6 +119,15 @@ def add_flow_arguments(p: argparse.ArgumentParser) -> None:
         default=1e-10,
         help="largest relative quadrature error estimate accepted (default 1e-10)",
     )
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pdlt")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,7 @@ truncated at ``1/n^p``, gives the cumulants of X and hence of G(l+1). The expans
 ``delta = 1/n_l``; the state of layer l is in powers of ``1/n_{l-1} = r delta`` with
 ``r = n_l/n_{l-1}``, so width ratios appear as powers of r.
 
-Public entry: :func:`derive_step`, memoised in memory and, through :mod:`pdlt.derive.cache`,
-on disk.
+Public entry: :func:`derive_step`, memoised in memory (a derivation takes 0.02-0.3 s at orders 3-5).
 """
 
 from __future__ import annotations
@@ -107,7 +106,7 @@ def _cumulants_from_moments(order: int) -> dict[tuple[int, int], sp.Expr]:
 
 @cache
 def derive_step(order: int, renormalized: bool = False) -> StepDerivation:
-    """Derive the order-``order`` recursion (memoised in memory; see ``cache.load_step`` for disk).
+    """Derive the order-``order`` recursion (memoised in memory).
 
     ``renormalized`` lets the hyperparameters carry 1/n_l pieces, ``C = sum_k C^{k} / n_l^k``
     (book 5.138-5.139), with symbols :func:`notation.hyper`.

@@ -357,3 +357,13 @@ def test_a_huge_width_is_the_infinite_width_answer(capsys):
     last = json.loads(out)["layers"][-1]
     assert last["values"]["1"] == pytest.approx(last["cumulants"]["1"][0], rel=1e-15)
     assert 0 < last["values"]["2"] <= 1e-29
+
+
+def test_version_and_latex_default_order(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"pdlt {metadata.version('pdlt')}"
+    code, out, _ = run(capsys, "latex", "tanh")  # the guide's default: order 2, as shipped
+    assert code == 0 and out == run(capsys, "latex", "tanh", "--order", "2")[1]
