@@ -101,8 +101,13 @@ def add_flow_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, required=True, help="number of layers L")
     p.add_argument("--width", type=int, help="width of every hidden layer")
     p.add_argument("--widths", help="comma-separated n_1,...,n_{L-1}")
-    p.add_argument("--C-b", dest="C_b", type=float, default=0.0, help="bias variance (default 0)")
-    p.add_argument("--C-W", dest="C_W", type=float, default=1.0, help="weight variance C_W (default 1)")
+    p.add_argument("--C-b", dest="C_b", type=float, help="bias variance (default 0)")
+    p.add_argument("--C-W", dest="C_W", type=float, help="weight variance C_W (default 1)")
+    p.add_argument(
+        "--critical",
+        action="store_true",
+        help="initialize at the activation's critical point (as pdlt criticality finds it; stated on stderr)",
+    )
     p.add_argument(
         "--input-norm2",
         dest="input_norm2",

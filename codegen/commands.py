@@ -187,6 +187,8 @@ def run_flow(args: argparse.Namespace):
         raise CliError(f"--depth must be >= 1, got {args.depth}")
     check_order(args.order)
     width_kw = _parse_widths(args)
+    act = resolve(args.activation, args.param)
+    _hyperparameters(args, act)
     if args.C_W <= 0:
         raise CliError(f"--C-W must be > 0, got {args.C_W}")
     if args.C_b < 0:
@@ -195,7 +197,6 @@ def run_flow(args: argparse.Namespace):
         raise CliError(f"--input-norm2 must be > 0, got {args.input_norm2}")
     if not args.tolerance > 0:  # also refuses nan
         raise CliError(f"--tolerance must be > 0 (a relative error), got {args.tolerance}")
-    act = resolve(args.activation, args.param)
     module = _kernels(act, args.order)
     params = {s.name: float(v) for s, v in act.params}
     flow = module.flow(
@@ -210,6 +211,30 @@ def run_flow(args: argparse.Namespace):
         **params,
     )
     return act, module, flow
+
+
+def _hyperparameters(args: argparse.Namespace, act: Activation) -> None:
+    """Fill in C_b and C_W: given, the defaults (0, 1), or with --critical the activation's critical
+    point (the stable one first, as ``pdlt criticality`` reports), said on stderr."""
+    if not getattr(args, "critical", False):
+        args.C_b = 0.0 if args.C_b is None else args.C_b
+        args.C_W = 1.0 if args.C_W is None else args.C_W
+        return
+    if args.C_b is not None or args.C_W is not None:
+        raise CliError("give --critical or --C-b/--C-W, not both")
+    from pdlt.derive.criticality import critical_points
+
+    from .analysis import usable_point
+
+    report = critical_points(act)
+    point = usable_point(report)
+    if point is None:
+        raise CliError(f"{args.activation} has no critical initialization ({report.reason}); give --C-b and --C-W")
+    args.C_b, args.C_W = float(point.C_b), float(point.C_W)
+    kstar = "a line of fixed points" if point.K_star is None else f"K* = {point.K_star:.6g}"
+    _progress(
+        f"critical point of {args.activation}: C_b = {args.C_b:.10g}, C_W = {args.C_W:.10g} ({report.klass}, {kstar})"
+    )
 
 
 def cmd_flow(args: argparse.Namespace) -> int:

@@ -134,6 +134,8 @@ BAD = [
     (["flow", "tanh", "--depth", "3", "--width", "4", "--tolerance", "nan"], "--tolerance must be > 0"),
     (["flow", "tanh", "--C-W", "0.5", "--depth", "2000", "--width", "64"], "collapses toward the trivial fixed point"),
     (["flow", "max(0, z - 1)", "--depth", "200", "--width", "64"], "K = 1.15e-06 at layer 3"),
+    (["flow", "tanh", "--critical", "--C-W", "2", "--depth", "3", "--width", "4"], "not both"),
+    (["flow", "sigmoid", "--critical", "--depth", "3", "--width", "4"], "sigmoid has no critical initialization"),
     # outputs are checked before any work (FILE is an existing plain file, TMP an existing folder)
     (["latex", "tanh", "--out", "TMP"], "--out TMP is a folder"),
     (["latex", "tanh", "--out", "FILE/x.tex"], "cannot write --out FILE/x.tex"),
@@ -367,3 +369,12 @@ def test_version_and_latex_default_order(capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"pdlt {metadata.version('pdlt')}"
     code, out, _ = run(capsys, "latex", "tanh")  # the guide's default: order 2, as shipped
     assert code == 0 and out == run(capsys, "latex", "tanh", "--order", "2")[1]
+
+
+@pytest.mark.parametrize("act,C_b,C_W", [("relu", 0.0, 2.0), ("tanh", 0.0, 1.0), ("gelu", 0.17292239, 1.98305826)])
+def test_flow_at_the_critical_point(capsys, act, C_b, C_W):
+    """--critical uses the book's critical points (relu 5.67, tanh 5.90, gelu table 5.1), said on stderr."""
+    code, out, err = run(capsys, "flow", act, "--critical", "--depth", "3", "--width", "32", "--json")
+    data = json.loads(out)
+    assert code == 0 and "critical point of " + act in err
+    assert data["C_b"] == pytest.approx(C_b, abs=5e-9) and data["C_W"] == pytest.approx(C_W, abs=5e-9)
