@@ -190,24 +190,8 @@ def test_flow_param_against_the_closed_form(capsys):
     G{1} = G{2} = 0) and, in powers of 1/n_l with r = n_l/n_{l-1}: V' = c^2 (r V + nu K^2),
     V{1}' = c^2 (r^2 V{1} + nu r V), U' = c^3 (r^2 U + 6 nu r K V + kappa_3(X) K^3). Every expectation
     of this module is an exact rule (error_estimate is a roundoff bound, ~1e-16): relative 1e-12."""
-    code, out, _ = run(
-        capsys,
-        "flow",
-        "leaky_relu",
-        "--param",
-        "slope=1/10",
-        "--depth",
-        "6",
-        "--widths",
-        "20,35,50,28,40",
-        "--C-b",
-        "0.1",
-        "--C-W",
-        "1.5",
-        "--input-norm2",
-        "0.8",
-        "--json",
-    )
+    argv = "flow leaky_relu --param slope=1/10 --depth 6 --widths 20,35,50,28,40 --C-b 0.1 --C-W 1.5 --input-norm2 0.8"
+    code, out, _ = run(capsys, *argv.split(), "--json")
     assert code == 0
     data = json.loads(out)
     assert data["params"] == {"slope": 0.1} and data["widths"] == [20, 35, 50, 28, 40]
@@ -237,22 +221,7 @@ def test_flow_param_against_the_closed_form(capsys):
             assert {m: layer["values"][m] for m in want} == pytest.approx(want, rel=1e-12)
     # the default slope (1/100) gives another kernel: the parameter was used
     default = json.loads(
-        run(
-            capsys,
-            "flow",
-            "leaky_relu",
-            "--depth",
-            "2",
-            "--width",
-            "20",
-            "--C-b",
-            "0.1",
-            "--C-W",
-            "1.5",
-            "--input-norm2",
-            "0.8",
-            "--json",
-        )[1]
+        run(capsys, *"flow leaky_relu --depth 2 --width 20 --C-b 0.1 --C-W 1.5 --input-norm2 0.8 --json".split())[1]
     )
     assert default["layers"][1]["cumulants"]["1"][0] == pytest.approx(0.1 + 1.5 * (1 + 0.01**2) / 2 * 1.3, rel=1e-12)
 
