@@ -21,6 +21,7 @@ from .commands import (
     cmd_phase,
 )
 from .generate import SHIPPED_ORDER
+from .usercache import MODULE_PREFIX
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
@@ -166,7 +167,7 @@ def is_user_error(exc: BaseException) -> bool:
     if isinstance(exc, UserError):
         return True
     kind = type(exc)
-    generated = kind.__module__.startswith(("pdlt.generated", "pdlt_kernels_"))
+    generated = kind.__module__.startswith(("pdlt.generated", MODULE_PREFIX))
     return isinstance(exc, ValueError) and kind.__name__ == "FlowError" and generated
 
 

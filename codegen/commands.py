@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,6 @@ def output_folder(text: str, option: str = "--out") -> Path:
 
 def _probe_writable(folder: Path, option: str, text: str) -> None:
     """Write and remove a temporary file in the nearest existing ancestor of ``folder``."""
-    import tempfile
-
     existing = folder.resolve()
     while not existing.exists():
         existing = existing.parent
@@ -216,7 +215,7 @@ def run_flow(args: argparse.Namespace):
 def _hyperparameters(args: argparse.Namespace, act: Activation) -> None:
     """Fill in C_b and C_W: given, the defaults (0, 1), or with --critical the activation's critical
     point (the stable one first, as ``pdlt criticality`` reports), said on stderr."""
-    if not getattr(args, "critical", False):
+    if not args.critical:
         args.C_b = 0.0 if args.C_b is None else args.C_b
         args.C_W = 1.0 if args.C_W is None else args.C_W
         return

@@ -28,6 +28,7 @@ from .lower import _version
 from .write import write_atomic
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+MODULE_PREFIX = "pdlt_kernels_"  # import name of a cached module: the prefix, then its key
 DERIVE = Path(_derive_file).resolve().parent
 
 
@@ -78,7 +79,7 @@ def kernels(act: Activation, order: int, progress: Callable[[str], None] | None 
         if act.name in shipped and _is_registered(act):
             return generated.load(act.name)
     key = cache_key(act, order)
-    module_name = f"pdlt_kernels_{key}"
+    module_name = f"{MODULE_PREFIX}{key}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     path = cache_dir() / "kernels" / f"{module_name}.py"
