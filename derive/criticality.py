@@ -9,7 +9,7 @@ For a candidate fixed point K* > 0 the hyperparameters (5.71)-(5.72),
 no poles. K* = 0 is handled by the Taylor data at z = 0 (5.80)-(5.90), and the scale-invariant
 class (every piece a*z) symbolically (5.59)-(5.67).
 
-Expectations are Gaussian integrals in ``x = z / sqrt(K)`` by ``mpmath.quad``, split at every
+Expectations are Gaussian integrals in ``x = z / sqrt(K)`` by ``gauss.gaussian_mp``, split at every
 breakpoint and at 0; sigma' is the sympy derivative of each smooth piece, so a sigma that jumps
 at a breakpoint (whose sigma' would carry a delta function) is refused. The scan over
 K in [1e-4, 1e3] runs in double precision (``mpmath.fp.quad``, about 1e-14 in D); each sign change

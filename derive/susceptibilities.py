@@ -18,12 +18,11 @@ import sympy as sp
 
 from .activations import Activation, ActivationError
 from .expectations import mp_expectation
+from .gauss import Integrand, Number, gaussian_mp
 from .notation import z
 from .taylor import local_at_zero, smooth_pieces
 
 FINAL_DPS = 30
-
-Number = Any  # an mpmath.mpf, or anything mpmath.mpf accepts
 
 
 @dataclass(frozen=True)
@@ -47,51 +46,35 @@ def _numeric(act: Activation) -> tuple[_Piece, ...]:
     return tuple(out)
 
 
-def _bounds(piece: _Piece, root: Number, ctx: Any) -> list[Number]:
-    """Integration points in x = z/sqrt(K) for one piece: its ends, and 0 when inside."""
-    lo = -ctx.inf if piece.lo == -sp.oo else ctx.mpf(sp.Rational(piece.lo)) / root
-    hi = ctx.inf if piece.hi == sp.oo else ctx.mpf(sp.Rational(piece.hi)) / root
-    return [lo, *([ctx.zero] if lo < 0 < hi else []), hi]
-
-
 def pair_mp(act: Activation, kernel: Number) -> tuple[Number, Number]:
     """(<sigma'^2>_K, <z sigma sigma'>_K) by mpmath.quad at the working precision."""
-    k = mpmath.mpf(kernel)
-    root = mpmath.sqrt(k)
-    total = mpmath.mpc(0)
-    for piece in _numeric(act):
 
-        def integrand(x, piece=piece):
-            t = root * x
+    def pair(piece: _Piece) -> Integrand:
+        def integrand(x: Number, t: Number) -> Number:
             f, d = piece.f(t), piece.df(t)
-            return mpmath.mpc(d * d, t * f * d) * mpmath.exp(-x * x / 2)
+            return mpmath.mpc(d * d, t * f * d)
 
-        total += mpmath.quad(integrand, _bounds(piece, root, mpmath.mp))
-    total /= mpmath.sqrt(2 * mpmath.pi)
+        return integrand
+
+    total = gaussian_mp([(p.lo, p.hi, pair(p)) for p in _numeric(act)], kernel)
     return total.real, total.imag
 
 
 def pair_fast(act: Activation, kernel: float) -> tuple[float, float]:
     """(<sigma'^2>_K, <z sigma sigma'>_K) by mpmath.fp.quad in double precision (the scan)."""
-    fp = mpmath.fp
-    root = kernel**0.5
-    total = 0j
-    for piece in _numeric(act):
 
-        def integrand(x, piece=piece):
-            w = fp.exp(-x * x / 2)
-            if w == 0.0:
-                return 0j
-            t = root * x
+    def pair(piece: _Piece) -> Integrand:
+        def integrand(x: float, t: float) -> complex:
             try:
                 f, d = float(piece.f_fast(t)), float(piece.df_fast(t))
             except (OverflowError, ZeroDivisionError, ValueError):  # e.g. exp(-z) at z = -1000
                 with mpmath.workdps(15):
                     f, d = float(piece.f(mpmath.mpf(t))), float(piece.df(mpmath.mpf(t)))
-            return complex(d * d, t * f * d) * w
+            return complex(d * d, t * f * d)
 
-        total += fp.quad(integrand, _bounds(piece, root, fp))
-    total /= (2 * fp.pi) ** 0.5
+        return integrand
+
+    total = gaussian_mp([(p.lo, p.hi, pair(p)) for p in _numeric(act)], kernel, ctx=mpmath.fp)
     return total.real, total.imag
 
 
@@ -113,16 +96,11 @@ def defect(act: Activation, kernel: Number, fast: bool = False) -> Number:
 
 def gaussian(act: Activation, kernel: Number, integrand: Callable[[Number, Number, Any], Number]) -> Number:
     """<F(z)>_K = E[F(sqrt(K) x)], x ~ N(0, 1); integrand(x, z, piece) gives F, split at breakpoints."""
-    k = mpmath.mpf(kernel)
-    root = mpmath.sqrt(k)
-    total = mpmath.mpf(0)
-    for piece in _numeric(act):
 
-        def weighted(x, piece=piece):
-            return integrand(x, root * x, piece) * mpmath.exp(-x * x / 2)
+    def on(piece: _Piece) -> Integrand:
+        return lambda x, t: integrand(x, t, piece)
 
-        total += mpmath.quad(weighted, _bounds(piece, root, mpmath.mp))
-    return total / mpmath.sqrt(2 * mpmath.pi)
+    return gaussian_mp([(p.lo, p.hi, on(p)) for p in _numeric(act)], kernel)
 
 
 def at_zero(act: Activation, kind: str) -> Number:
