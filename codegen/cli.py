@@ -21,7 +21,6 @@ from .commands import (
     cmd_phase,
 )
 from .generate import SHIPPED_ORDER
-from .usercache import MODULE_PREFIX
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
@@ -51,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_latex)
 
-    p = sub.add_parser("generate", help="write a self-contained kernel module for a formula")
+    p = sub.add_parser("generate", help="write a kernel module for a formula (it needs numpy, numba and pdlt.runtime)")
     p.add_argument("expression", help='activation: a formula in z, e.g. "z*tanh(log(1+exp(z)))", or a name')
     p.add_argument("--name", required=True, help="module name (a Python identifier)")
     p.add_argument("--order", type=int, default=SHIPPED_ORDER, help=f"order in 1/n (default {SHIPPED_ORDER})")
@@ -163,12 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def is_user_error(exc: BaseException) -> bool:
-    """A UserError, or the FlowError of a generated module (self-contained, so a plain ValueError)."""
-    if isinstance(exc, UserError):
-        return True
-    kind = type(exc)
-    generated = kind.__module__.startswith(("pdlt.generated", MODULE_PREFIX))
-    return isinstance(exc, ValueError) and kind.__name__ == "FlowError" and generated
+    """A UserError: bad input, including a generated module's FlowError (pdlt.runtime.errors)."""
+    return isinstance(exc, UserError)
 
 
 if __name__ == "__main__":

@@ -1,76 +1,47 @@
-"""Lower a derivation to plain data: the one place where sympy objects become strings.
+"""Lower sectors to the module IR: the one place where sympy objects become strings.
 
-``lower(activation, order)`` returns a :class:`KernelSpec` holding only strings, numbers, tuples
-and lists. Templates see nothing else (STYLE habit 2; ``tests/codegen`` checks it).
+``lower(activation, order)`` takes the module's sectors from ``pdlt.derive.sectors`` (the
+single-input flow and the two-input delta expansion), lays their integrands out as the rows of
+``mu`` that ``pdlt.runtime`` expects, and prints every expression with the strict numba printer into
+a :class:`~pdlt.codegen.ir.ModuleIR` of strings, numbers and tuples. It decides nothing
+mathematical: which expectation has a closed form, which quadrature rule and with which constants,
+all come from derive.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
 from importlib import metadata
 
 import mpmath
 import sympy as sp
 
 from pdlt.derive import notation as nt
+from pdlt.derive import sectors
 from pdlt.derive.activations import Activation, ActivationError
-from pdlt.derive.expectations import expectations, perp_expectations
-from pdlt.derive.quadrature import (
-    CALIBRATION_KERNELS,
-    GL_DEGREES,
-    TOLERANCE,
-    calibrate_trapezoid,
-    gauss_legendre,
-    truncation_radius,
-)
-from pdlt.derive.recursion import cumulant_derivatives, derive_step, moment_derivatives
+from pdlt.derive.quadrature import CALIBRATION_KERNELS, GL_DEGREES, TOLERANCE
+from pdlt.derive.sectors import DSIGMA, SIGMA, Integrand, Rule, Sector, Stage
+from pdlt.runtime import RUNTIME_ABI
+from pdlt.runtime.numerics import KINDS
 
-from .printer import NumbaPrinter, print_assignments
+from .ir import Assign, Branch, Constant, Function, Loop, ModuleIR, Return
+from .printer import NumbaPrinter, print_pairs
 
-
-@dataclass(frozen=True)
-class KernelSpec:
-    """Everything a generated module needs, as plain data."""
-
-    name: str
-    formula: str
-    order: int
-    command: str
-    params: tuple[tuple[str, float], ...]
-    state: tuple[tuple[int, int, str], ...]
-    expectations: tuple[tuple[int, int, str, str], ...]
-    quadrature: dict
-    quadrature_pairs: tuple[tuple[int, int], ...]
-    quadrature_powers: tuple[int, ...]
-    gauss_legendre: dict | None
-    max_i: int
-    sigma_lines: tuple[str, ...]
-    dsigma_lines: tuple[str, ...]
-    perp_expectations: tuple[tuple[int, str, str], ...]
-    accuracy: dict
-    qtop: int
-    exact_lines: tuple[str, ...]
-    exact_magnitude_lines: tuple[str, ...]
-    exact_perp_lines: tuple[str, ...]
-    exact_perp_magnitude_lines: tuple[str, ...]
-    cumulant_lines: tuple[str, ...]
-    step_lines: tuple[str, ...]
-
-    def hash(self) -> str:
-        """Content hash of the spec (not of tool versions), printed in the header."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def context(self) -> dict:
-        ctx = asdict(self)
-        ctx["spec_hash"] = self.hash()
-        ctx["pdlt_version"] = _version("pdlt")
-        ctx["sympy_version"] = sp.__version__
-        ctx["n_params"] = len(self.params)
-        ctx["param_names"] = ", ".join(p for p, _ in self.params) or "none"
-        return ctx
+# How each sector's stages become functions: stage -> (function, runtime signature, arguments, the
+# argument holding each field it reads, the argument it writes, how its scalars are spelled (those
+# not listed are spelled as in symbol_map), prefix of its temporaries).
+STAGES = {
+    ("single_input", "cumulants"): ("_cumulants", "CUMULANTS", ("mu", "s"), {}, "s", {}, "u"),
+    ("single_input", "step"): (
+        "_step", "STEP", ("c", "s", "cb", "cw", "r", "out"), {"c": "c", "s": "s"}, "out", {}, "t",
+    ),
+    ("delta", "susceptibilities"): (
+        "_susceptibilities", "SUSCEPTIBILITIES", ("mu", "C_W", "chi"), {}, "chi", {"C_W": "C_W"}, "x",
+    ),
+    ("delta", "step"): (
+        "_delta_step", "DELTA_STEP", ("state", "chi", "C_b", "C_W", "mu", "out"), {"state": "state", "chi": "chi"},
+        "out", {"C_b": "C_b", "C_W": "C_W"}, "y",
+    ),
+}  # fmt: skip
 
 
 def _version(dist: str) -> str:
@@ -78,26 +49,6 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "unknown"
-
-
-def symbol_map(act: Activation, order: int) -> dict[sp.Symbol, str]:
-    """How every symbol of the derivation is spelled in generated code."""
-    mapping: dict[sp.Symbol, str] = {nt.K: "K", nt.r: "r", nt.z: "z"}
-    for j, sym in enumerate(act.param_symbols):
-        mapping[sym] = f"params[{j}]"
-    top = order + 1
-    for m in range(1, top + 1):
-        for k in range(m - 1, order + 1):
-            if (m, k) != (1, 0):
-                mapping[nt.c(m, k)] = f"c[{m}, {k}]"
-    for m, j in cumulant_derivatives(order):
-        mapping[nt.s(m, j)] = f"s[{m}, {j}]"
-    for a, i in moment_derivatives(order):
-        mapping[nt.mu(a, i)] = f"mu[{a}, {i}]"
-    for k in range(order + 1):
-        mapping[nt.hyper("C_b", k)] = f"cb[{k}]"
-        mapping[nt.hyper("C_W", k)] = f"cw[{k}]"
-    return mapping
 
 
 def magnitude(expr: sp.Expr) -> sp.Expr:
@@ -115,38 +66,132 @@ def magnitude(expr: sp.Expr) -> sp.Expr:
     return sp.Abs(expr)
 
 
-def _sigma_lines(act: Activation, mapping: dict[sp.Symbol, str]) -> tuple[str, ...]:
+class Layout:
+    """Where each integrand lives in ``mu``: sigma^(2a) in row a, sigma'^2 in row p + 2."""
+
+    def __init__(self, order: int, integrands: tuple[Integrand, ...]) -> None:
+        self.order, self.top = order, order + 1
+        self.perp, self.nrows = order + 2, order + 3
+        self.integrands = integrands
+        self.max_i = max(p.derivatives for p in integrands)
+
+    def row(self, p: Integrand) -> int:
+        return p.power if p.factor == SIGMA else self.perp
+
+    def slot(self, p: Integrand, array: str = "mu") -> str:
+        return f"{array}[{self.row(p)}, {p.derivatives}]"
+
+    def quadrature(self) -> list[Integrand]:
+        return [p for p in self.integrands if not p.expectation.exact]
+
+    def qcount(self) -> list[int]:
+        count = [0] * self.nrows
+        for p in self.quadrature():
+            count[self.row(p)] = max(count[self.row(p)], p.derivatives + 1)
+        return count
+
+    def qtop(self) -> int:
+        """The row whose tail decides whether the truncated quadrature can be trusted."""
+        rows = {self.row(p) for p in self.quadrature()}
+        plain = [r for r in rows if r != self.perp]
+        return max(plain) if plain else (self.perp if rows else 0)
+
+
+def merge_integrands(*groups: tuple[Integrand, ...]) -> tuple[Integrand, ...]:
+    """Every integrand the sectors need, once each (first come first kept)."""
+    seen: dict[tuple, Integrand] = {}
+    for group in groups:
+        for p in group:
+            seen.setdefault(p.key, p)
+    return tuple(seen.values())
+
+
+def symbol_map(act: Activation, layout: Layout, groups: tuple[tuple[Integrand, ...], ...]) -> dict[sp.Symbol, str]:
+    """How the symbols every sector shares are spelled in generated code."""
+    mapping: dict[sp.Symbol, str] = {nt.K: "K", nt.r: "r", nt.z: "z"}
+    for j, sym in enumerate(act.param_symbols):
+        mapping[sym] = f"params[{j}]"
+    for group in groups:
+        for p in group:
+            mapping[p.symbol] = layout.slot(p)
+    for k in range(layout.order + 1):
+        mapping[nt.hyper("C_b", k)] = f"cb[{k}]"
+        mapping[nt.hyper("C_W", k)] = f"cw[{k}]"
+    return mapping
+
+
+def assigns(outputs: list[tuple[str, sp.Expr]], mapping: dict, prefix: str) -> tuple[Assign, ...]:
+    return tuple(Assign(t, e) for t, e in print_pairs(outputs, mapping, prefix)) if outputs else ()
+
+
+def _piecewise(act: Activation, mapping: dict) -> tuple:
     printer = NumbaPrinter(mapping)
-    pieces = act.pieces
-    lines: list[str] = []
-    for piece in pieces[:-1]:
-        lines.append(f"if z < {float(piece.hi)!r}:")
-        lines.append(f"    return {printer.doprint(piece.expr)}")
-    lines.append(f"return {printer.doprint(pieces[-1].expr)}")
-    return tuple(lines)
+    body = [Branch(f"z < {float(p.hi)!r}", (Return(printer.doprint(p.expr)),)) for p in act.pieces[:-1]]
+    return (*body, Return(printer.doprint(act.pieces[-1].expr)))
 
 
-def _quadrature_spec(act: Activation, order: int, quad: list, qpairs: tuple, perp_row: int) -> tuple[dict, dict | None]:
-    """Which rule the generated quadrature uses and its constants (calibrated for smooth sigma)."""
-    if not quad:
-        return {"kind": "none"}, None
-    if act.is_piecewise:
-        x_max = truncation_radius(max(2 * min(a, order + 1) + 2 * i for a, i in qpairs))
-        (x1, w1), (x2, w2) = gauss_legendre(GL_DEGREES[0]), gauss_legendre(GL_DEGREES[1])
-        return (
-            {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": x_max},
-            {"x1": x1, "w1": w1, "x2": x2, "w2": w2, "breakpoints": tuple(float(b) for b in act.breakpoints)},
-        )
-    rule = calibrate_trapezoid(act, tuple(p for p in quad if p[0] != perp_row) or ((1, 0),))
-    return (
-        {"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max, "x_max": rule.x_max, "even": act.square_is_even},
-        None,
-    )
+def exact_function(layout: Layout, mapping: dict) -> Function:
+    exact = [p for p in layout.integrands if p.expectation.exact]
+    plain = [p for p in exact if p.factor == SIGMA]
+    perp = [p for p in exact if p.factor == DSIGMA]
+
+    def block(group: list[Integrand], array: str, prefix: str, size: bool = False) -> tuple:
+        rows = [(layout.slot(p, array), magnitude(p.expectation.expr) if size else p.expectation.expr) for p in group]
+        return assigns(rows, mapping, prefix)
+
+    def only_perp(body: tuple) -> tuple:
+        return (Branch("perp", body),) if body else ()
+
+    mags = (*block(plain, "mag", "g", size=True), *only_perp(block(perp, "mag", "q", size=True)))
+    body = (*block(plain, "mu", "e"), *only_perp(block(perp, "mu", "p")), *((Branch("check", mags),) if mags else ()))
+    doc = "Closed-form expectations (sigma'^2 rows with ``perp``); with ``check``, mag = sum of |terms|."
+    return Function("_exact", "EXACT", ("K", "params", "check", "perp", "mu", "err", "mag"), doc, body)
 
 
-def _accuracy() -> dict:
-    """How accurate each path is and how that is checked, for the module's ACCURACY table."""
-    return {
+def integrands_function(layout: Layout) -> Function:
+    quad = layout.quadrature()
+    powers = sorted({p.power for p in quad if p.factor == SIGMA})
+    inner: list = [Assign("z", "sk * x[j]")]
+    if powers:
+        inner += [Assign("s", "sigma(z, params)"), Assign("s2", "s * s")]
+        inner += [Assign(f"values[j, {a}]", f"s2 ** {a}") for a in powers]
+    if any(p.factor == DSIGMA for p in quad):
+        inner.append(Branch("perp", (Assign("d", "dsigma(z, params)"), Assign(f"values[j, {layout.perp}]", "d * d"))))
+    body = (Loop("j", "count", tuple(inner)),) if quad else ()
+    doc = "values[j, row]: the quadrature integrands at z = sk * x[j], j < count (sigma'^2 with ``perp``)."
+    return Function("_integrands", "INTEGRANDS", ("x", "count", "sk", "params", "perp", "values"), doc, body)
+
+
+def stage_function(sector: Sector, stage: Stage, mapping: dict) -> Function:
+    name, signature, args, reads, out, spelled, prefix = STAGES[(sector.name, stage.name)]
+    local = dict(mapping)
+    for field_name, arg in reads.items():
+        for key, sym in sector.field(field_name).entries:
+            local[sym] = f"{arg}[{', '.join(map(str, key))}]"
+    for sym in sector.scalars:
+        if sym.name in spelled:
+            local[sym] = spelled[sym.name]
+    outputs = [(f"{out}[{', '.join(map(str, key))}]", expr) for key, expr in stage.rules]
+    return Function(name, signature, args, f"{sector.name}: {stage.doc}.", assigns(outputs, local, prefix))
+
+
+def rule_constants(rule: Rule) -> tuple[dict, list[float], list[float]]:
+    """QUADRATURE (what the docs and users read), and the runtime's rule and Gauss-Legendre arrays."""
+    if rule.kind == "trapezoid":
+        shown = {"kind": "trapezoid", "beta": rule.beta, "h_max": rule.h_max, "x_max": rule.x_max, "even": rule.even}
+    elif rule.kind == "gauss-legendre":
+        shown = {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": rule.x_max}
+    else:
+        shown = {"kind": "none"}
+    sizes = [len(x) for x, _ in rule.nodes] or [0, 0]
+    values = [float(KINDS[rule.kind]), rule.x_max, rule.h_max, rule.beta, float(rule.even), *map(float, sizes)]
+    gl = [v for x, w in rule.nodes for v in (*x, *w)]
+    return shown, values, gl
+
+
+def _accuracy(layout: Layout, rule: Rule) -> dict:
+    """How accurate each path this module uses is, and how that is checked (its ACCURACY table)."""
+    every = {
         "exact": "closed form; with check=True err = 8 eps * (sum of |terms| it adds), a roundoff bound",
         "trapezoid": (
             f"spacing calibrated against mpmath to {mpmath.nstr(TOLERANCE, 1)} of the integrand's L1 size "
@@ -159,64 +204,63 @@ def _accuracy() -> dict:
         ),
         "tests": "every expectation within its err (x10) of 30-digit mpmath (tests/generated/test_kernels.py)",
     }
+    used = {"exact"} if any(p.expectation.exact for p in layout.integrands) else set()
+    return {path: text for path, text in every.items() if path in used | {rule.kind, "tests"}}
 
 
-def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") -> KernelSpec:
-    """The plain-data spec of the order-``order`` kernels for ``act``."""
-    step = derive_step(order, renormalized=True)
-    pairs = moment_derivatives(order)
-    exps = dict(expectations(act, pairs))
-    perp_row = order + 2  # mu[perp_row, i] = d^i/dK^i <sigma'^2>_K, for chi_perp and h
+def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") -> ModuleIR:
+    """The module IR of the order-``order`` kernels for ``act``."""
+    single, delta = sectors.single_input(act, order), sectors.delta(act)
+    layout = Layout(order, merge_integrands(single.integrands, delta.integrands))
+    mapping = symbol_map(act, layout, (single.integrands, delta.integrands))
+    rule = sectors.choose_rule(act, layout.integrands)
+    shown, rule_values, gl = rule_constants(rule)
     try:
-        derivative = act.derivative()
-    except ActivationError:  # sigma jumps: no sigma'^2, so no chi_perp (the flow is unaffected)
-        derivative = None
-    if derivative is not None:
-        for i, e in perp_expectations(act).items():
-            exps[(perp_row, i)] = e
-    mapping = symbol_map(act, order)
-    max_i = max(max(i for _, i in pairs), 1)  # perp needs d/dK <sigma'^2>
-
-    exact = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact and a != perp_row]
-    exact_mag = [(f"mag[{a}, {i}]", magnitude(e.expr)) for (a, i), e in exps.items() if e.exact and a != perp_row]
-    exact_perp = [(f"mu[{a}, {i}]", e.expr) for (a, i), e in exps.items() if e.exact and a == perp_row]
-    exact_perp_mag = [(f"mag[{a}, {i}]", magnitude(e.expr)) for (a, i), e in exps.items() if e.exact and a == perp_row]
-    quad = [(a, i) for (a, i), e in exps.items() if not e.exact]
-    qpowers = tuple(sorted({a for a, _ in quad}))
-    plain_powers = [a for a in qpowers if a != perp_row]
-    qtop = max(plain_powers) if plain_powers else (perp_row if qpowers else 0)
-    qpairs = tuple((a, max(i for b, i in quad if b == a)) for a in qpowers)
-
-    quadrature, gl = _quadrature_spec(act, order, quad, qpairs, perp_row)
-    state = tuple((m, k, nt.state_name(m, k)) for m in range(1, order + 2) for k in range(m - 1, order + 1))
-    exp_table = tuple((a, i, e.path, e.rule) for (a, i), e in sorted(exps.items()) if a != perp_row)
-    perp_table = tuple((i, e.path, e.rule) for (a, i), e in sorted(exps.items()) if a == perp_row)
-    params = tuple((sym.name, float(val)) for sym, val in act.params)
-
-    step_out = [(f"out[{m}, {k}]", step.new_state[(m, k)]) for m, k in step.state_keys]
-    cum_out = [(f"s[{m}, {j}]", step.cumulants[(m, j)]) for m, j in cumulant_derivatives(order)]
-    return KernelSpec(
-        name=act.name,
-        formula=sp.sstr(act.expr),
-        order=order,
-        command=command,
-        params=params,
-        state=state,
-        expectations=exp_table,
-        quadrature=quadrature,
-        quadrature_pairs=qpairs,
-        quadrature_powers=qpowers,
-        gauss_legendre=gl,
-        max_i=max_i,
-        sigma_lines=_sigma_lines(act, mapping),
-        dsigma_lines=_sigma_lines(derivative, mapping) if derivative is not None else ("return math.nan",),
-        perp_expectations=perp_table,
-        accuracy=_accuracy(),
-        qtop=qtop,
-        exact_lines=tuple(print_assignments(exact, mapping, "e")) if exact else (),
-        exact_magnitude_lines=tuple(print_assignments(exact_mag, mapping, "g")) if exact else (),
-        exact_perp_lines=tuple(print_assignments(exact_perp, mapping, "p")) if exact_perp else (),
-        exact_perp_magnitude_lines=tuple(print_assignments(exact_perp_mag, mapping, "q")) if exact_perp else (),
-        cumulant_lines=tuple(print_assignments(cum_out, mapping, "u")),
-        step_lines=tuple(print_assignments(step_out, mapping, "t")),
+        dsigma = _piecewise(act.derivative(), mapping)
+    except ActivationError:  # sigma jumps: no sigma', so no chi_perp (the single-input flow is unaffected)
+        dsigma = (Return("math.nan"),)
+    table = sorted((p.power, p.derivatives, p.expectation.path, p.expectation.rule) for p in layout.integrands
+                   if p.factor == SIGMA)  # fmt: skip
+    perp_table = sorted((p.derivatives, p.expectation.path, p.expectation.rule) for p in layout.integrands
+                        if p.factor == DSIGMA)  # fmt: skip
+    public = (
+        Constant("NAME", act.name),
+        Constant("FORMULA", sp.sstr(act.expr)),
+        Constant("ORDER", order),
+        Constant("PARAMS", tuple((sym.name, float(val)) for sym, val in act.params)),
+        Constant("STATE", tuple((m, k, nt.state_name(m, k)) for (m, k), _ in single.field("c").entries)),
+        Constant("EXPECTATIONS", tuple(table),
+                 "(a, i, path, rule): how mu[a, i] = d^i/dK^i <sigma^(2a)>_K is computed"),
+        Constant("PERP_EXPECTATIONS", tuple(perp_table),
+                 "(i, path, rule): how d^i/dK^i <sigma'(z)^2>_K is computed (chi_perp, h); empty if sigma jumps"),
+        Constant("QUADRATURE", shown),
+        Constant("ACCURACY", _accuracy(layout, rule), "how accurate each path is, and how that is checked"),
+        Constant("RUNTIME_ABI", RUNTIME_ABI, "the pdlt.runtime calling convention this module was generated for"),
+    )  # fmt: skip
+    n_params = len(act.params)
+    private = (
+        Constant("_TOP", layout.top, "the highest cumulant of the metric"),
+        Constant("_MAX_I", layout.max_i, "the most K-derivatives of an expectation"),
+        Constant("_PERP", layout.perp, "row of mu holding d^i/dK^i <sigma'(z)^2>_K"),
+        Constant("_NROWS", layout.nrows),
+        Constant("_DIMS", (order, layout.top, layout.nrows, layout.max_i, n_params, layout.qtop()),
+                 "pdlt.runtime.numerics.DIMS_FIELDS", "int64"),
+        Constant("_QCOUNT", tuple(layout.qcount()), "K-derivatives computed by quadrature, per row of mu", "int64"),
+        Constant("_RULE", tuple(rule_values), "pdlt.runtime.numerics.RULE_FIELDS", "float64"),
+        Constant("_GL", tuple(gl), "Gauss-Legendre nodes and weights, coarse then fine", "float64"),
+        Constant("_BREAKS", rule.breakpoints, "breakpoints of sigma in z", "float64"),
+    )  # fmt: skip
+    functions = (
+        Function("sigma", None, ("z", "params"), "The activation sigma(z).", _piecewise(act, mapping)),
+        Function(
+            "dsigma",
+            None,
+            ("z", "params"),
+            "The derivative sigma'(z) (piece by piece; kinks are breakpoints, never differentiated across).",
+            dsigma,
+        ),  # fmt: skip
+        integrands_function(layout),
+        exact_function(layout, mapping),
+        *(stage_function(sector, stage, mapping) for sector in (single, delta) for stage in sector.stages),
     )
+    return ModuleIR(act.name, sp.sstr(act.expr), order, command, public + private, functions)

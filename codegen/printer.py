@@ -114,25 +114,33 @@ for _name in PythonCodePrinter._kf:
         setattr(NumbaPrinter, f"_print_{_name}", _refuse)
 
 
-def print_assignments(
+def print_pairs(
     outputs: list[tuple[str, sp.Expr]],
     symbol_map: dict[sp.Symbol, str],
     temp_prefix: str = "t",
-) -> list[str]:
-    """Straight-line code ``target = expression`` for many outputs, common subexpressions shared.
+) -> list[tuple[str, str]]:
+    """Straight-line code as (target, printed expression) pairs for many outputs, common
+    subexpressions shared through temporaries ``<temp_prefix>0, <temp_prefix>1, ...``.
 
     Returns plain strings (the symbolic boundary is crossed here, STYLE habit 2).
     """
     exprs = [e for _, e in outputs]
     temps = sp.numbered_symbols(temp_prefix)
     replacements, reduced = sp.cse(exprs, symbols=temps, order="canonical")
-    mapping = dict(symbol_map)
-    lines: list[str] = []
-    printer = NumbaPrinter(mapping)
+    printer = NumbaPrinter(dict(symbol_map))
+    pairs: list[tuple[str, str]] = []
     for sym, expr in replacements:
-        lines.append(f"{sym.name} = {printer.doprint(expr)}")
-        mapping[sym] = sym.name
+        pairs.append((sym.name, printer.doprint(expr)))
         printer.symbol_map[sym] = sym.name
     for (target, _), expr in zip(outputs, reduced):
-        lines.append(f"{target} = {printer.doprint(expr)}")
-    return lines
+        pairs.append((target, printer.doprint(expr)))
+    return pairs
+
+
+def print_assignments(
+    outputs: list[tuple[str, sp.Expr]],
+    symbol_map: dict[sp.Symbol, str],
+    temp_prefix: str = "t",
+) -> list[str]:
+    """``target = expression`` lines of :func:`print_pairs`."""
+    return [f"{target} = {expr}" for target, expr in print_pairs(outputs, symbol_map, temp_prefix)]

@@ -5,24 +5,10 @@ from __future__ import annotations
 from functools import cache
 
 import jinja2
+import sympy as sp
 
-from .lower import KernelSpec
-
-
-def pyrepr(value: object) -> str:
-    """A Python literal for plain data (tuples, lists, dicts, str, int, float, bool, None)."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{pyrepr(k)}: {pyrepr(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(pyrepr(v) for v in value)
-        return (
-            f"({inner},)"
-            if isinstance(value, tuple) and len(value) == 1
-            else (f"({inner})" if isinstance(value, tuple) else f"[{inner}]")
-        )
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return repr(value)
-    raise TypeError(f"templates take plain data only, got {type(value).__name__}")
+from .ir import ModuleIR, literal, pyrepr
+from .lower import _version
 
 
 @cache
@@ -36,9 +22,15 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = pyrepr
+    env.filters["literal"] = literal
     return env
 
 
-def render_module(spec: KernelSpec) -> str:
-    """The text of the generated module for ``spec``."""
-    return environment().get_template("module.py.jinja").render(**spec.context())
+def module_context(module: ModuleIR) -> dict:
+    """Everything module.py.jinja uses: the IR's plain data and the tool versions for the header."""
+    return {**module.context(), "pdlt_version": _version("pdlt"), "sympy_version": sp.__version__}
+
+
+def render_module(module: ModuleIR) -> str:
+    """The text of the generated module for ``module``."""
+    return environment().get_template("module.py.jinja").render(**module_context(module))

@@ -1,7 +1,7 @@
 """Kernels for any activation and order, generated on first use into a content-addressed cache.
 
 The key hashes the activation's exact sympy form, the order, the sources of the engine (every
-module of derive/ and codegen/ and every template) and the pdlt and sympy versions, so an edited
+module of derive/, codegen/ and runtime/ and every template) and the pdlt and sympy versions, so an edited
 engine (an editable install), a changed template or a new release never reuses a stale module. The
 cache lives outside the repository: ``$PDLT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pdlt``, else
 ``~/.cache/pdlt``. Modules are written atomically, so concurrent first uses are safe.
@@ -22,6 +22,7 @@ import sympy as sp
 
 from pdlt.derive import __file__ as _derive_file
 from pdlt.derive.activations import Activation
+from pdlt.runtime import __file__ as _runtime_file
 
 from .generate import SHIPPED_ORDER, module_text
 from .lower import _version
@@ -30,6 +31,7 @@ from .write import write_atomic
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MODULE_PREFIX = "pdlt_kernels_"  # import name of a cached module: the prefix, then its key
 DERIVE = Path(_derive_file).resolve().parent
+RUNTIME = Path(_runtime_file).resolve().parent
 
 
 def cache_dir() -> Path:
@@ -40,9 +42,10 @@ def cache_dir() -> Path:
 
 
 def engine_sources() -> list[Path]:
-    """Every file whose content can change a generated module: derive/, codegen/, templates."""
+    """Every file whose content can change a generated module: derive/, codegen/, templates, and
+    the runtime the modules call (its ABI is recorded in each module)."""
     codegen = TEMPLATES.parent
-    return sorted([*DERIVE.glob("*.py"), *codegen.glob("*.py"), *TEMPLATES.glob("*.jinja")])
+    return sorted([*DERIVE.glob("*.py"), *codegen.glob("*.py"), *TEMPLATES.glob("*.jinja"), *RUNTIME.glob("*.py")])
 
 
 @cache

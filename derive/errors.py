@@ -1,19 +1,11 @@
-"""The errors pdlt raises on purpose: one base, with user errors told apart from internal ones.
+"""The errors pdlt raises on purpose (defined in ``pdlt.runtime.errors``, shared by every stage).
 
-``PdltError`` is the base of every error pdlt raises deliberately. ``UserError`` (also a
-``ValueError``, so ``except ValueError`` keeps working) means the input was wrong or cannot be
-handled: the command line prints its message as one line and exits with status 2. Anything else
-that escapes is a bug in pdlt: the command line says so, prints the traceback and exits with 1.
-The generated modules stay self-contained: their ``FlowError`` is a ``ValueError`` that the command
-line turns into a ``UserError``.
+``PdltError`` is the base; ``UserError`` (a ``ValueError``) is bad or unsupported input, one line
+and exit status 2 on the command line; anything else that escapes is a bug in pdlt.
 """
 
 from __future__ import annotations
 
+from pdlt.runtime.errors import FlowError, PdltError, UserError
 
-class PdltError(Exception):
-    """Base of the errors pdlt raises deliberately."""
-
-
-class UserError(PdltError, ValueError):
-    """Bad or unsupported input, reported to the user as one line."""
+__all__ = ["FlowError", "PdltError", "UserError"]

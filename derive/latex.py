@@ -142,6 +142,24 @@ def activation_section(act: Activation, order: int) -> str:
     return "\n\n".join(parts)
 
 
+def delta_section() -> str:
+    """Inputs x_pm = x_0 pm dx/2 to second order in dx (book 5.39-5.53), as derived by derive.delta."""
+    from .delta import derive_delta_expansion
+
+    legend = (
+        "Inputs $x_\\pm = x_0 \\pm \\delta x/2$; the kernel in the book's $\\gamma$ basis, "
+        "$K_{\\pm\\pm} = K_{00} + \\delta\\delta K_{[0]} \\pm \\delta K_{[1]} + \\delta\\delta K_{[2]}$, "
+        "$K_{+-} = K_{00} + \\delta\\delta K_{[0]} - \\delta\\delta K_{[2]}$ (5.22)-(5.24), "
+        "$\\delta\\delta K_{[0]} = 0$ at layer 1. Derived by expanding "
+        "$\\langle \\sigma(u_a)\\sigma(u_b)\\rangle$ about the coincident inputs with the heat equation "
+        "and reducing every term to $\\frac{d^j}{dK^j}\\langle \\sigma^2\\rangle$, "
+        "$\\frac{d^j}{dK^j}\\langle \\sigma'^2\\rangle$ (pdlt.derive.delta). "
+        "$(K_{00}, \\delta K_{[1]}, \\delta\\delta K_{[2]})$ is closed; the last line, which the book "
+        "leaves as $O(\\delta^2)$, is the correction to $K_{[0]}$."
+    )
+    return legend + "\n\n" + derive_delta_expansion().latex()
+
+
 def _defaults(act: Activation) -> Activation:
     return Activation(act.name, act.with_defaults(), act.description) if act.params else act
 
@@ -166,6 +184,8 @@ def body(order: int, act: Activation | None = None) -> str:
         recursion_align(step),
         "\\subsection*{Cumulants of $\\sigma^2$}",
         cumulant_align(order),
+        "\\section*{Two nearby inputs at infinite width: the $\\delta$ expansion}",
+        delta_section(),
     ]
     if act is not None:
         sections.append(activation_section(act, order))

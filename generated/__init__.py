@@ -12,7 +12,22 @@ or, by name, ``load("tanh")``.
 import importlib
 
 # name -> order in 1/n of the shipped kernels
-SHIPPED = {'abs': 2, 'elu': 2, 'erf': 2, 'gelu': 2, 'hard_tanh': 2, 'leaky_relu': 2, 'linear': 2, 'mish': 2, 'relu': 2, 'sigmoid': 2, 'sin': 2, 'softplus': 2, 'swish': 2, 'tanh': 2}
+SHIPPED = {
+    'abs': 2,
+    'elu': 2,
+    'erf': 2,
+    'gelu': 2,
+    'hard_tanh': 2,
+    'leaky_relu': 2,
+    'linear': 2,
+    'mish': 2,
+    'relu': 2,
+    'sigmoid': 2,
+    'sin': 2,
+    'softplus': 2,
+    'swish': 2,
+    'tanh': 2,
+}
 
 
 def load(name):

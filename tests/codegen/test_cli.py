@@ -96,6 +96,9 @@ def test_latex(capsys):
     assert out.count("\\begin{align}") == out.count("\\end{align}") >= 3
     assert out.count("{") == out.count("}")
     assert "\\chi_{\\parallel}" in out and "G^{\\{1\\}}" in out and "V" in out
+    # the derived two-input sector, with the book's equation numbers
+    assert "\\chi_{\\perp} &= C_W \\langle \\sigma'^2 \\rangle_{K_{00}} \\tag{5.51}" in out
+    assert out.count("\\begin{align*}") == out.count("\\end{align*}") == 1 and "\\tag{5.48}" in out
 
 
 def test_activations_listing(capsys):

@@ -13,7 +13,7 @@ import pytest
 import sympy as sp
 
 from pdlt.codegen.lower import lower
-from pdlt.codegen.render import pyrepr, render_module
+from pdlt.codegen.render import module_context, pyrepr, render_module
 from pdlt.codegen.write import write_atomic
 from pdlt.derive import activations
 from pdlt.derive.evaluate import reference_flow
@@ -33,8 +33,7 @@ def _plain(value) -> bool:
 
 @pytest.mark.parametrize("name", ["linear", "tanh", "elu", "gelu", "leaky_relu"])
 def test_templates_see_plain_data_only(name):
-    spec = lower(activations.get(name), 1)
-    context = spec.context()
+    context = module_context(lower(activations.get(name), 1))
     bad = [k for k, v in context.items() if not _plain(v)]
     assert not bad, bad
 
@@ -45,18 +44,81 @@ def test_pyrepr_refuses_sympy_objects():
     assert pyrepr((1, 0.5, "a", (2,))) == "(1, 0.5, 'a', (2,))"
 
 
+def _lines(module, name: str) -> tuple[str, ...]:
+    return next(f.lines() for f in module.functions if f.name == name)
+
+
 def test_golden_pieces_for_the_linear_network_at_order_zero_and_one():
     """Checked by hand: K' = C_b + C_W <z^2>_K, and <z^2>_K = K, d/dK = 1 (Isserlis)."""
-    spec0 = lower(activations.get("linear"), 0)
-    assert spec0.step_lines == ("out[1, 0] = cw[0]*s[1, 0] + cb[0]",)
-    assert spec0.cumulant_lines == ("s[1, 0] = mu[1, 0]",)
-    # row 2 = order + 2 holds <sigma'^2>_K and its K-derivative: 1 and 0 for sigma(z) = z
-    assert spec0.exact_lines == ("mu[1, 0] = K",)
-    assert spec0.exact_perp_lines == ("mu[2, 0] = 1", "mu[2, 1] = 0")
-    assert spec0.sigma_lines == ("return z",)
-    spec1 = lower(activations.get("linear"), 1)
-    assert "mu[1, 1] = 1" in spec1.exact_lines and "mu[2, 0] = 3*K**2" in spec1.exact_lines
-    assert spec1.quadrature == {"kind": "none"}
+    ir0 = lower(activations.get("linear"), 0)
+    assert _lines(ir0, "_step") == ("out[1, 0] = cw[0]*s[1, 0] + cb[0]",)
+    assert _lines(ir0, "_cumulants") == ("s[1, 0] = mu[1, 0]",)
+    # row 2 = order + 2 holds <sigma'^2>_K and its K-derivative: 1 and 0 for sigma(z) = z; the
+    # delta expansion needs d/dK <sigma^2>_K = 1 even at order 0 (chi_parallel)
+    assert _lines(ir0, "_exact")[:4] == ("mu[1, 0] = K", "mu[1, 1] = 1", "if perp:", "    mu[2, 0] = 1")
+    assert _lines(ir0, "sigma") == ("return z",)
+    # the derived susceptibilities and delta step (book 5.46-5.52), printed
+    assert _lines(ir0, "_susceptibilities") == (
+        "chi[0] = C_W*mu[1, 1]",
+        "chi[1] = C_W*mu[2, 0]",
+        "chi[2] = (1/2)*C_W*mu[2, 1]",
+    )
+    assert _lines(ir0, "_delta_step") == (
+        "out[0] = C_W*mu[1, 0] + C_b",
+        "out[1] = chi[0]*state[1]",
+        "out[2] = chi[1]*state[2] + state[1]**2*chi[2]",
+    )
+    ir1 = lower(activations.get("linear"), 1)
+    assert "mu[1, 1] = 1" in _lines(ir1, "_exact") and "mu[2, 0] = 3*K**2" in _lines(ir1, "_exact")
+    assert ir1.constant("QUADRATURE") == {"kind": "none"}
+
+
+def test_order_zero_modules_compute_chi_parallel():
+    """Before the sectors, an order-0 module never computed d/dK <sigma^2>_K, so its chi_parallel
+    was 0; the delta sector asks for it. Linear network: chi_parallel = C_W exactly."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "lin0.py")
+        write_atomic(path, render_module(lower(activations.get("linear"), 0)))
+        spec = importlib.util.spec_from_file_location("lin0", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        out = np.zeros(3)
+        mod.susceptibilities(0.7, 1.5, np.zeros(1), out)
+    assert out.tolist() == [1.5, 1.5, 0.0]
+
+
+def test_the_template_uses_exactly_what_the_context_provides():
+    """Key contract: every name module.py.jinja reads is provided, and nothing provided goes unused."""
+    from jinja2 import meta
+
+    from pdlt.codegen.render import environment
+
+    env = environment()
+    source = env.loader.get_source(env, "module.py.jinja")[0]
+    used = meta.find_undeclared_variables(env.parse(source))
+    provided = set(module_context(lower(activations.get("relu"), 1)))
+    assert used == provided, (used - provided, provided - used)
+
+
+@pytest.mark.parametrize("name", ["gelu", "hard_tanh", "sigmoid"])
+def test_wrapped_lines_parse_to_the_same_code(name):
+    """Long assignments are split inside parentheses: the wrapped code is the same program."""
+    import ast
+
+    from pdlt.codegen.ir import Assign, emit, wrap
+
+    module = lower(activations.get(name), 2)
+    count = 0
+    for f in module.functions:
+        for stmt in f.body:
+            if isinstance(stmt, Assign) and len(stmt.target) + len(stmt.expr) > 96:
+                count += 1
+                one = ast.dump(ast.parse(f"{stmt.target} = {stmt.expr}"))
+                assert ast.dump(ast.parse("\n".join(wrap(f"{stmt.target} = ", stmt.expr)))) == one
+                assert all(len(line) <= 110 for line in emit((stmt,), "    "))
+    assert count > 0  # the check saw long lines
 
 
 def test_rendering_is_byte_identical_run_to_run_and_across_hash_seeds(tmp_path):
@@ -87,10 +149,21 @@ def test_header_says_who_made_it_and_not_to_edit():
     assert "/work" not in text and "/home" not in text  # no paths
 
 
-def test_generated_module_is_self_contained(tmp_path):
+def test_generated_module_imports_numpy_numba_and_the_runtime_only(tmp_path):
     text = render_module(lower(activations.get("swish"), 1))
     imports = {line for line in text.splitlines() if line.startswith(("import ", "from "))}
-    assert imports == {"import math", "import numpy as np", "from numba import njit"}
+    assert {line.split()[1].split(".")[0] for line in imports} == {"math", "numpy", "numba", "pdlt"}
+    assert {line.split()[1] for line in imports if "pdlt" in line} == {"pdlt.runtime", "pdlt.runtime.api",
+                                                                        "pdlt.runtime.errors"}  # fmt: skip
+
+
+def test_a_module_refuses_a_runtime_with_another_calling_convention(tmp_path):
+    text = render_module(lower(activations.get("relu"), 0)).replace("RUNTIME_ABI = 1", "RUNTIME_ABI = 99")
+    path = tmp_path / "old_relu.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("old_relu", path)
+    with pytest.raises(ImportError, match="needs pdlt.runtime ABI 99, found 1: regenerate it"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):

@@ -14,12 +14,16 @@ from pdlt.derive.notation import z
 @pytest.fixture
 def engine_copy(tmp_path, monkeypatch):
     """The key computed over a copy of the engine's sources, which the test may edit."""
-    derive = tmp_path / "derive"
-    codegen = tmp_path / "codegen"
-    shutil.copytree(usercache.DERIVE, derive, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(usercache.TEMPLATES.parent, codegen, ignore=shutil.ignore_patterns("__pycache__"))
+    derive, codegen, runtime = tmp_path / "derive", tmp_path / "codegen", tmp_path / "runtime"
+    for source, copy in (
+        (usercache.DERIVE, derive),
+        (usercache.TEMPLATES.parent, codegen),
+        (usercache.RUNTIME, runtime),
+    ):
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(usercache, "DERIVE", derive)
     monkeypatch.setattr(usercache, "TEMPLATES", codegen / "templates")
+    monkeypatch.setattr(usercache, "RUNTIME", runtime)
     usercache.engine_digest.cache_clear()
     yield tmp_path
     usercache.engine_digest.cache_clear()
@@ -30,7 +34,7 @@ def _key() -> str:
     return usercache.cache_key(Activation("f", z * z), 2)
 
 
-def test_the_key_covers_derive_codegen_and_templates():
+def test_the_key_covers_derive_codegen_templates_and_the_runtime():
     names = {(p.parent.name, p.name) for p in usercache.engine_sources()}
     assert {
         ("derive", "recursion.py"),
@@ -38,12 +42,21 @@ def test_the_key_covers_derive_codegen_and_templates():
         ("codegen", "lower.py"),
         ("codegen", "printer.py"),
         ("templates", "module.py.jinja"),
+        ("derive", "sectors.py"),
+        ("runtime", "numerics.py"),
     } <= names
 
 
 @pytest.mark.parametrize(
     "source",
-    ["derive/recursion.py", "derive/expectations.py", "codegen/printer.py", "codegen/templates/module.py.jinja"],
+    [
+        "derive/recursion.py",
+        "derive/expectations.py",
+        "derive/sectors.py",
+        "codegen/printer.py",
+        "codegen/templates/module.py.jinja",
+        "runtime/numerics.py",
+    ],
 )
 def test_editing_an_engine_source_invalidates_cached_kernels(engine_copy, source):
     """An editable install whose engine was edited must not be served kernels from before."""

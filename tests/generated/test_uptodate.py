@@ -16,7 +16,7 @@ def test_check_fails_with_a_diff_when_stale(tmp_path, monkeypatch, capsys):
         (tmp_path / name).write_text(text)
     (tmp_path / "tanh.py").write_text((tmp_path / "tanh.py").read_text().replace("ORDER = 2", "ORDER = 3"))
     monkeypatch.setattr("pdlt.codegen.__main__.check", lambda progress=None: generate.check(tmp_path))
-    monkeypatch.setattr("pdlt.codegen.__main__.check_docs", lambda progress=None: [])
+    monkeypatch.setattr("pdlt.codegen.__main__.check_docs", lambda progress=None, with_numbers=True: [])
     assert main(["--check"]) == 1
     captured = capsys.readouterr()
     assert "-ORDER = 3" in captured.out and "+ORDER = 2" in captured.out

@@ -9,7 +9,7 @@ developer would after editing derive/), and run the selected tests against the c
 *caught* when at least one test fails. The working tree is never modified.
 
 The copy is imported through a scratch virtual environment whose ``.pth`` points at a folder
-holding ``pdlt/derive``, ``pdlt/codegen``, ``pdlt/generated`` (links into the copy) and at this
+holding ``pdlt/derive``, ``pdlt/codegen``, ``pdlt/generated``, ``pdlt/runtime`` (links into the copy) and at this
 environment's site-packages for the dependencies (the editable install's finder there is not
 loaded, so nothing resolves to the working tree). Each mistake gets its own ``PDLT_CACHE_DIR``.
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"derive": "derive", "codegen": "codegen", "generated": "generated"}
+PACKAGES = {"derive": "derive", "codegen": "codegen", "generated": "generated", "runtime": "runtime"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,223 @@
+"""Sectors: each family of recursions as one frozen symbolic description (DESIGN section 8).
+
+A :class:`Sector` says everything mathematical about one family of recursions, and nothing about
+code: its fields (name, index structure, symmetry, one symbol per entry), the Gaussian integrands it
+needs (which factor, sigma or sigma', to which power, how many K-derivatives, and how derive decided
+to evaluate each: a closed form or quadrature), and its update rules as ordered stages of
+``target = expression``. ``codegen.lower`` turns sectors into a small plain-data IR; templates only
+lay files out. Adding a family of recursions means writing a sector here (docs/architecture.md,
+"Adding a sector").
+
+Sectors today:
+
+- ``single_input``: the cumulants c[m][k] of the stochastic metric through one layer, to order p in
+  1/n (book chapter 4 and section 5.5), from :func:`recursion.derive_step`;
+- ``delta``: two nearby inputs to second order in their separation at infinite width, with the
+  susceptibilities chi_parallel, chi_perp and h (book 5.46-5.52), from :func:`delta.derive_delta_expansion`.
+
+The quadrature rule that evaluates every integrand without a closed form is chosen for the
+activation as a whole (:func:`choose_rule`), since all of a module's integrands share its nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import sympy as sp
+
+from . import notation as nt
+from .activations import Activation, ActivationError
+from .delta import CHI_PAR, CHI_PERP, K00, H, ddK2, derive_delta_expansion, dK1
+from .expectations import Expectation, expectations, perp_expectations
+from .quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
+from .recursion import cumulant_derivatives, derive_step, moment_derivatives, state_keys
+
+SIGMA, DSIGMA = "sigma", "sigma'"
+
+
+@dataclass(frozen=True)
+class Field:
+    """A named array of the sector: one symbol per index tuple it holds."""
+
+    name: str
+    indices: tuple[str, ...]  # names of the index slots, e.g. ("m", "k")
+    entries: tuple[tuple[tuple[int, ...], sp.Symbol], ...]  # (index tuple, symbol) in storage order
+    symmetry: str  # in words; "" when the entries are independent
+    doc: str
+
+    def symbol(self, key: tuple[int, ...]) -> sp.Symbol:
+        return dict(self.entries)[key]
+
+
+@dataclass(frozen=True)
+class Integrand:
+    """d^i/dK^i <f(z)^(2 power)>_K for f = sigma or sigma', z ~ N(0, K), and how it is evaluated."""
+
+    symbol: sp.Symbol  # how the update rules refer to it
+    factor: str  # SIGMA or DSIGMA
+    power: int
+    derivatives: int
+    expectation: Expectation  # exact (with its closed form) or quadrature, decided by derive
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.factor, self.power, self.derivatives)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Update rules evaluated in order: ``target`` (a field's symbol) = expression."""
+
+    name: str
+    doc: str
+    reads: tuple[str, ...]  # the fields (and "integrands") its expressions use
+    writes: str  # the field it fills
+    rules: tuple[tuple[tuple[int, ...], sp.Expr], ...]  # (index tuple of ``writes``, expression)
+
+
+@dataclass(frozen=True)
+class Sector:
+    name: str
+    doc: str
+    book: str  # where the book derives it
+    fields: tuple[Field, ...]
+    integrands: tuple[Integrand, ...]
+    stages: tuple[Stage, ...]
+    scalars: tuple[sp.Symbol, ...]  # hyperparameters and the like, passed as plain numbers
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+
+def _field(name, indices, keys, make, symmetry, doc) -> Field:
+    return Field(name, indices, tuple((key, make(*key)) for key in keys), symmetry, doc)
+
+
+def _mu_integrands(act: Activation, order: int) -> tuple[Integrand, ...]:
+    found = expectations(act, moment_derivatives(order))
+    return tuple(Integrand(nt.mu(a, i), SIGMA, a, i, e) for (a, i), e in found.items())
+
+
+@cache
+def single_input(act: Activation, order: int) -> Sector:
+    """The order-``order`` single-input flow of the metric cumulants (renormalized hyperparameters)."""
+    step = derive_step(order, renormalized=True)
+    state = _field("c", ("m", "k"), state_keys(order), nt.c, "", "c[m][k]: the 1/n_{l-1}^k part of kappa_m(G(l))")
+    cumulants = _field(
+        "s", ("m", "j"), cumulant_derivatives(order), nt.s, "", "s[m][j]: d^j/dK^j kappa_m(sigma(z)^2), z ~ N(0, K)"
+    )
+    hyper = tuple(nt.hyper(name, k) for name in ("C_b", "C_W") for k in range(order + 1))
+    return Sector(
+        name="single_input",
+        doc=f"the cumulants of the stochastic metric G(l) of one input, to order {order} in 1/n",
+        book="(4.115)-(4.118), (5.138)-(5.139); to any order by the truncated series engine",
+        fields=(state, cumulants),
+        integrands=_mu_integrands(act, order),
+        stages=(
+            Stage(
+                "cumulants",
+                "cumulants of sigma^2 from the moments",
+                ("integrands",),
+                "s",
+                tuple((key, step.cumulants[key]) for key in cumulant_derivatives(order)),
+            ),  # fmt: skip
+            Stage(
+                "step",
+                "one layer l -> l+1; r = n_l/n_{l-1}",
+                ("c", "s"),
+                "c",
+                tuple((key, step.new_state[key]) for key in state_keys(order)),
+            ),  # fmt: skip
+        ),
+        scalars=(nt.r, *hyper),
+    )
+
+
+def perp_integrands(act: Activation) -> tuple[Integrand, ...]:
+    """<sigma'^2>_K and its first K-derivative (chi_perp and h), none when sigma jumps."""
+    try:
+        found = perp_expectations(act)
+    except ActivationError:  # sigma jumps: sigma' carries a delta, chi_perp is not defined
+        return ()
+    return tuple(Integrand(sp.Symbol(f"p_{i}", real=True), DSIGMA, 1, i, e) for i, e in sorted(found.items()))
+
+
+@cache
+def delta(act: Activation) -> Sector:
+    """Two nearby inputs at infinite width: the delta expansion and the susceptibilities."""
+    expansion = derive_delta_expansion()
+    sigma_rows = expectations(act, [(1, 0), (1, 1)])
+    perp = {p.derivatives: p for p in perp_integrands(act)}
+    integrands = []
+    for row in expansion.basis:
+        i = row.derivative_order
+        if row.factor == SIGMA:
+            integrands.append(Integrand(row.symbol, SIGMA, 1, i, sigma_rows[(1, i)]))
+        elif i in perp:
+            integrands.append(Integrand(row.symbol, DSIGMA, 1, i, perp[i].expectation))
+    state = Field("state", ("j",), (((0,), K00), ((1,), dK1), ((2,), ddK2)), "",
+                  "(K00, dK[1], ddK[2]): the kernel of the midpoint and its first and second variations")  # fmt: skip
+    chi = Field("chi", ("j",), (((0,), CHI_PAR), ((1,), CHI_PERP), ((2,), H)), "",
+                "(chi_parallel, chi_perp, h) at K00")  # fmt: skip
+    return Sector(
+        name="delta",
+        doc="two inputs x0 +- dx/2 to second order in dx, infinite width",
+        book="(5.46)-(5.52)",
+        fields=(state, chi),
+        integrands=tuple(integrands),
+        stages=(
+            Stage(
+                "susceptibilities",
+                "chi_parallel, chi_perp, h",
+                ("integrands",),
+                "chi",
+                tuple(((j,), e) for j, (_, e) in enumerate(expansion.susceptibilities)),
+            ),  # fmt: skip
+            Stage(
+                "step",
+                "one layer of the delta expansion",
+                ("state", "chi", "integrands"),
+                "state",
+                tuple(((j,), e) for j, (_, e) in enumerate(expansion.updates)),
+            ),  # fmt: skip
+        ),
+        scalars=(nt.C_b, nt.C_W),
+    )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The quadrature rule for the integrands without a closed form, with its constants."""
+
+    kind: str  # "none", "trapezoid" or "gauss-legendre"
+    x_max: float = 0.0
+    h_max: float = 0.0
+    beta: float = 0.0
+    even: bool = False  # the integrands are even in z: integrate x >= 0 only
+    nodes: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = ()  # Gauss-Legendre (x, w), coarse, fine
+    breakpoints: tuple[float, ...] = ()
+
+
+def choose_rule(act: Activation, integrands: tuple[Integrand, ...]) -> Rule:
+    """Trapezoid in x = z/sqrt(K) for smooth sigma (spacing calibrated against mpmath on the
+    sigma^(2a) integrands), Gauss-Legendre between breakpoints for piecewise sigma, or none."""
+    quad = [p for p in integrands if not p.expectation.exact]
+    if not quad:
+        return Rule("none")
+    if act.is_piecewise:
+        # sigma'^2 counts as the top power of sigma for the truncation radius
+        degrees = [2 * (p.power if p.factor == SIGMA else _top(integrands)) + 2 * p.derivatives for p in quad]
+        return Rule(
+            "gauss-legendre",
+            x_max=truncation_radius(max(degrees)),
+            nodes=tuple(gauss_legendre(n) for n in GL_DEGREES),
+            breakpoints=tuple(float(b) for b in act.breakpoints),
+        )
+    pairs = tuple(sorted({(p.power, p.derivatives) for p in quad if p.factor == SIGMA})) or ((1, 0),)
+    rule = calibrate_trapezoid(act, pairs)
+    return Rule("trapezoid", x_max=rule.x_max, h_max=rule.h_max, beta=rule.beta, even=act.square_is_even)
+
+
+def _top(integrands: tuple[Integrand, ...]) -> int:
+    return max(p.power for p in integrands if p.factor == SIGMA)

@@ -1,0 +1,18 @@
+"""pdlt.runtime: the hand-written code every generated kernel module shares.
+
+A generated module (``pdlt.generated.tanh``, or one written by ``pdlt generate --out DIR``) holds
+only what was derived for its activation: sigma, sigma', the Gaussian integrands, the closed-form
+expectations, the cumulants and the layer step, as numba functions with fixed signatures. Everything
+else is here, written once, linted and tested:
+
+- ``errors``: ``PdltError``, ``UserError`` and ``FlowError`` (raised by every module's ``flow``);
+- ``numerics``: the numba side, quadrature rules, the expectations, the layer loops; it calls the
+  module's functions through numba first-class function pointers, so it compiles and caches once;
+- ``api``: the Python side, input checks, ``flow``, ``two_input_flow`` and the ``Flow`` result.
+
+A generated module imports numpy, numba and ``pdlt.runtime``; it runs wherever ``pdlt`` is installed.
+``RUNTIME_ABI`` numbers the calling convention; a module records the one it was generated for.
+This package imports nothing heavy on its own: ``import pdlt.runtime.errors`` stays cheap.
+"""
+
+RUNTIME_ABI = 1
