@@ -25,7 +25,7 @@ def format_table(flow, module, args) -> str:
         lines.append(" ".join(row))
     worst = float(max(flow.errors.max(), 0.0))
     lines.append("")
-    lines.append(f"largest quadrature error estimate (relative): {worst:.1e}")
+    lines.append(f"largest error estimate of the expectations (relative): {worst:.1e}")
     return "\n".join(lines)
 
 

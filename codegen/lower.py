@@ -20,6 +20,7 @@ from pdlt.derive import sectors
 from pdlt.derive.activations import Activation, ActivationError
 from pdlt.derive.quadrature import CALIBRATION_KERNELS, GL_DEGREES, TOLERANCE
 from pdlt.derive.sectors import DSIGMA, SIGMA, Integrand, Rule, Sector, Stage
+from pdlt.derive.stability import magnitude
 from pdlt.runtime import RUNTIME_ABI
 from pdlt.runtime.numerics import KINDS
 
@@ -49,21 +50,6 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "unknown"
-
-
-def magnitude(expr: sp.Expr) -> sp.Expr:
-    """A bound on the size of the terms that floating point adds up when evaluating ``expr``:
-    every sum becomes the sum of absolute values. eps times it bounds the roundoff, which
-    matters where a closed form cancels (hard tanh at large K)."""
-    if expr.is_Add:
-        return sp.Add(*[magnitude(a) for a in expr.args])
-    if expr.is_Mul:
-        return sp.Mul(*[magnitude(a) for a in expr.args])
-    if expr.is_Pow and expr.exp.is_Integer:
-        return magnitude(expr.base) ** expr.exp
-    if expr.is_Number:
-        return abs(expr)
-    return sp.Abs(expr)
 
 
 class Layout:
@@ -137,7 +123,16 @@ def exact_function(layout: Layout, mapping: dict) -> Function:
 
     def block(group: list[Integrand], array: str, prefix: str, size: bool = False) -> tuple:
         rows = [(layout.slot(p, array), magnitude(p.expectation.expr) if size else p.expectation.expr) for p in group]
-        return assigns(rows, mapping, prefix)
+        return (*assigns(rows, mapping, prefix), *small_k(group, array, prefix, size))
+
+    def small_k(group: list[Integrand], array: str, prefix: str, size: bool) -> tuple:
+        """Below its switch, a closed form that cancels is replaced by its Taylor polynomial (derive)."""
+        out = []
+        for p in group:
+            if (branch := p.small_k) is not None:
+                poly = magnitude(branch.polynomial) if size else branch.polynomial
+                out.append(Branch(f"K < {branch.switch!r}", assigns([(layout.slot(p, array), poly)], mapping, prefix)))
+        return tuple(out)
 
     def only_perp(body: tuple) -> tuple:
         return (Branch("perp", body),) if body else ()

@@ -30,6 +30,7 @@ import sympy as sp
 from .activations import Activation, Piece
 from .gauss import Number, gaussian_mp
 from .notation import K, z
+from .stability import exponential_terms
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def closed_form(act: Activation, a: int) -> tuple[str, sp.Expr] | None:
         expr = pieces[0].expr
         char = _exponential_sum(expr ** (2 * a))
         if char is not None:
-            return "characteristic function", char
+            return "characteristic function", exponential_terms(char)
         if a == 1:
             erf = _erf_square(expr)
             if erf is not None:

@@ -32,6 +32,7 @@ from .delta import CHI_PAR, CHI_PERP, K00, H, ddK2, derive_delta_expansion, dK1
 from .expectations import Expectation, expectations, perp_expectations
 from .quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
 from .recursion import cumulant_derivatives, derive_step, moment_derivatives, state_keys
+from .stability import SmallK, small_k_branch
 
 SIGMA, DSIGMA = "sigma", "sigma'"
 
@@ -59,6 +60,11 @@ class Integrand:
     power: int
     derivatives: int
     expectation: Expectation  # exact (with its closed form) or quadrature, decided by derive
+
+    @property
+    def small_k(self) -> SmallK | None:
+        """Where the closed form cancels as K -> 0: its Taylor polynomial and the switch (stability)."""
+        return small_k_branch(self.expectation.expr) if self.expectation.exact else None
 
     @property
     def key(self) -> tuple[str, int, int]:

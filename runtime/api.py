@@ -229,9 +229,16 @@ def _unresolved(name: str, top: int, coeffs: np.ndarray, errors: np.ndarray, l: 
             f"a Gaussian expectation of {name} diverges or is not resolved at K = {K:.6g} "
             f"(layer {l - 1}): sigma(z)^{2 * top} is not integrable against N(0, K) there"
         )
+    falling = ""
+    if l >= 3 and K < 0.5 * K1:  # a kernel that falls fast makes closed forms cancel and rules lose digits
+        falling = (
+            f"; the kernel is falling (K = {K1:.3g} at layer 1) and may be collapsing toward the trivial "
+            f"fixed point K* = 0: try C_b > 0 or C_W nearer a critical point (pdlt criticality), "
+            f"or accept a larger tolerance"
+        )
     return FlowError(
         f"Gaussian expectations of {name} at K = {K:.6g} (layer {l - 1}) have relative "
-        f"error ~{errors[l - 1]:.1e}, above tolerance {tolerance:g}"
+        f"error ~{errors[l - 1]:.1e}, above tolerance {tolerance:g}{falling}"
     )
 
 

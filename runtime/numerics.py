@@ -280,9 +280,9 @@ def flow_coefficients(
 ):  # fmt: skip
     """Fill coeffs[l-1] with the state of layer l = 1..depth; widths[j] = n_{j+1}.
 
-    errors[l-1] is the largest error estimate of the expectations used to reach layer l,
-    relative to the integral of the integrand's absolute value (``check`` makes it a quadrature
-    error estimate; without it only divergence and roundoff are caught).
+    errors[l-1] is the largest error estimate of the expectations used to reach layer l, relative
+    to the integral of the integrand's absolute value for quadrature and to the value for a closed
+    form (``check`` makes it an error estimate; without it only divergence is caught).
     """
     top, order, nrows, cols = dims[TOP], dims[ORDER], dims[NROWS], dims[MAX_I] + 1
     depth = coeffs.shape[0]
@@ -309,7 +309,10 @@ def flow_coefficients(
         for a in range(1, top + 1):
             for i in range(cols):
                 if err[a, i] > 0.0:
-                    worst = max(worst, err[a, i] / max(mag[a, i], 1e-300))
+                    # quadrature: relative to the integral of |integrand|; a closed form: to its value,
+                    # so that one which cancels (hard tanh's <sigma^6> at large K) is not passed silently
+                    size = mag[a, i] if i < qcount[a] else abs(mu[a, i])
+                    worst = max(worst, err[a, i] / max(size, 1e-300))
                 if not math.isfinite(mu[a, i]):
                     worst = math.inf
         errors[l] = worst
