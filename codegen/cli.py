@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
     except Exception as exc:
+        from .usercache import discard_fresh
+
+        discard_fresh()  # a failed command leaves nothing in the user cache
         if os.environ.get("PDLT_DEBUG"):
             raise
         if is_user_error(exc):

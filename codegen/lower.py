@@ -20,7 +20,7 @@ from pdlt.derive import sectors
 from pdlt.derive.activations import Activation, ActivationError
 from pdlt.derive.quadrature import CALIBRATION_KERNELS, GL_DEGREES, TOLERANCE
 from pdlt.derive.sectors import DSIGMA, SIGMA, Integrand, Rule, Sector, Stage
-from pdlt.derive.stability import magnitude
+from pdlt.derive.stability import magnitude, overflow_safe
 from pdlt.runtime import RUNTIME_ABI
 from pdlt.runtime.numerics import KINDS
 
@@ -112,8 +112,8 @@ def assigns(outputs: list[tuple[str, sp.Expr]], mapping: dict, prefix: str) -> t
 
 def _piecewise(act: Activation, mapping: dict) -> tuple:
     printer = NumbaPrinter(mapping)
-    body = [Branch(f"z < {float(p.hi)!r}", (Return(printer.doprint(p.expr)),)) for p in act.pieces[:-1]]
-    return (*body, Return(printer.doprint(act.pieces[-1].expr)))
+    body = [Branch(f"z < {float(p.hi)!r}", (Return(printer.doprint(overflow_safe(p.expr))),)) for p in act.pieces[:-1]]
+    return (*body, Return(printer.doprint(overflow_safe(act.pieces[-1].expr))))
 
 
 def exact_function(layout: Layout, mapping: dict) -> Function:

@@ -7,6 +7,8 @@ and how symbols map to array elements. Anything outside the tables raises
 
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -74,6 +76,19 @@ class NumbaPrinter(PythonCodePrinter):
         if exp.is_Integer and exp < 0:
             return f"(1.0/({self._print(sp.Pow(base, -exp))}))"
         return super()._print_Pow(expr, rational=rational)
+
+    def _print_log(self, expr: sp.log) -> str:
+        """log, with the two forms that overflow written so that they do not: log(1 + e^u) (softplus)
+        as max(u, 0) + log1p(e^-|u|), and log(cosh u) as |u| + log1p(e^-2|u|) - log 2."""
+        (arg,) = expr.args
+        rest = arg - 1
+        if arg.is_Add and isinstance(rest, sp.exp):
+            u = self._print(rest.args[0])
+            return f"(max({u}, 0.0) + math.log1p(math.exp(-abs({u}))))"
+        if isinstance(arg, sp.cosh):
+            u = self._print(arg.args[0])
+            return f"(abs({u}) + math.log1p(math.exp(-2.0*abs({u}))) - {math.log(2.0)!r})"
+        return f"math.log({self._print(arg)})"
 
     def _print_Exp1(self, expr) -> str:
         return "math.e"

@@ -91,6 +91,7 @@ def kernels(act: Activation, order: int, progress: Callable[[str], None] | None 
             progress(f"deriving and generating order-{order} kernels for {act.name} (first use) ...")
         command = f"pdlt (user cache) for {sp.sstr(act.expr)} at order {order}"
         write_atomic(path, module_text(act, order, command))
+        _FRESH.append((module_name, path))
         if progress:
             progress(f"cached in {path}")
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -98,6 +99,27 @@ def kernels(act: Activation, order: int, progress: Callable[[str], None] | None 
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+_FRESH: list[tuple[str, Path]] = []  # modules this process generated into the cache
+
+
+def discard_fresh() -> list[Path]:
+    """Remove what this process added to the cache (the modules it generated and their numba cache
+    files): a command that fails leaves nothing behind. Returns the paths removed."""
+    removed = []
+    numba_dir = os.environ.get("NUMBA_CACHE_DIR")
+    while _FRESH:
+        module_name, path = _FRESH.pop()
+        sys.modules.pop(module_name, None)
+        found = [path, *(path.parent / "__pycache__").glob(f"{module_name}.*")]
+        if numba_dir:
+            found += Path(numba_dir).rglob(f"{module_name}.*")
+        for item in found:
+            if item.exists():
+                item.unlink()
+                removed.append(item)
+    return removed
 
 
 def _is_registered(act: Activation) -> bool:

@@ -93,12 +93,34 @@ def _polynomial_pieces(pieces: tuple[Piece, ...], power: int) -> sp.Expr | None:
 # ---------------------------------------------------------------- rule 2: characteristic function
 
 
+_EXPONENTIALS = (sp.exp, sp.sin, sp.cos, sp.sinh, sp.cosh)
+
+
+def _exponential_shaped(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is built from numbers and z by sums, products and non-negative integer powers
+    of z and of exp, sin, cos, sinh, cosh of polynomials of degree <= 2 in z: the only expressions that
+    expand to sums of z^q exp(a z^2 + w z). tanh(tanh(z)), say, is refused here in microseconds
+    instead of after minutes of expansion."""
+    if expr.is_Number or expr == z or not expr.has(z):
+        return True
+    if expr.is_Add or expr.is_Mul:
+        return all(_exponential_shaped(a) for a in expr.args)
+    if expr.is_Pow:
+        return bool(expr.exp.is_Integer and expr.exp >= 0) and _exponential_shaped(expr.base)
+    if isinstance(expr, _EXPONENTIALS):
+        arg = expr.args[0]
+        return bool(arg.is_polynomial(z) and sp.degree(arg, z) <= 2)
+    return False
+
+
 def _exponential_sum(expr: sp.Expr) -> sp.Expr | None:
     """<expr>_K for expr a sum of c z^q exp(a z^2 + w z) on the whole line, else None.
 
     <z^q e^(a z^2 + w z)>_K = (1 - 2aK)^(-1/2) d^q/dw^q exp(w^2 K'/2), K' = K/(1 - 2aK): a Gaussian
     factor only rescales the variance (where 2aK >= 1 the integral diverges and the form is not real).
     """
+    if not _exponential_shaped(expr):  # decided on the tree, before any expansion can blow up
+        return None
     w = sp.Symbol("w")
     expanded = sp.expand(sp.powsimp(sp.expand(expr.rewrite(sp.exp))))
     total = sp.Integer(0)

@@ -52,6 +52,25 @@ def exponential_terms(expr: sp.Expr) -> sp.Expr:
     return sp.expand(sp.powsimp(sp.expand(expr, power_exp=False), combine="exp"), power_exp=False)
 
 
+def overflow_safe(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every factor pair e^u (e^u + 1)^-1 written as (1 + e^-u)^-1, which does not overflow
+    for large u (the logistic function in softplus' and mish's derivatives). log(1 + e^u) and
+    log(cosh u) are made safe by the printer."""
+
+    def fix(mul: sp.Mul) -> sp.Expr:
+        factors = list(mul.args)
+        for f in factors:
+            if isinstance(f, sp.exp):
+                ratio = sp.Pow(f + 1, -1)
+                if ratio in factors:
+                    factors.remove(f)
+                    factors.remove(ratio)
+                    return sp.Mul(*factors, sp.Pow(1 + sp.exp(-f.args[0]), -1))
+        return mul
+
+    return expr.replace(lambda e: e.is_Mul, fix)
+
+
 @dataclass(frozen=True)
 class SmallK:
     """Below ``switch``, evaluate ``polynomial`` (the Taylor polynomial at K = 0) instead of the closed form."""

@@ -8,6 +8,7 @@ every activation, so they are written here once.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -190,8 +191,29 @@ def hyper_parts(order: int, leading: float, pieces) -> np.ndarray:
     return out
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux and most Unix), or None where the system does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_memory(depth: int, mod: Module) -> None:
+    """Refuse, before allocating, a depth whose arrays would not fit: the coefficients, and the summed
+    values and copies a caller makes of them (three arrays of depth x (p + 2) x (p + 1) doubles)."""
+    need = 3 * 8 * depth * (mod.top + 1) * (mod.order + 1)
+    have = available_memory()
+    if have is not None and need > have // 2:
+        raise FlowError(
+            f"depth {depth} needs about {need / 2**30:.1f} GiB for the flow of {mod.name} at order {mod.order}, "
+            f"more than half of the {have / 2**30:.1f} GiB this machine has available: use fewer layers"
+        )
+
+
 def run_flow(mod: Module, depth, width, widths, C_b, C_W, input_norm2, C_b_n, C_W_n, tolerance, check, params):
     check_depth(depth)
+    check_memory(int(depth), mod)
     widths = hidden_widths(depth, width, widths)
     check_positive("C_W", float(C_W))
     check_positive("C_b", float(C_b), strict=False)

@@ -82,7 +82,7 @@ def test_generate_writes_an_importable_self_contained_module(capsys, tmp_path):
     script = f"import sys; sys.path.insert(0, {str(out_dir)!r}); import mish; print(mish.flow(3, width=8).K[-1])"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, env=env)
-    # -I: isolated mode, so only numpy and numba (site-packages) are reachable besides the folder
+    # -I: isolated mode: only the installed packages (numpy, numba, pdlt.runtime) and the folder are reachable
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) > 0
 
@@ -351,3 +351,14 @@ def test_flow_at_the_critical_point(capsys, act, C_b, C_W):
     data = json.loads(out)
     assert code == 0 and "critical point of " + act in err
     assert data["C_b"] == pytest.approx(C_b, abs=5e-9) and data["C_W"] == pytest.approx(C_W, abs=5e-9)
+
+
+def test_a_failed_command_leaves_nothing_in_the_user_cache(capsys, tmp_path, monkeypatch):
+    """exp(z^2) is generated on first use, then its flow diverges: the command fails with exit 2 and
+    removes the module it just generated (and numba's cache files for it); a success keeps them."""
+    monkeypatch.setenv("PDLT_CACHE_DIR", str(tmp_path))
+    code, _, err = run(capsys, "flow", "exp(z**2)", "--depth", "3", "--width", "8")
+    assert code == 2 and "is not integrable" in err
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    code, _, _ = run(capsys, "flow", "z*erf(z)", "--depth", "3", "--width", "8")
+    assert code == 0 and any(tmp_path.rglob("pdlt_kernels_*.py"))

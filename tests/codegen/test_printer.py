@@ -67,3 +67,33 @@ def test_printed_code_evaluates_to_the_expression():
     code = p(expr)
     value = eval(code, {"math": math, "x": 0.3, "y": -1.2})  # our own generated code, not user text
     assert value == pytest.approx(float(expr.subs({x: 0.3, y: -1.2})), rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("expr", "exact"),
+    [
+        (sp.log(1 + sp.exp(x)), lambda v: max(v, 0) + __import__("math").log1p(__import__("math").exp(-abs(v)))),
+        (sp.log(sp.cosh(x)), None),
+    ],
+)
+def test_softplus_and_log_cosh_do_not_overflow(expr, exact):
+    """log(1 + e^x) and log(cosh x) are printed in forms that stay finite where e^x overflows
+    (x > 709); checked against mpmath at 30 digits from -800 to 800."""
+    import math
+
+    import mpmath
+
+    text = NumbaPrinter(BIND).doprint(expr)
+    f = eval(f"lambda x: {text}", {"math": math})  # our own printed code, not user input
+    g = sp.lambdify(x, expr, "mpmath")
+    for v in (-800.0, -30.0, -1.0, 0.0, 0.5, 30.0, 800.0):
+        with mpmath.workdps(30):
+            ref = g(mpmath.mpf(v))
+        assert math.isfinite(f(v)) and abs(f(v) - ref) <= 4e-16 * max(1.0, abs(ref)), (text, v)
+
+
+def test_the_logistic_factor_is_written_without_overflow():
+    from pdlt.derive.stability import overflow_safe
+
+    expr = overflow_safe(x * sp.exp(x) / (sp.exp(x) + 1))
+    assert expr == x / (1 + sp.exp(-x))

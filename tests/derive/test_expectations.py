@@ -75,3 +75,25 @@ def test_user_formula_with_a_kink_uses_exact_pieces():
     exps = expectations(act, [(1, 0), (1, 1)])
     assert all(e.exact for e in exps.values())
     _close(sp.N(exps[(1, 1)].expr.subs(nt.K, sp.Rational(3, 2)), 40), mp_expectation(act, 1, 1, sp.Rational(3, 2)))
+
+
+@pytest.mark.parametrize(
+    ("text", "shaped"),
+    [
+        ("sin(z)**2", True),
+        ("z*exp(-z**2/4 + z)", True),
+        ("cosh(2*z)*z**3 + 1", True),
+        ("tanh(z)", False),  # a quotient of exponentials, not a sum
+        ("tanh(tanh(tanh(z)))", False),  # used to expand for 171 s before being refused
+        ("exp(exp(z))", False),
+        ("exp(z**3)", False),
+        ("1/(1 + exp(z))", False),
+    ],
+)
+def test_the_characteristic_function_rule_is_gated_on_the_tree(text, shaped):
+    """The rule expands sigma^(2a) into exponentials; whether that can succeed is decided on the
+    expression tree first, so nested functions are refused without expanding them."""
+    from pdlt.derive.expectations import _exponential_shaped
+    from pdlt.derive.parse import parse_activation
+
+    assert _exponential_shaped(parse_activation(text) ** 2) is shaped

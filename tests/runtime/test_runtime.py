@@ -74,3 +74,11 @@ def test_python_and_numba_entry_points_agree():
     _call_integrands(tanh._integrands, np.zeros(1), math.sqrt(0.7), np.zeros(1), values)
     assert values[0, 1] == 0.0 and values[0, tanh._PERP] == 1.0  # tanh(0)^2, tanh'(0)^2
     assert 0 < mu[1, 0] < 0.7 and np.all(err[1:4, 0] < 1e-13 * mag[1:4, 0] + 1e-300)
+
+
+def test_a_depth_that_would_not_fit_is_refused_before_allocating(monkeypatch):
+    """flow relu --depth 100000000 grew to 12 GB before; the arrays' size is now checked first."""
+    monkeypatch.setattr(api, "available_memory", lambda: 2**30)
+    with pytest.raises(FlowError, match=r"depth 10000000 needs about 2\.7 GiB .* more than half of the 1\.0 GiB"):
+        relu.flow(10_000_000, width=64, C_W=2.0)
+    assert relu.flow(1000, width=64, C_W=2.0).depth == 1000  # 0.3 MB: fine
