@@ -29,8 +29,15 @@ EXIT_BUG = 1
 # ------------------------------------------------------------------ parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error reported like every other bad input: one line, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"pdlt: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="pdlt",
         description="Finite-width recursions of deep MLPs (Roberts-Yaida-Hanin), derived by machine "
         "for any activation.",
