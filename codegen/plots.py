@@ -50,6 +50,12 @@ def _pyplot():
     return plt
 
 
+def MaxNLocator(**kw):  # noqa: N802 - matplotlib's class, imported late like pyplot
+    from matplotlib.ticker import MaxNLocator as locator
+
+    return locator(**kw)
+
+
 def plot_flow(flow, title: str, path: Path, overlays: list[Overlay] | None = None) -> None:
     """K, V/(n K^2) and G{1} against depth (log axes where the data allow), laws overlaid."""
     plt = _pyplot()
@@ -75,6 +81,8 @@ def plot_flow(flow, title: str, path: Path, overlays: list[Overlay] | None = Non
         positive = values[np.isfinite(values)]
         if depth >= 20:
             ax.set_xscale("log")
+        else:  # whole layers only: fractional ticks crowd and mean nothing
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if positive.size and np.all(positive > 0) and positive.max() / max(positive.min(), 1e-300) > 20:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -109,6 +117,21 @@ def phase_data(module, params: dict | None = None, kernels: np.ndarray | None = 
         module.moments(float(K), pvals, False, mu, err, mag)
         g[j], dg[j], perp[j] = mu[1, 0], mu[1, 1], mu[module._PERP, 0]
     return PhaseData(ks, g, dg, perp)
+
+
+def _label_phases(ax, CB: np.ndarray, CW: np.ndarray, log_chi: np.ndarray) -> None:
+    """Name each phase at the grid point deepest inside it (the most extreme log chi_perp), away from
+    the frame and the legend (lower right); a phase absent from the window gets no label."""
+    cb, cw = CB / CB.max(), (CW - CW.min()) / (CW.max() - CW.min())
+    inside = (cb > 0.03) & (cb < 0.3) & (cw > 0.06) & (cw < 0.92)  # the text runs about 0.4 to the right
+    for sign, text, color in (
+        (-1, "ordered ($\\chi_\\perp < 1$)", "navy"),
+        (1, "chaotic ($\\chi_\\perp > 1$)", "darkred"),
+    ):
+        phase = inside & (sign * log_chi > 0.02)
+        if phase.any():
+            j = np.argmax(np.where(phase, sign * log_chi, -np.inf))
+            ax.text(CB.flat[j], CW.flat[j], text, color=color, ha="left", va="center")
 
 
 def plot_phase(
@@ -149,8 +172,7 @@ def plot_phase(
     ax.plot(cb_perp[ok_perp], cw_perp[ok_perp], "k--", lw=1.8, label="$\\chi_\\perp = 1$")
     for n, (cb, cw) in enumerate(critical or []):
         ax.plot([cb], [cw], "o", ms=9, mfc="gold", mec="k", label="critical point" if n == 0 else None)
-    ax.text(0.03 * cb_max, 0.12 * cw_max, "ordered ($\\chi_\\perp < 1$)", color="navy")
-    ax.text(0.45 * cb_max, 0.9 * cw_max, "chaotic ($\\chi_\\perp > 1$)", color="darkred")
+    _label_phases(ax, CB, CW, np.log10(chi_perp))
     ax.set_xlim(0, cb_max)
     ax.set_ylim(cws[0], cw_max)
     ax.set_xlabel("$C_b$")

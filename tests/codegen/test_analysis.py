@@ -264,3 +264,27 @@ def test_criticality_text(capsys):
     assert (zero_cb, zero_cw, zero_where) == (0.0, 4.0, "K* = 0")
     assert abs(cb - 0.17292239) <= 0.5e-8 + 5e-11 and abs(cw - 1.98305826) <= 0.5e-8 + 5e-10
     assert float(where.split()[-1]) == pytest.approx((3 + 17**0.5) / 2, rel=5e-10)
+
+
+def test_phase_labels_sit_inside_their_phase():
+    """The labels used to sit at fixed places: tanh's 'chaotic' landed on the ordered side. Each is
+    now anchored at the grid point deepest inside its phase; a phase absent from the window has none."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pdlt.codegen.plots import _label_phases
+
+    CB, CW = np.meshgrid(np.linspace(0, 1, 41), np.linspace(0.05, 3, 41))
+    log_chi = np.log10(CW / (1 + CB))  # chaotic above the line C_W = 1 + C_b
+    fig, ax = plt.subplots()
+    _label_phases(ax, CB, CW, log_chi)
+    placed = {t.get_text().split()[0]: t.get_position() for t in ax.texts}
+    assert set(placed) == {"ordered", "chaotic"}
+    assert placed["chaotic"][1] > 1 + placed["chaotic"][0] and placed["ordered"][1] < 1 + placed["ordered"][0]
+    fig2, ax2 = plt.subplots()
+    _label_phases(ax2, CB, CW, np.full_like(CB, -0.5))  # all ordered
+    assert [t.get_text().split()[0] for t in ax2.texts] == ["ordered"]
+    plt.close("all")
