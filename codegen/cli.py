@@ -14,6 +14,7 @@ from .commands import (
     cmd_activations,
     cmd_aspect_ratio,
     cmd_bench,
+    cmd_check,
     cmd_criticality,
     cmd_flow,
     cmd_generate,
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--out", required=True, help="output image (PNG)")
     p.set_defaults(func=cmd_phase)
+
+    p = sub.add_parser("check", help="sample real networks and compare the 1/n expansion with them, order by order")
+    add_flow_arguments(p)
+    p.add_argument("--samples", type=int, default=20000, help="number of sampled networks (default 20000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("aspect-ratio", help="how large finite-width effects are at depth L and width n")
     p.add_argument("activation", help="registered name or formula in z")

@@ -337,6 +337,22 @@ def cmd_aspect_ratio(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check
+
+    if args.samples < 100:
+        raise CliError(f"--samples must be >= 100 (the standard errors come from 50 groups), got {args.samples}")
+    if args.depth < 2:
+        raise CliError(f"--depth must be >= 2 for pdlt check (G(1) is not random), got {args.depth}")
+    if args.samples * (args.depth - 1) * max(_parse_widths(args).get("widths") or [args.width or 1]) > 2e10:
+        raise CliError("--samples x depth x width is above 2e10 sigma evaluations (hours); sample fewer")
+    act, _, flow = run_flow(args)
+    _progress(f"sampling {args.samples} networks ...")
+    result = check(act, flow, args.samples, args.seed)
+    print(json.dumps(result.as_dict(), indent=1) if args.json else result.text())
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
