@@ -344,6 +344,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CliError(f"--samples must be >= 100 (the standard errors come from 50 groups), got {args.samples}")
     if args.depth < 2:
         raise CliError(f"--depth must be >= 2 for pdlt check (G(1) is not random), got {args.depth}")
+    if args.seed < 0:
+        raise CliError(f"--seed must be >= 0, got {args.seed}")
     if args.samples * (args.depth - 1) * max(_parse_widths(args).get("widths") or [args.width or 1]) > 2e10:
         raise CliError("--samples x depth x width is above 2e10 sigma evaluations (hours); sample fewer")
     act, _, flow = run_flow(args)

@@ -61,6 +61,7 @@ def test_the_command_prints_text_and_json(capsys, tmp_path, monkeypatch):
         (["--depth", "1", "--width", "8"], "--depth must be >= 2"),
         (["--depth", "3", "--width", "8", "--samples", "10"], "--samples must be >= 100"),
         (["--depth", "3", "--width", "8", "--samples", "10000000000"], "above 2e10"),
+        (["--depth", "3", "--width", "8", "--seed", "-1"], "--seed must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys):

@@ -35,15 +35,18 @@ ACTIVATIONS = st.sampled_from(["tanh", "relu", "sin", "gelu", "erf", "hard_tanh"
 
 
 ASPECT = {"--depth", "--width", "--C-b", "--C-W"}  # what aspect-ratio takes besides --outputs
+NONNEGATIVE = st.sampled_from(["0", "1", "12345", "-1"])
 
 
 @st.composite
 def command_lines(draw):
-    command = draw(st.sampled_from(["flow", "flow", "aspect-ratio"]))
+    command = draw(st.sampled_from(["flow", "flow", "aspect-ratio", "check"]))
     argv = [command, draw(ACTIVATIONS)]
-    if command == "flow":
+    if command in ("flow", "check"):
         argv += ["--order", draw(st.sampled_from(["2", "2", "2", "-1", "abc"]))]
-    allowed = sorted(SENSIBLE) if command == "flow" else sorted(ASPECT)
+    if command == "check":  # a few hundred networks: the statistics do not matter here, the handling does
+        argv += ["--samples", draw(st.sampled_from(["200", "100", "99", "-5", "x"])), "--seed", draw(NONNEGATIVE)]
+    allowed = sorted(SENSIBLE) if command != "aspect-ratio" else sorted(ASPECT)
     names = draw(st.lists(st.sampled_from(allowed), max_size=5, unique=True))
     for name in ["--depth", *[n for n in names if n != "--depth"]]:
         edge = draw(st.integers(0, 9)) == 0  # one value in ten at the edges
