@@ -28,7 +28,7 @@ import sympy as sp
 
 from . import notation as nt
 from .activations import Activation, ActivationError
-from .delta import CHI_PAR, CHI_PERP, K00, H, ddK2, derive_delta_expansion, dK1
+from .delta import CHI_PAR, CHI_PERP, K00, H, ddK0, ddK2, derive_delta_expansion, dK1
 from .expectations import Expectation, expectations, perp_expectations
 from .quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
 from .recursion import cumulant_derivatives, derive_step, moment_derivatives, state_keys
@@ -127,14 +127,14 @@ def single_input(act: Activation, order: int) -> Sector:
                 ("integrands",),
                 "s",
                 tuple((key, step.cumulants[key]) for key in cumulant_derivatives(order)),
-            ),  # fmt: skip
+            ),
             Stage(
                 "step",
                 "one layer l -> l+1; r = n_l/n_{l-1}",
                 ("c", "s"),
                 "c",
                 tuple((key, step.new_state[key]) for key in state_keys(order)),
-            ),  # fmt: skip
+            ),
         ),
         scalars=(nt.r, *hyper),
     )
@@ -153,17 +153,17 @@ def perp_integrands(act: Activation) -> tuple[Integrand, ...]:
 def delta(act: Activation) -> Sector:
     """Two nearby inputs at infinite width: the delta expansion and the susceptibilities."""
     expansion = derive_delta_expansion()
-    sigma_rows = expectations(act, [(1, 0), (1, 1)])
+    sigma_rows = expectations(act, [(1, 0), (1, 1), (1, 2)])
     perp = {p.derivatives: p for p in perp_integrands(act)}
     integrands = []
-    for row in expansion.basis:
+    for row in expansion.basis + expansion.extra_basis:
         i = row.derivative_order
         if row.factor == SIGMA:
             integrands.append(Integrand(row.symbol, SIGMA, 1, i, sigma_rows[(1, i)]))
         elif i in perp:
             integrands.append(Integrand(row.symbol, DSIGMA, 1, i, perp[i].expectation))
-    state = Field("state", ("j",), (((0,), K00), ((1,), dK1), ((2,), ddK2)), "",
-                  "(K00, dK[1], ddK[2]): the kernel of the midpoint and its first and second variations")  # fmt: skip
+    state = Field("state", ("j",), (((0,), K00), ((1,), dK1), ((2,), ddK2), ((3,), ddK0)), "",
+                  "(K00, dK[1], ddK[2], ddK[0]): the midpoint kernel, its variations, the shift of K_[0]")  # fmt: skip
     chi = Field("chi", ("j",), (((0,), CHI_PAR), ((1,), CHI_PERP), ((2,), H)), "",
                 "(chi_parallel, chi_perp, h) at K00")  # fmt: skip
     return Sector(
@@ -179,14 +179,14 @@ def delta(act: Activation) -> Sector:
                 ("integrands",),
                 "chi",
                 tuple(((j,), e) for j, (_, e) in enumerate(expansion.susceptibilities)),
-            ),  # fmt: skip
+            ),
             Stage(
                 "step",
-                "one layer of the delta expansion",
+                "one layer of the delta expansion, with the shift ddK[0] of K_[0]",
                 ("state", "chi", "integrands"),
                 "state",
-                tuple(((j,), e) for j, (_, e) in enumerate(expansion.updates)),
-            ),  # fmt: skip
+                tuple(((j,), e) for j, (_, e) in enumerate((*expansion.updates, expansion.midpoint_correction))),
+            ),
         ),
         scalars=(nt.C_b, nt.C_W),
     )

@@ -15,4 +15,4 @@ A generated module imports numpy, numba and ``pdlt.runtime``; it runs wherever `
 This package imports nothing heavy on its own: ``import pdlt.runtime.errors`` stays cheap.
 """
 
-RUNTIME_ABI = 1
+RUNTIME_ABI = 2  # 2: the delta sector carries ddK[0] (four state entries, seven output columns)

@@ -34,10 +34,12 @@ _TWO_INPUT_DOC = """Two inputs x_pm = x_0 pm dx/2 to second order in dx at infin
 
 ``input_norm2`` = |x_0|^2/n_0, ``input_dot`` = x_0.dx/n_0, ``input_delta2`` = |dx|^2/n_0, so that
 K00(1) = C_b + C_W |x_0|^2/n_0, dK[1](1) = C_W x_0.dx/n_0 and ddK[2](1) = C_W |dx|^2/(4 n_0).
-Returns a dict of arrays over layers: K00, dK1, ddK2, chi_parallel, chi_perp, h.
+Returns a dict of arrays over layers: K00, dK1, ddK2, chi_parallel, chi_perp, h, and ddK0, the
+second-order shift of the mean kernel K_[0] = K00 + ddK0 (0 at layer 1), so that to second order in dx
+K_{{++}} = K00 + ddK0 + dK1 + ddK2, K_{{--}} = K00 + ddK0 - dK1 + ddK2 and K_{{+-}} = K00 + ddK0 - ddK2.
 """
 
-TWO_INPUT_FIELDS = ("K00", "dK1", "ddK2", "chi_parallel", "chi_perp", "h")
+TWO_INPUT_FIELDS = ("K00", "dK1", "ddK2", "chi_parallel", "chi_perp", "h", "ddK0")
 
 
 class Pieces(NamedTuple):
@@ -102,7 +104,7 @@ class Module:
                                   params, out)  # fmt: skip
 
     def two_input_coefficients(self, C_b, C_W, K00, dK1, ddK2, params, out) -> None:
-        """out[l-1] = (K00, dK[1], ddK[2], chi_parallel, chi_perp, h), book (5.46)-(5.52), layer by layer."""
+        """out[l-1] = (K00, dK[1], ddK[2], chi_parallel, chi_perp, h, ddK[0]), book (5.46)-(5.52), layer by layer."""
         p = self.pieces
         scalars = (float(C_b), float(C_W), float(K00), float(dK1), float(ddK2))
         numerics.two_input_coefficients(p.exact, p.integrands, p.susceptibilities, p.delta_step, *self.description,

@@ -339,17 +339,18 @@ def two_input_coefficients(
     exact, integrands, chi_fn, delta_fn, dims, qcount, rule, gl, breaks, C_b, C_W, K00, dK1, ddK2, params, out
 ):
     """The delta expansion of two nearby inputs, book (5.46)-(5.48), layer by layer:
-    out[l-1] = (K00, dK[1], ddK[2], chi_parallel, chi_perp, h) with the susceptibilities at K00(l)."""
-    if out.shape[1] < 6:
-        raise ValueError("out must have shape (depth, 6)")
+    out[l-1] = (K00, dK[1], ddK[2], chi_parallel, chi_perp, h, ddK[0]) with the susceptibilities at
+    K00(l); ddK[0] = K_[0] - K00 is the second-order shift of the gamma-basis mean (0 at layer 1)."""
+    if out.shape[1] < 7:
+        raise ValueError("out must have shape (depth, 7)")
     _check_params(params, dims)
     chi = np.zeros(3)
     mu = np.zeros((dims[NROWS], dims[MAX_I] + 1))
     err = np.zeros_like(mu)
     mag = np.zeros_like(mu)
-    state = np.zeros(3)
-    following = np.zeros(3)
-    out[0, 0], out[0, 1], out[0, 2] = K00, dK1, ddK2
+    state = np.zeros(4)  # K00, dK[1], ddK[2], ddK[0]
+    following = np.zeros(4)
+    out[0, 0], out[0, 1], out[0, 2], out[0, 6] = K00, dK1, ddK2, 0.0
     for l in range(out.shape[0]):
         K = out[l, 0]
         if not K > 1e-100:
@@ -359,6 +360,11 @@ def two_input_coefficients(
         chi_fn(mu, C_W, chi)
         out[l, 3], out[l, 4], out[l, 5] = chi[0], chi[1], chi[2]
         if l + 1 < out.shape[0]:
-            state[0], state[1], state[2] = out[l, 0], out[l, 1], out[l, 2]
+            state[0], state[1], state[2], state[3] = out[l, 0], out[l, 1], out[l, 2], out[l, 6]
             delta_fn(state, chi, C_b, C_W, mu, following)
-            out[l + 1, 0], out[l + 1, 1], out[l + 1, 2] = following[0], following[1], following[2]
+            out[l + 1, 0], out[l + 1, 1], out[l + 1, 2], out[l + 1, 6] = (
+                following[0],
+                following[1],
+                following[2],
+                following[3],
+            )

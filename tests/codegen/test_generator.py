@@ -55,7 +55,8 @@ def test_golden_pieces_for_the_linear_network_at_order_zero_and_one():
     assert _lines(ir0, "_cumulants") == ("s[1, 0] = mu[1, 0]",)
     # row 2 = order + 2 holds <sigma'^2>_K and its K-derivative: 1 and 0 for sigma(z) = z; the
     # delta expansion needs d/dK <sigma^2>_K = 1 even at order 0 (chi_parallel)
-    assert _lines(ir0, "_exact")[:4] == ("mu[1, 0] = K", "mu[1, 1] = 1", "if perp:", "    mu[2, 0] = 1")
+    # (and g'' = 0, which the shift of K_[0] reads)
+    assert _lines(ir0, "_exact")[:5] == ("mu[1, 0] = K", "mu[1, 1] = 1", "mu[1, 2] = 0", "if perp:", "    mu[2, 0] = 1")
     assert _lines(ir0, "sigma") == ("return z",)
     # the derived susceptibilities and delta step (book 5.46-5.52), printed
     assert _lines(ir0, "_susceptibilities") == (
@@ -63,10 +64,15 @@ def test_golden_pieces_for_the_linear_network_at_order_zero_and_one():
         "chi[1] = C_W*mu[2, 0]",
         "chi[2] = (1/2)*C_W*mu[2, 1]",
     )
+    # ddK0' = chi_par ddK0 + (chi_par - chi_perp) ddK2 + (C_W g''/2 - h) dK1^2, with y0 = chi_perp ddK2, y2 = h dK1^2
     assert _lines(ir0, "_delta_step") == (
+        "y0 = chi[1]*state[2]",
+        "y1 = state[1]**2",
+        "y2 = chi[2]*y1",
         "out[0] = C_W*mu[1, 0] + C_b",
         "out[1] = chi[0]*state[1]",
-        "out[2] = chi[1]*state[2] + state[1]**2*chi[2]",
+        "out[2] = y0 + y2",
+        "out[3] = (1/2)*C_W*mu[1, 2]*y1 + chi[0]*state[3] + chi[0]*state[2] - y0 - y2",
     )
     ir1 = lower(activations.get("linear"), 1)
     assert "mu[1, 1] = 1" in _lines(ir1, "_exact") and "mu[2, 0] = 3*K**2" in _lines(ir1, "_exact")
@@ -158,11 +164,14 @@ def test_generated_module_imports_numpy_numba_and_the_runtime_only(tmp_path):
 
 
 def test_a_module_refuses_a_runtime_with_another_calling_convention(tmp_path):
-    text = render_module(lower(activations.get("relu"), 0)).replace("RUNTIME_ABI = 1", "RUNTIME_ABI = 99")
+    from pdlt.runtime import RUNTIME_ABI
+
+    text = render_module(lower(activations.get("relu"), 0))
+    text = text.replace(f"RUNTIME_ABI = {RUNTIME_ABI}", "RUNTIME_ABI = 99")
     path = tmp_path / "old_relu.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("old_relu", path)
-    with pytest.raises(ImportError, match="needs pdlt.runtime ABI 99, found 1: regenerate it"):
+    with pytest.raises(ImportError, match=f"needs pdlt.runtime ABI 99, found {RUNTIME_ABI}: regenerate it"):
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 

@@ -36,7 +36,8 @@ def test_integrands_record_how_derive_evaluates_them(name):
 def test_the_delta_sector_reads_sigma_and_sigma_prime_rows():
     sector = sectors.delta(activations.get("tanh"))
     keys = {p.key for p in sector.integrands}
-    assert keys == {("sigma", 1, 0), ("sigma", 1, 1), ("sigma'", 1, 0), ("sigma'", 1, 1)}
+    # g, g', g'' (the shift of K_[0] needs g''), <sigma'^2> and its K-derivative
+    assert keys == {("sigma", 1, 0), ("sigma", 1, 1), ("sigma", 1, 2), ("sigma'", 1, 0), ("sigma'", 1, 1)}
     chi_stage, step_stage = sector.stages
     assert (chi_stage.writes, step_stage.writes) == ("chi", "state")
     rows = {p.symbol: p for p in sector.integrands}

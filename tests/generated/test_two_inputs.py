@@ -64,3 +64,46 @@ def test_k_star_zero_perturbations_decay_with_the_book_exponents():
         y = res[key]
         slope = np.log(y[-1] / y[L // 2 - 1]) / np.log(l[-1] / l[L // 2 - 1])
         assert -slope == pytest.approx(p, abs=20 * np.log(L) / L)
+
+
+def _exact_two_inputs(sigma, C_b, C_W, K, depth, nodes=100):
+    """The infinite-width kernel of two inputs, layer by layer, with no expansion: 2x2 Gaussian
+    expectations by tensor Gauss-Hermite (probabilists') on the Cholesky factor of each layer's kernel."""
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / np.sqrt(2 * np.pi)
+    X1, X2 = np.meshgrid(x, x, indexing="ij")
+    W = np.outer(w, w)
+    out = [K]
+    for _ in range(depth - 1):
+        L = np.linalg.cholesky(K)
+        u1, u2 = L[0, 0] * X1, L[1, 0] * X1 + L[1, 1] * X2
+        s1, s2 = sigma(u1), sigma(u2)
+        K = C_b + C_W * np.array(
+            [[np.sum(W * s1 * s1), np.sum(W * s1 * s2)], [np.sum(W * s1 * s2), np.sum(W * s2 * s2)]]
+        )
+        out.append(K)
+    return out
+
+
+def test_ddK0_makes_the_delta_expansion_second_order_in_every_entry():
+    """Two inputs x0 +- dx/2 through 4 tanh layers, against the exact 2x2 recursion. With ddK[0], K_{++}
+    and K_{+-} are right to O(eps^3) (eps = |dx|), so halving eps divides the error by about 8; without
+    it, K_{+-} = K00 - ddK2 is off at O(eps^2) from layer 2 on (halving divides by 4) and far larger."""
+    C_b, C_W, depth = 0.1, 1.4, 4
+    err_with, err_without = [], []
+    for eps in (0.04, 0.02):
+        dot, delta2 = 0.2 * eps, 0.9 * eps**2  # x0.dx/n0, |dx|^2/n0 with |x0|^2/n0 = 0.9
+        res = generated.load("tanh").two_input_flow(depth, C_b, C_W, 0.9, dot, delta2)
+        K1 = C_b + C_W * np.array(
+            [[0.9 + dot + delta2 / 4, 0.9 - delta2 / 4], [0.9 - delta2 / 4, 0.9 - dot + delta2 / 4]]
+        )
+        exact = _exact_two_inputs(np.tanh, C_b, C_W, K1, depth)[-1]
+        K00, d1, d2, d0 = (res[k][-1] for k in ("K00", "dK1", "ddK2", "ddK0"))
+        with_shift = np.array([K00 + d0 + d1 + d2, K00 + d0 - d2])
+        without = np.array([K00 + d1 + d2, K00 - d2])
+        target = np.array([exact[0, 0], exact[0, 1]])
+        err_with.append(np.abs(with_shift - target).max())
+        err_without.append(np.abs(without - target).max())
+    assert err_with[0] / err_with[1] > 6  # O(eps^3) or better
+    assert 3 < err_without[0] / err_without[1] < 5  # O(eps^2)
+    assert err_with[1] < 0.05 * err_without[1]
