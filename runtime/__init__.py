@@ -7,7 +7,7 @@ else is here, written once, linted and tested:
 
 - ``errors``: ``PdltError``, ``UserError`` and ``FlowError`` (raised by every module's ``flow``);
 - ``numerics``: the numba side, quadrature rules, the expectations, the layer loops; it calls the
-  module's functions through numba first-class function pointers, so it compiles and caches once;
+  module's derived callbacks (numba cfuncs) as first-class functions, so it compiles and caches once;
 - ``api``: the Python side, input checks, ``flow``, ``two_input_flow`` and the ``Flow`` result.
 
 A generated module imports numpy, numba and ``pdlt.runtime``; it runs wherever ``pdlt`` is installed.

@@ -1,6 +1,6 @@
 """The Python side of the runtime: input checks, ``flow``, ``two_input_flow`` and ``Flow``.
 
-A generated module builds one :class:`Module` from its constants and numba bindings and exports its
+A generated module builds one :class:`Module` from its constants and derived callbacks and exports its
 ``flow``, ``two_input_flow`` and ``workspace``; their behaviour, messages and JSON are the same for
 every activation, so they are written here once.
 """
