@@ -27,22 +27,16 @@ from pdlt.runtime.numerics import KINDS
 from .ir import Assign, Branch, Constant, Function, Loop, ModuleIR, Return
 from .printer import NumbaPrinter, print_pairs
 
-# How each sector's stages become functions: stage -> (function, runtime signature, arguments, the
-# argument holding each field it reads, the argument it writes, how its scalars are spelled (those
-# not listed are spelled as in symbol_map), prefix of its temporaries).
+# How each sector's stages become functions: stage -> (function, the runtime signature it is compiled
+# for, its arguments, the prefix of its temporaries). A field the stage reads is the argument of the
+# same name; the field it writes is ``out`` when it also reads it, else its own name; a scalar whose
+# name is an argument is spelled so, the others as in symbol_map (cb[k], cw[k]).
 STAGES = {
-    ("single_input", "cumulants"): ("_cumulants", "CUMULANTS", ("mu", "s"), {}, "s", {}, "u"),
-    ("single_input", "step"): (
-        "_step", "STEP", ("c", "s", "cb", "cw", "r", "out"), {"c": "c", "s": "s"}, "out", {}, "t",
-    ),
-    ("delta", "susceptibilities"): (
-        "_susceptibilities", "SUSCEPTIBILITIES", ("mu", "C_W", "chi"), {}, "chi", {"C_W": "C_W"}, "x",
-    ),
-    ("delta", "step"): (
-        "_delta_step", "DELTA_STEP", ("state", "chi", "C_b", "C_W", "mu", "out"), {"state": "state", "chi": "chi"},
-        "out", {"C_b": "C_b", "C_W": "C_W"}, "y",
-    ),
-}  # fmt: skip
+    ("single_input", "cumulants"): ("_cumulants", "CUMULANTS", ("mu", "s"), "u"),
+    ("single_input", "step"): ("_step", "STEP", ("c", "s", "cb", "cw", "r", "out"), "t"),
+    ("delta", "susceptibilities"): ("_susceptibilities", "SUSCEPTIBILITIES", ("mu", "C_W", "chi"), "x"),
+    ("delta", "step"): ("_delta_step", "DELTA_STEP", ("state", "chi", "C_b", "C_W", "mu", "out"), "y"),
+}
 
 
 def _version(dist: str) -> str:
@@ -158,14 +152,14 @@ def integrands_function(layout: Layout) -> Function:
 
 
 def stage_function(sector: Sector, stage: Stage, mapping: dict) -> Function:
-    name, signature, args, reads, out, spelled, prefix = STAGES[(sector.name, stage.name)]
+    name, signature, args, prefix = STAGES[(sector.name, stage.name)]
     local = dict(mapping)
-    for field_name, arg in reads.items():
-        for key, sym in sector.field(field_name).entries:
-            local[sym] = f"{arg}[{', '.join(map(str, key))}]"
-    for sym in sector.scalars:
-        if sym.name in spelled:
-            local[sym] = spelled[sym.name]
+    for field_name in stage.reads:
+        if field_name != "integrands":
+            for key, sym in sector.field(field_name).entries:
+                local[sym] = f"{field_name}[{', '.join(map(str, key))}]"
+    local.update({sym: sym.name for sym in sector.scalars if sym.name in args})
+    out = "out" if stage.writes in stage.reads else stage.writes
     outputs = [(f"{out}[{', '.join(map(str, key))}]", expr) for key, expr in stage.rules]
     return Function(name, signature, args, f"{sector.name}: {stage.doc}.", assigns(outputs, local, prefix))
 

@@ -150,12 +150,3 @@ def print_pairs(
     for (target, _), expr in zip(outputs, reduced):
         pairs.append((target, printer.doprint(expr)))
     return pairs
-
-
-def print_assignments(
-    outputs: list[tuple[str, sp.Expr]],
-    symbol_map: dict[sp.Symbol, str],
-    temp_prefix: str = "t",
-) -> list[str]:
-    """``target = expression`` lines of :func:`print_pairs`."""
-    return [f"{target} = {expr}" for target, expr in print_pairs(outputs, symbol_map, temp_prefix)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from pdlt.codegen.printer import NumbaPrinter, UnsupportedExpression, print_assignments
+from pdlt.codegen.printer import NumbaPrinter, UnsupportedExpression, print_pairs
 
 x, y = sp.symbols("x y", real=True)
 BIND = {x: "x", y: "y"}
@@ -56,7 +56,7 @@ def test_unbound_symbol_is_an_error():
 
 
 def test_assignments_share_subexpressions():
-    lines = print_assignments([("a", sp.exp(x) * y), ("b", sp.exp(x) + 1)], BIND, "t")
+    lines = [f"{t} = {e}" for t, e in print_pairs([("a", sp.exp(x) * y), ("b", sp.exp(x) + 1)], BIND, "t")]
     assert lines == ["t0 = math.exp(x)", "a = t0*y", "b = t0 + 1"]
 
 
