@@ -79,42 +79,44 @@ class SmallK:
     polynomial: sp.Expr
 
 
-def _ratio(value: sp.Expr, size: sp.Expr, k: float) -> mpmath.mpf:
+def _ratio(value: sp.Expr, size: sp.Expr, k: float, var: sp.Symbol = K) -> mpmath.mpf:
     with mpmath.workdps(60):
-        v = abs(mpmath.mpf(sp.N(value.subs(K, sp.Float(k, 60)), 60)))
-        s = mpmath.mpf(sp.N(size.subs(K, sp.Float(k, 60)), 60))
+        v = abs(mpmath.mpf(sp.N(value.subs(var, sp.Float(k, 60)), 60)))
+        s = mpmath.mpf(sp.N(size.subs(var, sp.Float(k, 60)), 60))
         return s / v if v else mpmath.inf
 
 
 @cache
-def small_k_branch(expr: sp.Expr) -> SmallK | None:
-    """The Taylor branch for a closed form that cancels as K -> 0, or None if it does not cancel (or
-    is not analytic at 0, e.g. the truncated moments of piecewise sigma, or has parameters)."""
-    if expr.free_symbols != {K}:
+def small_k_branch(expr: sp.Expr, var: sp.Symbol = K) -> SmallK | None:
+    """The Taylor branch for a closed form that cancels as ``var`` (K by default; the angle theta for
+    pair expectations) -> 0, or None if it does not cancel (or is not analytic at 0, e.g. the truncated
+    moments of piecewise sigma, or has parameters)."""
+    if expr.free_symbols != {var}:
         return None
     size = magnitude(expr)
     try:
-        if _ratio(expr, size, 1e-8) < CANCELS:
+        if _ratio(expr, size, 1e-8, var) < CANCELS:
             return None
-        series = sp.series(expr, K, 0, DEGREE + 2).removeO()
+        series = sp.series(expr, var, 0, DEGREE + 2).removeO()
     except (PoleError, ValueError, ZeroDivisionError, NotImplementedError, TypeError):  # not analytic at K = 0
         return None
     series = sp.expand(series)
-    if not series.is_polynomial(K):
+    if not series.is_polynomial(var):
         return None
-    poly = sp.Poly(series, K)
-    polynomial = sum(poly.coeff_monomial(K**n) * K**n for n in range(DEGREE + 1))
+    poly = sp.Poly(series, var)
+    polynomial = sum(poly.coeff_monomial(var**n) * var**n for n in range(DEGREE + 1))
     for switch in SWITCHES:
         # the polynomial must reproduce the closed form below the switch, checked at 60 digits: this also
         # rejects a function flat at 0 (e^{-1/K}), whose Taylor series is 0
         points = (switch, switch / 10, switch / 1000, 1e-8)
-        if all(_agrees(expr, polynomial, k) for k in points) and _ratio(expr, size, switch) <= MAX_LOSS:
+        agree = all(_agrees(expr, polynomial, k, var) for k in points)
+        if agree and _ratio(expr, size, switch, var) <= MAX_LOSS:
             return SmallK(switch, polynomial)
     return None
 
 
-def _agrees(expr: sp.Expr, polynomial: sp.Expr, k: float) -> bool:
+def _agrees(expr: sp.Expr, polynomial: sp.Expr, k: float, var: sp.Symbol = K) -> bool:
     with mpmath.workdps(60):
         at = sp.Float(k, 60)
-        value = mpmath.mpf(sp.N(expr.subs(K, at), 60))
-        return bool(value) and abs(mpmath.mpf(sp.N(polynomial.subs(K, at), 60)) - value) <= REMAINDER * abs(value)
+        value = mpmath.mpf(sp.N(expr.subs(var, at), 60))
+        return bool(value) and abs(mpmath.mpf(sp.N(polynomial.subs(var, at), 60)) - value) <= REMAINDER * abs(value)
