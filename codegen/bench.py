@@ -8,6 +8,7 @@
 (d) start-up in a fresh process: import + first 1000-layer flow, with the numba cache cold and warm,
     and the peak resident memory of that process.
 Figures depend on the machine; docs/benchmarks.md records one run with its command.
+``--kernels`` runs (e) instead: N x N kernel matrices (``bench_kernels.py``).
 ``--quick`` (a smoke run, about 10 s) does the same with less: (a) for tanh and ReLU only, best of 3;
 (b) over 10 layers; (c) batches of 256 networks for about half a second (it does not reach 1 %).
 """
@@ -209,7 +210,16 @@ def bench_startup() -> dict:
     return out
 
 
-def main(quick: bool = False, as_json: bool = False, out: str | None = None) -> int:
+def main(quick: bool = False, as_json: bool = False, out: str | None = None, kernels: bool = False,
+         sizes: tuple[int, ...] | None = None) -> int:  # fmt: skip
+    if kernels:
+        from .bench_kernels import bench_kernels, report
+
+        results = bench_kernels(sizes or ((300,) if quick else (1000, 3000)))
+        if out:
+            Path(out).write_text(json.dumps(results, indent=1))
+        print(json.dumps(results, indent=1) if as_json else "\n".join(report(results)))
+        return 0
     depth = 1000
     results: dict = {"quick": quick}
     results["generated"] = bench_generated(depth, repeat=3 if quick else 20, names=QUICK_ACTIVATIONS if quick else None)

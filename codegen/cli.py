@@ -22,6 +22,8 @@ from .commands import (
     cmd_phase,
 )
 from .generate import SHIPPED_ORDER
+from .kernel_command import add_arguments as add_kernel_arguments
+from .kernel_command import cmd_kernel
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
@@ -91,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser(
+        "kernel", help="N x N kernel matrices (NNGP K, NTK Theta) at infinite width for inputs in a .npy"
+    )
+    add_kernel_arguments(p)
+    p.set_defaults(func=cmd_kernel)
+
     p = sub.add_parser("aspect-ratio", help="how large finite-width effects are at depth L and width n")
     p.add_argument("activation", help="registered name or formula in z")
     p.add_argument("--depth", type=int, required=True, help="number of layers L")
@@ -106,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--out", help="also write the JSON results to this file")
+    p.add_argument("--kernels", action="store_true", help="benchmark N x N kernel matrices instead")
+    p.add_argument("--sizes", help="with --kernels: comma-separated N (default 1000,3000; 300 with --quick)")
     p.set_defaults(func=cmd_bench)
     return parser
 

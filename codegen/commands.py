@@ -360,4 +360,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.out:
         output_file(args.out)
-    return bench_main(quick=args.quick, as_json=args.json, out=args.out)
+    sizes = None
+    if args.sizes:
+        if not args.kernels:
+            raise CliError("--sizes goes with --kernels")
+        try:
+            sizes = tuple(int(v) for v in args.sizes.split(","))
+        except ValueError:
+            raise CliError(f"--sizes takes comma-separated integers, got {args.sizes!r}") from None
+        if min(sizes) < 2:
+            raise CliError(f"--sizes must be >= 2, got {args.sizes}")
+    return bench_main(quick=args.quick, as_json=args.json, out=args.out, kernels=args.kernels, sizes=sizes)

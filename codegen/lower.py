@@ -16,7 +16,7 @@ import mpmath
 import sympy as sp
 
 from pdlt.derive import notation as nt
-from pdlt.derive import sectors
+from pdlt.derive import pairs, sectors
 from pdlt.derive.activations import Activation, ActivationError
 from pdlt.derive.quadrature import CALIBRATION_KERNELS, GL_DEGREES, TOLERANCE
 from pdlt.derive.sectors import DSIGMA, SIGMA, Integrand, Rule, Sector, Stage
@@ -151,6 +151,37 @@ def integrands_function(layout: Layout) -> Function:
     return Function("_integrands", "INTEGRANDS", ("x", "count", "sk", "params", "perp", "values"), doc, body)
 
 
+def values_function() -> Function:
+    """sigma on a grid of nodes, for the runtime's Hermite expansions of sigma(sqrt(K) x)."""
+    body = (Loop("j", "count", (Assign("out[j]", "sigma(scale * x[j], params)"),)),)
+    doc = "out[j] = sigma(scale * x[j]) for j < count."
+    return Function("_values", "VALUES", ("x", "count", "scale", "params", "out"), doc, body)
+
+
+def pair_function(act: Activation, rule: pairs.PairRule) -> Function:
+    """The closed-form pair expectations at angle theta (out[0..3]: <sigma_a sigma_b>, <sigma'_a sigma'_b>,
+    <(sigma_a - sigma_b)^2>, <(sigma_a + sigma_b)^2>); empty where the runtime sums a Hermite series."""
+    args = ("ka", "kb", "kab", "dist", "total", "theta", "params", "out")
+    doc = (
+        "Closed-form pair expectations at angle theta: out = <s_a s_b>, <s'_a s'_b>, <(s_a - s_b)^2>, <(s_a + s_b)^2>."
+    )
+    if not rule.exact:
+        return Function("_pair", "PAIR", args, doc, ())
+    names = dict(zip(sp.symbols("K_ab D S gap"), ("kab", "dist", "total", "gap")))
+    mapping = {pairs.K_a: "ka", pairs.K_b: "kb", pairs.theta: "theta", **names}
+    mapping.update({sym: f"params[{j}]" for j, sym in enumerate(act.param_symbols)})
+    forms = pairs.closed_forms(rule)
+    gap = sp.Symbol("gap")
+    uses_gap = any(e.has(gap) for e in forms.values())
+    body = [*assigns([("gap", rule.gap)], mapping, "h")] if uses_gap else []
+    if uses_gap and rule.gap_branch is not None:
+        poly = rule.gap_branch.polynomial
+        body.append(Branch(f"theta < {rule.gap_branch.switch!r}", assigns([("gap", poly)], mapping, "q")))
+    outputs = [(f"out[{j}]", forms[key]) for j, key in enumerate(("sigma", "dsigma", "minus", "plus"))]
+    body += assigns(outputs, mapping, "v")
+    return Function("_pair", "PAIR", args, doc, tuple(body))
+
+
 def stage_function(sector: Sector, stage: Stage, mapping: dict) -> Function:
     name, signature, args, prefix = STAGES[(sector.name, stage.name)]
     local = dict(mapping)
@@ -203,6 +234,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
     layout = Layout(order, merge_integrands(single.integrands, delta.integrands))
     mapping = symbol_map(act, layout, (single.integrands, delta.integrands))
     rule = sectors.choose_rule(act, layout.integrands)
+    pair = pairs.pair_rule(act)
     shown, rule_values, gl = rule_constants(rule)
     try:
         dsigma = _piecewise(act.derivative(), mapping)
@@ -224,6 +256,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
                  "(i, path, rule): how d^i/dK^i <sigma'(z)^2>_K is computed (chi_perp, h); empty if sigma jumps"),
         Constant("QUADRATURE", shown),
         Constant("ACCURACY", _accuracy(layout, rule), "how accurate each path is, and how that is checked"),
+        Constant("PAIR_RULE", (pair.kind, pair.reason), "how the kernel-matrix pair expectations are computed"),
         Constant("RUNTIME_ABI", RUNTIME_ABI, "the pdlt.runtime calling convention this module was generated for"),
     )  # fmt: skip
     n_params = len(act.params)
@@ -251,5 +284,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         integrands_function(layout),
         exact_function(layout, mapping),
         *(stage_function(sector, stage, mapping) for sector in (single, delta) for stage in sector.stages),
+        values_function(),
+        pair_function(act, pair),
     )
     return ModuleIR(act.name, sp.sstr(act.expr), order, command, public + private, functions)

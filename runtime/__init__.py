@@ -8,11 +8,14 @@ else is here, written once, linted and tested:
 - ``errors``: ``PdltError``, ``UserError`` and ``FlowError`` (raised by every module's ``flow``);
 - ``numerics``: the numba side, quadrature rules, the expectations, the layer loops; it calls the
   module's derived callbacks (numba cfuncs) as first-class functions, so it compiles and caches once;
-- ``api``: the Python side, input checks, ``flow``, ``two_input_flow`` and the ``Flow`` result.
+- ``api``: the Python side, input checks, ``flow``, ``two_input_flow`` and the ``Flow`` result;
+- ``kernels``: N x N kernel matrices (NNGP and NTK) at infinite width, pair by pair in parallel.
 
 A generated module imports numpy, numba and ``pdlt.runtime``; it runs wherever ``pdlt`` is installed.
 ``RUNTIME_ABI`` numbers the calling convention; a module records the one it was generated for.
 This package imports nothing heavy on its own: ``import pdlt.runtime.errors`` stays cheap.
 """
 
-RUNTIME_ABI = 2  # 2: the delta sector carries ddK[0] (four state entries, seven output columns)
+# 2: the delta sector carries ddK[0] (four state entries, seven output columns);
+# 3: modules provide sigma on a grid (VALUES) and the closed-form pair expectations (PAIR)
+RUNTIME_ABI = 3

@@ -39,6 +39,17 @@ second-order shift of the mean kernel K_[0] = K00 + ddK0 (0 at layer 1), so that
 K_{{++}} = K00 + ddK0 + dK1 + ddK2, K_{{--}} = K00 + ddK0 - dK1 + ddK2 and K_{{+-}} = K00 + ddK0 - ddK2.
 """
 
+_KERNEL_DOC = """The infinite-width NNGP kernel K and NTK Theta of {name} for N inputs, layer by layer (book ch. 4, 8).
+
+``inputs`` is an (N, n_0) array. ``C_b``, ``C_W``, ``lambda_b``, ``lambda_W`` take one number or one per
+layer 1..depth; ``lambda_b`` and ``lambda_W`` default to ``C_b`` and ``C_W``, which is the NTK of
+neural-tangents' ``Dense(W_std=sqrt(C_W), b_std=sqrt(C_b), parameterization='ntk')``. ``layers`` picks the
+stored layers (default all), ``tensors`` is a subset of ("K", "Theta"). ``progress(done, total)`` is called
+as blocks of pairs finish. Keyword parameters of the activation: {params}.
+FlowError is raised on bad input, or when an expectation's relative error bound exceeds ``tolerance``.
+Returns a :class:`pdlt.runtime.kernels.KernelMatrices` (arrays of shape (stored layers, N, N)).
+"""
+
 TWO_INPUT_FIELDS = ("K00", "dK1", "ddK2", "chi_parallel", "chi_perp", "h", "ddK0")
 
 
@@ -51,6 +62,8 @@ class Pieces(NamedTuple):
     step: Callable  # STEP: one layer of the single-input flow
     susceptibilities: Callable  # SUSCEPTIBILITIES: chi_parallel, chi_perp, h
     delta_step: Callable  # DELTA_STEP: one layer of the two-input delta expansion
+    values: Callable  # VALUES: sigma on a grid (the Mehler series of kernel matrices)
+    pair: Callable  # PAIR: closed-form pair expectations at an angle (empty without a closed form)
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class Module:
     params: tuple[tuple[str, float], ...]
     state: tuple[tuple[int, int, str], ...]
     has_perp: bool  # sigma' exists (sigma does not jump), so chi_perp and h do
+    pair_exact: bool  # the pair expectations of kernel matrices have closed forms (PAIR), else a Mehler series
     pieces: Pieces
     description: tuple[np.ndarray, ...]  # dims, qcount, rule, gl, breaks
 
@@ -132,13 +146,13 @@ class Module:
 
     def entry_points(self) -> tuple[Callable, ...]:
         """What a generated module exports: moments, cumulants, step, flow_coefficients,
-        susceptibilities, two_input_coefficients, workspace, flow and two_input_flow."""
-        flow, two_input_flow = self.bind()
+        susceptibilities, two_input_coefficients, workspace, flow, two_input_flow and kernel."""
+        flow, two_input_flow, kernel = self.bind()
         return (self.moments, self.cumulants, self.step, self.flow_coefficients, self.susceptibilities,
-                self.two_input_coefficients, self.workspace, flow, two_input_flow)  # fmt: skip
+                self.two_input_coefficients, self.workspace, flow, two_input_flow, kernel)  # fmt: skip
 
-    def bind(self) -> tuple[Callable, Callable]:
-        """The module's ``flow`` and ``two_input_flow``, documented for this activation."""
+    def bind(self) -> tuple[Callable, Callable, Callable]:
+        """The module's ``flow``, ``two_input_flow`` and ``kernel``, documented for this activation."""
 
         def flow(depth, width=None, widths=None, C_b=0.0, C_W=1.0, input_norm2=1.0, C_b_n=(), C_W_n=(),
                  tolerance=1e-10, check=True, **params):  # fmt: skip
@@ -147,12 +161,20 @@ class Module:
         def two_input_flow(depth, C_b=0.0, C_W=1.0, input_norm2=1.0, input_dot=0.0, input_delta2=1e-4, **params):
             return run_two_inputs(self, depth, C_b, C_W, input_norm2, input_dot, input_delta2, params)
 
+        def kernel(inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None, tensors=("K", "Theta"),
+                   tolerance=1e-10, progress=None, **params):  # fmt: skip
+            from .kernels import kernel_matrices
+
+            return kernel_matrices(self, inputs, depth, C_b, C_W, lambda_b, lambda_W, layers, tensors, tolerance,
+                                   progress, **params)  # fmt: skip
+
         names = ", ".join(p for p, _ in self.params) or "none"
         flow.__doc__ = _FLOW_DOC.format(order=self.order, name=self.name, params=names)
         two_input_flow.__doc__ = _TWO_INPUT_DOC.format(name=self.name)
-        for fn in (flow, two_input_flow):
+        kernel.__doc__ = _KERNEL_DOC.format(name=self.name, params=names)
+        for fn in (flow, two_input_flow, kernel):
             fn.__module__, fn.__qualname__ = self.module, fn.__name__
-        return flow, two_input_flow
+        return flow, two_input_flow, kernel
 
 
 def check_positive(name: str, value: float, strict: bool = True) -> None:

@@ -46,6 +46,9 @@ CUMULANTS = types.void(_V2, _V2)  # (mu, s)
 STEP = types.void(_V2, _V2, _V1, _V1, _F8, _V2)  # (c, s, cb, cw, r, out)
 SUSCEPTIBILITIES = types.void(_V2, _F8, _V1)  # (mu, C_W, chi)
 DELTA_STEP = types.void(_V1, _V1, _F8, _F8, _V2, _V1)  # (state, chi, C_b, C_W, mu, next state)
+VALUES = types.void(_V1, types.int64, _F8, _V1, _V1)  # (x, count, scale, params, out): sigma(scale x)
+# (K_aa, K_bb, K_ab, D, S, theta, params, out): the closed-form pair expectations (pdlt.runtime.kernels)
+PAIR = types.void(_F8, _F8, _F8, _F8, _F8, _F8, _V1, _V1)
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 

@@ -1,0 +1,122 @@
+"""``pdlt bench --kernels``: N x N NNGP + NTK matrices against a vectorised numpy arc-cosine recursion.
+
+For N inputs (standard normal, n_0 = 64, seed 0), depth 10, the last layer stored: the time and the peak
+of numpy-allocated memory (tracemalloc) of ``module.kernel`` for relu, erf, gelu and tanh, beside the
+textbook numpy recursion for relu (what closed-form libraries do: every entry of K and Theta per layer,
+the angle from K_ab / sqrt(K_aa K_bb)). Accuracy is measured separately on 10 inputs with near-duplicate
+(1e-7) and near-antiparallel (1e-6) pairs, against the references in ``pdlt.codegen.kernel_reference``
+(the book's forms at 30 digits for relu, tensor Gauss-Hermite otherwise): the largest error of any entry of
+K or Theta relative to sqrt(K_aa K_bb) (resp. Theta), for pdlt and for the numpy recursion.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import tracemalloc
+
+import numpy as np
+
+DEPTH = 10
+HYPER = {"relu": (0.1, 1.9), "erf": (0.1, 1.2), "gelu": (0.1, 1.6), "tanh": (0.1, 1.2)}
+
+
+def numpy_arccos(x, depth, cb, cw):
+    """The textbook relu recursion, vectorised: NNGP and NTK (lambda = C) for every entry, layer by layer."""
+    dot = x @ x.T / x.shape[1]
+    K = cb + cw * dot
+    T = K.copy()
+    for _ in range(1, depth):
+        d = np.sqrt(np.diag(K))
+        s = np.outer(d, d)
+        th = np.arccos(np.clip(K / s, -1, 1))
+        sig = s * (np.sin(th) + (np.pi - th) * np.cos(th)) / (2 * np.pi)
+        K, T = cb + cw * sig, cb + cw * sig + cw * (np.pi - th) / (2 * np.pi) * T
+    return K, T
+
+
+def _measure(fn):
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return seconds, peak / 2**20
+
+
+def _hard_inputs(n0=8, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(10, n0)) * 0.8
+    x[1] = x[0] + 1e-7 * rng.normal(size=n0)
+    x[3] = -x[2] + 1e-6 * rng.normal(size=n0)
+    return x
+
+
+def _scaled(got, ref):
+    scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
+    return float(np.max(np.abs(got - ref) / scale))
+
+
+def accuracy(name: str) -> dict:
+    """Largest scaled error of K and Theta at layer DEPTH on the hard inputs: pdlt, and numpy for relu."""
+    from pdlt import generated
+
+    from .kernel_reference import gauss_hermite, scale_invariant
+
+    x = _hard_inputs()
+    cb, cw = HYPER[name]
+    res = generated.load(name).kernel(x, DEPTH, C_b=cb, C_W=cw, layers=[DEPTH])
+    lists = [[cb] * DEPTH, [cw] * DEPTH, [cb] * DEPTH, [cw] * DEPTH]
+    if name == "relu":
+        K, T = (np.array(m[-1], dtype=float) for m in scale_invariant(x, DEPTH, *lists, 0, 1))
+        nk, nt = numpy_arccos(x, DEPTH, cb, cw)
+        numpy_err = max(_scaled(nk, K), _scaled(nt, T))
+    else:
+        from scipy.special import erf
+
+        sigma, dsigma = {
+            "erf": (erf, lambda z: 2 / math.sqrt(math.pi) * np.exp(-z * z)),
+            "gelu": (lambda z: z * (1 + erf(z / math.sqrt(2))) / 2,
+                     lambda z: (1 + erf(z / math.sqrt(2))) / 2 + z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)),
+            "tanh": (np.tanh, lambda z: 1 / np.cosh(z) ** 2),
+        }[name]  # fmt: skip
+        Ks, Ts, _ = gauss_hermite(sigma, dsigma, x, DEPTH, *lists, n=400)
+        K, T, numpy_err = Ks[-1], Ts[-1], None
+    return {"pdlt": max(_scaled(res.K[0], K), _scaled(res.Theta[0], T)), "numpy_arccos": numpy_err}
+
+
+def bench_kernels(sizes: tuple[int, ...], names: tuple[str, ...] = tuple(HYPER)) -> dict:
+    from pdlt import generated
+
+    out: dict = {"depth": DEPTH, "cases": [], "accuracy": {name: accuracy(name) for name in names}}
+    for n in sizes:
+        x = np.random.default_rng(0).normal(size=(n, 64))
+        numpy_arccos(x[:8], DEPTH, 0.1, 1.9)
+        sec, mib = _measure(lambda x=x: numpy_arccos(x, DEPTH, *HYPER["relu"]))
+        out["cases"].append({"N": n, "code": "numpy arc-cosine (relu)", "seconds": sec, "peak_mib": mib})
+        for name in names:
+            mod = generated.load(name)
+            cb, cw = HYPER[name]
+            mod.kernel(x[:8], DEPTH, C_b=cb, C_W=cw)  # compile outside the timing
+            holder = {}
+            sec, mib = _measure(
+                lambda mod=mod, cb=cb, cw=cw, x=x: holder.setdefault("r", mod.kernel(x, DEPTH, C_b=cb, C_W=cw,
+                                                                                     layers=[DEPTH]))
+            )  # fmt: skip
+            terms = int(max(holder["r"].terms))
+            out["cases"].append({"N": n, "code": f"pdlt {name}", "seconds": sec, "peak_mib": mib, "terms": terms})
+    return out
+
+
+def report(results: dict) -> list[str]:
+    lines = [f"(e) N x N NNGP + NTK, depth {results['depth']}, last layer stored (2 tensors):"]
+    lines.append(f"    {'N':>6} {'code':<26} {'seconds':>9} {'peak MiB':>9} {'Mehler terms':>13}")
+    for c in results["cases"]:
+        terms = c.get("terms", "")
+        lines.append(f"    {c['N']:>6} {c['code']:<26} {c['seconds']:>9.3f} {c['peak_mib']:>9.0f} {terms!s:>13}")
+    lines.append("    accuracy on 10 inputs with near-duplicate and near-antiparallel pairs (max scaled error):")
+    for name, acc in results["accuracy"].items():
+        numpy_part = f", numpy arc-cosine {acc['numpy_arccos']:.1e}" if acc["numpy_arccos"] is not None else ""
+        lines.append(f"    {name:<6} pdlt {acc['pdlt']:.1e}{numpy_part}")
+    return lines

@@ -1,0 +1,137 @@
+"""``pdlt kernel``: N x N kernel matrices (NNGP K and NTK Theta) for inputs read from a .npy file (DESIGN §9)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from .commands import CliError, _hyperparameters, _kernels, _progress, output_file, resolve
+from .generate import SHIPPED_ORDER
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("activation", help="registered name or formula in z")
+    p.add_argument("--inputs", required=True, help="the inputs: a .npy file holding an (N, n_0) array")
+    p.add_argument("--depth", type=int, required=True, help="number of layers L")
+    p.add_argument("--C-b", dest="C_b", help="bias variance: one number or one per layer 1..L (default 0)")
+    p.add_argument("--C-W", dest="C_W", help="weight variance: one number or one per layer 1..L (default 1)")
+    p.add_argument("--lambda-b", dest="lambda_b", help="bias learning rate of the NTK, one or per layer (default C_b)")
+    p.add_argument(
+        "--lambda-W", dest="lambda_W", help="weight learning rate of the NTK, one or per layer (default C_W)"
+    )
+    p.add_argument("--critical", action="store_true", help="C_b, C_W at the activation's critical point")
+    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
+    p.add_argument("--tensors", default="K,Theta", help="comma-separated subset of K,Theta (default both)")
+    p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-10, help="largest relative error bound accepted (default 1e-10)"
+    )
+    p.add_argument("--out", required=True, help="output file (.npz): layers, and one (layers, N, N) array per tensor")
+    p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
+
+
+def _numbers(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise CliError(f"{option} takes a number or comma-separated numbers (one per layer), got {text!r}") from None
+    return values
+
+
+def _read_inputs(text: str) -> np.ndarray:
+    try:
+        x = np.load(text, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read --inputs {text}: {exc}") from None
+    if not isinstance(x, np.ndarray):
+        raise CliError(f"--inputs {text} holds several arrays (an .npz); give a .npy file with one (N, n_0) array")
+    return x
+
+
+class _Bar:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, pairs: int) -> None:
+        self.pairs, self.live = pairs, sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.live:
+            filled = int(30 * done / max(total, 1))
+            bar = "#" * filled + "-" * (30 - filled)
+            end = "\n" if done >= total else ""
+            line = f"\rpdlt: [{bar}] {100 * done / max(total, 1):3.0f}% of {self.pairs:,} pairs"
+            print(line, end=end, file=sys.stderr, flush=True)
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    if args.depth < 1:
+        raise CliError(f"--depth must be >= 1, got {args.depth}")
+    if not str(args.out).endswith(".npz"):
+        raise CliError(f"--out must name a .npz file, got {args.out!r}")
+    out = output_file(args.out)
+    tensors = [t.strip() for t in args.tensors.split(",") if t.strip()]
+    layers = None
+    if args.layers:
+        try:
+            layers = [int(v) for v in args.layers.split(",")]
+        except ValueError:
+            raise CliError(f"--layers takes comma-separated layer numbers, got {args.layers!r}") from None
+    x = _read_inputs(args.inputs)
+    act = resolve(args.activation, args.param)
+    cb, cw = _numbers(args.C_b, "--C-b"), _numbers(args.C_W, "--C-W")
+    args.C_b, args.C_W = (None if cb is None else cb[0]), (None if cw is None else cw[0])
+    _hyperparameters(args, act)  # defaults, or the critical point with --critical
+    cb = cb if cb is not None else [args.C_b]
+    cw = cw if cw is not None else [args.C_W]
+    module = _kernels(act, SHIPPED_ORDER)
+    params = {s.name: float(v) for s, v in act.params}
+    n = x.shape[0] if x.ndim == 2 else 0
+    result = module.kernel(
+        x,
+        args.depth,
+        C_b=cb,
+        C_W=cw,
+        lambda_b=_numbers(args.lambda_b, "--lambda-b"),
+        lambda_W=_numbers(args.lambda_W, "--lambda-W"),
+        layers=layers,
+        tensors=tensors,
+        tolerance=args.tolerance,
+        progress=_Bar(n * (n - 1) // 2),
+        **params,
+    )
+    result.save(str(out))
+    stored = [int(v) for v in result.layers]
+    names = ", ".join(k for k in result.arrays() if k != "layers")
+    _progress(f"wrote {out}: {names} at layers {_span(stored)} for N = {n} inputs ({result.method})")
+    summary = {
+        "activation": args.activation,
+        "out": str(out),
+        "N": n,
+        "depth": args.depth,
+        "layers": stored,
+        "tensors": [k for k in result.arrays() if k != "layers"],
+        "method": result.method,
+        "terms": [int(t) for t in result.terms],
+        "error_bound": [float(e) for e in result.error],
+        "params": params,
+        **{k: [float(v) for v in vals] for k, vals in result.hyper.items()},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"{args.activation}: N = {n}, depth {args.depth}, pair expectations by {result.method}")
+        print("layer  terms  error bound")
+        for l in range(1, args.depth + 1):
+            print(f"{l:5d}  {int(result.terms[l - 1]):5d}  {result.error[l - 1]:.1e}")
+    return 0
+
+
+def _span(layers: list[int]) -> str:
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}"
+    return ",".join(map(str, layers))

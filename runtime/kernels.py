@@ -1,0 +1,438 @@
+"""N x N kernel matrices at infinite width: the NNGP kernel K and the NTK Theta (book ch. 4-5 and 8, DESIGN §9).
+
+For inputs x_1..x_N the infinite-width recursions are, layer by layer (l = 1..L-1),
+
+    K_ab(l+1)     = C_b(l+1) + C_W(l+1) <sigma_a sigma_b>
+    Theta_ab(l+1) = lambda_b(l+1) + lambda_W(l+1) <sigma_a sigma_b> + C_W(l+1) <sigma'_a sigma'_b> Theta_ab(l)
+
+with K_ab(1) = C_b(1) + C_W(1) x_a.x_b / n_0 and Theta_ab(1) = lambda_b(1) + lambda_W(1) x_a.x_b / n_0, the
+expectations over (u_a, u_b) ~ N(0, [[K_aa, K_ab], [K_ab, K_bb]]) of layer l.
+
+The diagonal K_aa, Theta_aa is the single-input flow (the module's own certified expectations), once per
+distinct input norm. Then every pair runs through all layers on its own (numba ``prange``). A pair carries
+K_ab, Theta_ab, its distance D = K_aa + K_bb - 2 K_ab and its sum S = K_aa + K_bb + 2 K_ab, with
+
+    D(l+1) = C_W <(sigma_a - sigma_b)^2>,   S(l+1) = 4 C_b + C_W <(sigma_a + sigma_b)^2>,
+
+evaluated without subtracting nearly equal numbers; the angle theta = 2 atan2(sqrt(1 - rho), sqrt(1 + rho))
+comes from D and S, so nearly equal and nearly antiparallel inputs keep their relative accuracy.
+
+The pair expectations are either the module's closed forms (``PAIR``, derived in ``pdlt.derive.pairs``)
+or the Mehler series: with f_k(K) = E[sigma(sqrt(K) X) h_k(X)] (h_k = He_k / sqrt(k!), X ~ N(0, 1)),
+
+    <sigma_a sigma_b> = sum_k f_k(K_aa) f_k(K_bb) rho^k,
+    <sigma'_a sigma'_b> = sum_k (k+1) f_{k+1}(K_aa) f_{k+1}(K_bb) rho^k / sqrt(K_aa K_bb)   (Stein),
+
+truncated after M terms, where M (per layer) is the smallest power of two for which the Parseval tails
+<sigma^2> - sum_{k<M} f_k^2 and <sigma'^2> - sum_{k<M-1} (k+1) f_{k+1}^2 / K are below the tolerance
+relative to <sigma^2> and <sigma'^2>: by Cauchy-Schwarz they bound the truncation error of every pair.
+The f_k are Gauss-Hermite sums with 3M + 48 nodes; their change from 2M + 32 nodes enters the bound too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit, prange
+
+from . import numerics
+from .errors import FlowError
+
+_OPTS = {"cache": True, "error_model": "numpy"}
+M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
+TENSORS = ("K", "Theta")
+LATER = {  # tensors of DESIGN §9 that pdlt kernel does not compute yet, and where they are tracked
+    "G": "the finite-width mean kernel (issue 7, item 2)",
+    "V": "the four-point vertex (issue 7, item 3)",
+    "A": "the NTK variance (issue 8)",
+    "B": "the NTK variance (issue 8)",
+    "D": "the NTK-preactivation cross-correlation (issue 8)",
+    "F": "the NTK-preactivation cross-correlation (issue 8)",
+}
+
+
+@njit(**_OPTS)
+def _diagonals(exact, integrands, dims, qcount, rule, gl, breaks, k1, t1, cb, cw, lb, lw, params, perp, K, T, s2, d2,
+               err):  # fmt: skip
+    """K[l, i], T[l, i]: the single-input kernel and NTK of layer l + 1 from k1, t1 (layer 1); s2[l, i] and
+    d2[l, i]: <sigma^2> and <sigma'^2> at K[l, i] (l < L - 1); err[l, i] their largest relative error estimate."""
+    L, N = K.shape
+    nrows = dims[numerics.NROWS]
+    mu = np.zeros((nrows, dims[numerics.MAX_I] + 1))
+    e, m = np.zeros_like(mu), np.zeros_like(mu)
+    last = nrows - 1
+    for i in range(N):
+        K[0, i], T[0, i] = k1[i], t1[i]
+    for l in range(L - 1):
+        for i in range(N):
+            numerics.moments_unchecked(exact, integrands, dims, qcount, rule, gl, breaks, K[l, i], params, True, perp,
+                                       mu, e, m)  # fmt: skip
+            s2[l, i] = mu[1, 0]
+            rel = e[1, 0] / abs(mu[1, 0])
+            d = math.nan
+            if perp:
+                d = mu[last, 0]
+                rel = max(rel, e[last, 0] / abs(d))
+            d2[l, i], err[l, i] = d, rel
+            K[l + 1, i] = cb[l + 1] + cw[l + 1] * mu[1, 0]
+            T[l + 1, i] = lb[l + 1] + lw[l + 1] * mu[1, 0] + cw[l + 1] * d * T[l, i]
+
+
+@njit(parallel=True, **_OPTS)
+def _hermite_coefficients(values, x, sw, Ks, params, out):
+    """out[i, k] = E[sigma(sqrt(Ks[i]) X) h_k(X)] for k < out.shape[1] by the Gauss-Hermite rule with nodes x
+    and weights sw^2 (the normalised h_k are run on sqrt(weight) h_k, which neither overflows nor underflows)."""
+    Q, M = x.shape[0], out.shape[1]
+    for i in prange(Ks.shape[0]):
+        v = np.empty(Q)
+        values(x, Q, math.sqrt(Ks[i]), params, v)
+        for j in range(Q):
+            v[j] = v[j] * sw[j] if sw[j] > 0.0 else 0.0
+        h0, h1 = sw.copy(), x * sw
+        out[i, 0] = np.dot(v, h0)
+        if M > 1:
+            out[i, 1] = np.dot(v, h1)
+        for k in range(1, M - 1):
+            a, b = 1.0 / math.sqrt(k + 1.0), math.sqrt(k / (k + 1.0))
+            for j in range(Q):
+                h0[j], h1[j] = h1[j], a * x[j] * h1[j] - b * h0[j]
+            out[i, k + 1] = np.dot(v, h1)
+
+
+@njit(**_OPTS)
+def _angle(ka, kb, dist, total):
+    """(theta, rho, 1 - |rho|) of a pair from its diagonal, distance and sum, without cancellation."""
+    sa, sb = math.sqrt(ka), math.sqrt(kb)
+    s = sa * sb
+    r2 = (ka - kb) ** 2 / (sa + sb) ** 2  # (sqrt K_aa - sqrt K_bb)^2
+    wm = max((dist - r2) / (2.0 * s), 0.0)  # 1 - rho
+    wp = max((total - r2) / (2.0 * s), 0.0)  # 1 + rho
+    theta = 2.0 * math.atan2(math.sqrt(wm), math.sqrt(wp))
+    if wm <= wp:
+        return theta, 1.0 - wm, min(wm, 1.0)
+    return theta, wp - 1.0, min(wp, 1.0)
+
+
+@njit(**_OPTS)
+def _mehler(f, g, M, rho, q, s, out):
+    """out = <sigma_a sigma_b>, <sigma'_a sigma'_b>, <(sigma_a - sigma_b)^2>, <(sigma_a + sigma_b)^2> from the
+    Hermite coefficients f, g of the two inputs, M terms; q = 1 - |rho|. Each term of the last two is written
+    as (f_k -+ e g_k)^2 +- 2 e f_k g_k (1 - |rho|^k), e = sign(rho)^k, with 1 - |rho|^k by recurrence."""
+    a = abs(rho)
+    flip = rho < 0.0
+    sig, dsig, minus, plus = 0.0, 0.0, 0.0, 0.0
+    pk, tk, ek = 1.0, 0.0, 1.0
+    for k in range(M):
+        fk, gk = f[k], g[k]
+        sig += fk * gk * pk
+        if k + 1 < M:
+            dsig += (k + 1.0) * f[k + 1] * g[k + 1] * pk
+        d, p = fk - ek * gk, fk + ek * gk
+        c2 = 2.0 * ek * fk * gk * tk
+        minus += d * d + c2
+        plus += p * p - c2
+        pk *= rho
+        tk = q + a * tk
+        if flip:
+            ek = -ek
+    out[0], out[1], out[2], out[3] = sig, dsig / s, minus, plus
+
+
+@njit(**_OPTS)
+def _pair_through(pair, closed, i, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout, Tout,
+                  with_theta, buf):  # fmt: skip
+    """Run pair (i, j) from layer 1 through every layer, storing K_ij (and Theta_ij) where ``store`` says."""
+    L = K.shape[0]
+    n0 = x.shape[1]
+    g_ab = gram[i, j]
+    gsum = gram[i, i] + gram[j, j]
+    dist, total = gsum - 2.0 * g_ab, gsum + 2.0 * g_ab
+    if dist < 1e-3 * gsum or total < 1e-3 * gsum:  # nearly equal or antiparallel: from x itself
+        dist, total = 0.0, 0.0
+        for c in range(n0):
+            dist += (x[i, c] - x[j, c]) ** 2
+            total += (x[i, c] + x[j, c]) ** 2
+        dist, total = dist / n0, total / n0
+    kab = cb[0] + cw[0] * g_ab
+    dist, total = cw[0] * dist, 4.0 * cb[0] + cw[0] * total
+    tab = lb[0] + lw[0] * g_ab
+    for l in range(L):
+        if store[l] >= 0:
+            Kout[store[l], i, j] = kab
+            Kout[store[l], j, i] = kab
+            if with_theta:
+                Tout[store[l], i, j] = tab
+                Tout[store[l], j, i] = tab
+        if l == L - 1:
+            break
+        ka, kb = K[l, cls[i]], K[l, cls[j]]
+        theta, rho, q = _angle(ka, kb, dist, total)
+        if closed:
+            pair(ka, kb, kab, dist, total, theta, params, buf)
+        else:
+            _mehler(coef[l, cls[i]], coef[l, cls[j]], Ms[l], rho, q, math.sqrt(ka * kb), buf)
+        kab, dist = cb[l + 1] + cw[l + 1] * buf[0], cw[l + 1] * buf[2]
+        total = 4.0 * cb[l + 1] + cw[l + 1] * buf[3]
+        tab = lb[l + 1] + lw[l + 1] * buf[0] + cw[l + 1] * buf[1] * tab
+
+
+@njit(parallel=True, **_OPTS)
+def _pairs(pair, closed, r0, r1, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout, Tout, with_theta):
+    """Rows r and N - 1 - r for r0 <= r < r1 (so that every task has about N pairs), every j > row."""
+    N = x.shape[0]
+    for r in prange(r0, r1):
+        buf = np.zeros(4)
+        for j in range(r + 1, N):
+            _pair_through(pair, closed, r, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout, Tout,
+                          with_theta, buf)  # fmt: skip
+        i = N - 1 - r
+        if i != r:
+            for j in range(i + 1, N):
+                _pair_through(pair, closed, i, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout,
+                              Tout, with_theta, buf)  # fmt: skip
+
+
+@dataclass
+class KernelMatrices:
+    """Infinite-width kernel matrices of one network for N inputs.
+
+    ``layers``: the stored layer numbers (1-based); ``K[s]``, ``Theta[s]`` (N, N): the NNGP kernel and NTK at
+    layer ``layers[s]`` (``Theta`` is None when not asked for). ``method``: how the pair expectations were
+    computed ("closed" or "hermite"); ``terms[l-1]``: Mehler terms used at layer l (0: closed form);
+    ``error[l-1]``: the sum over layers 2..l of the largest relative error bound of the expectations each
+    update used (certified single-input expectations, the Parseval tail and quadrature error of the Mehler
+    series): the accumulated error where the recursion does not amplify errors (susceptibilities <= 1)."""
+
+    activation: str
+    layers: np.ndarray
+    K: np.ndarray
+    Theta: np.ndarray | None
+    method: str
+    terms: np.ndarray
+    error: np.ndarray
+    hyper: dict = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"layers": self.layers, "K": self.K}
+        if self.Theta is not None:
+            out["Theta"] = self.Theta
+        return out
+
+    def save(self, path: str) -> None:
+        """Write ``layers`` and the tensors to ``path`` (.npz), atomically (a temporary file, then os.replace)."""
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **self.arrays())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def __repr__(self):
+        n = self.K.shape[-1]
+        stored = ", ".join(map(str, self.layers[:8])) + (", ..." if len(self.layers) > 8 else "")
+        theta = ", Theta" if self.Theta is not None else ""
+        return (f"KernelMatrices({self.activation}, N={n}, layers=[{stored}], tensors=K{theta}, "
+                f"method={self.method}, max error bound={float(np.max(self.error, initial=0.0)):.1e})")  # fmt: skip
+
+
+def per_layer(name: str, value, depth: int, strict: bool) -> np.ndarray:
+    """One number for every layer, or one per layer 1..depth, checked (> 0 if ``strict``, else >= 0)."""
+    values = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if values.ndim != 1 or values.size not in (1, depth):
+        raise FlowError(f"{name} takes one value or one per layer 1..{depth}, got {values.size}")
+    bad = values[~(np.isfinite(values) & ((values > 0) if strict else (values >= 0)))]
+    if bad.size:
+        raise FlowError(f"{name} must be {'> 0' if strict else '>= 0'} and finite, got {bad[0]:g}")
+    return np.broadcast_to(values, (depth,)).copy()
+
+
+def _inputs(inputs) -> np.ndarray:
+    x = np.asarray(inputs)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise FlowError(f"inputs must be a 2-d array (N inputs, n_0 features) with N, n_0 >= 1, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise FlowError(f"inputs must be real numbers, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise FlowError("inputs contain NaN or infinite values")
+    norms = np.einsum("ij,ij->i", x, x)
+    if np.any(norms == 0):
+        raise FlowError(f"input {int(np.flatnonzero(norms == 0)[0])} is zero: its kernel has no angle to other inputs")
+    return x
+
+
+def _stored(layers, depth: int) -> np.ndarray:
+    if layers is None:
+        return np.arange(1, depth + 1)
+    chosen = np.unique(np.asarray(layers, dtype=np.int64))
+    if chosen.size == 0 or chosen[0] < 1 or chosen[-1] > depth:
+        raise FlowError(f"layers must be between 1 and depth = {depth}, got {list(map(int, np.atleast_1d(layers)))}")
+    return chosen
+
+
+def _gauss_hermite(Q: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.special import roots_hermitenorm
+
+    x, w = roots_hermitenorm(Q)
+    return x, np.sqrt(w / math.sqrt(2.0 * math.pi))
+
+
+def _coefficients(values, K: np.ndarray, M: int, params) -> tuple[np.ndarray, np.ndarray]:
+    """The first M + 1 Hermite coefficients of sigma(sqrt(K) x) for every K, by Gauss-Hermite with 3M + 48 nodes,
+    and the size of their change from 2M + 32 nodes (the quadrature error estimate)."""
+    out = []
+    for Q in (2 * M + 32, 3 * M + 48):
+        x, sw = _gauss_hermite(Q)
+        coef = np.zeros((K.size, M + 1))
+        _hermite_coefficients(values, x, sw, K, params, coef)
+        out.append(coef)
+    return out[1], out[1] - out[0]
+
+
+def _check_memory(name: str, N: int, n_store: int, n_tensors: int, coef_bytes: int) -> None:
+    from .api import available_memory
+
+    need = 8 * N * N * (n_store * n_tensors + 1) + coef_bytes
+    have = available_memory()
+    if have is not None and need > have // 2:
+        raise FlowError(
+            f"{n_store} stored layer(s) of {n_tensors} N x N tensor(s) for N = {N} need about {need / 2**30:.1f} GiB, "
+            f"more than half of the {have / 2**30:.1f} GiB available: store fewer layers (layers=... / --layers)"
+        )
+
+
+def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, tolerance: float, theta: bool):
+    """Per layer l < L: the Hermite coefficients of every distinct input at K[l], the terms M_l and the bound.
+    Each layer aims at tolerance / (L - 1), so that the bounds of all layers add up to the tolerance; it
+    settles for less where roundoff (4 M eps) stops the bound from falling, and refuses above the tolerance."""
+    target = tolerance / max(len(K), 1)
+    L1, U = s2.shape
+    Ms = np.zeros(L1 + 1, dtype=np.int64)
+    bounds = np.zeros(L1 + 1)
+    tables = []
+    for l in range(L1):
+        M = M_START
+        while True:
+            coef, change = _coefficients(values, K[l], M, params)
+            # Parseval tails bound the truncation; the coefficients' quadrature error enters the sums by
+            # Cauchy-Schwarz, relative to sqrt(<sigma^2>) of each input (and likewise for sigma')
+            tail = np.max(np.abs(s2[l] - np.sum(coef[:, :M] ** 2, axis=1)) / s2[l])
+            quad = np.max(2.0 * np.sqrt(np.sum(change[:, :M] ** 2, axis=1) / s2[l]))
+            if theta:
+                k = np.arange(1, M + 1)
+                dtail = np.max(np.abs(d2[l] - np.sum(k * coef[:, 1:] ** 2, axis=1) / K[l]) / d2[l])
+                dquad = np.max(2.0 * np.sqrt(np.sum(k * change[:, 1:] ** 2, axis=1) / (K[l] * d2[l])))
+                tail, quad = max(tail, dtail), max(quad, dquad)
+            floor = 4 * M * numerics.EPS
+            bound = max(tail + quad, floor)
+            if bound <= target or bound <= 4 * floor or M >= M_MAX:
+                break
+            M *= 2
+        if not bound <= tolerance:
+            worst = float(np.max(K[l]))
+            raise FlowError(
+                f"the Mehler (Hermite) series of {mod.name} at layer {l + 1} (K up to {worst:.4g}) does not reach "
+                f"relative accuracy {tolerance:g} with {M_MAX} terms (bound {bound:.1e}): the series converges slowly "
+                f"where sigma or sigma' has a kink, or K is large; pass a larger tolerance"
+            )
+        Ms[l] = M + 1
+        bounds[l] = bound
+        tables.append(coef)
+    width = int(max(Ms.max(), 1))
+    coef = np.zeros((L1 + 1, U, width))
+    for l, table in enumerate(tables):
+        coef[l, :, : table.shape[1]] = table
+    return coef, Ms, bounds
+
+
+def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None,
+                    tensors: Sequence[str] = TENSORS, tolerance=1e-10, progress: Callable | None = None,
+                    **params) -> KernelMatrices:  # fmt: skip
+    from .api import check_depth
+
+    check_depth(depth)
+    x = _inputs(inputs)
+    tensors = tuple(tensors)
+    for t in tensors:
+        if t in LATER:
+            raise FlowError(f"tensor {t} ({LATER[t]}) is not computed yet; available: {', '.join(TENSORS)}")
+        if t not in TENSORS:
+            raise FlowError(f"unknown tensor {t!r}; available: {', '.join(TENSORS)}")
+    if "K" not in tensors:
+        tensors = ("K", *tensors)
+    theta = "Theta" in tensors
+    if theta and not mod.has_perp:
+        raise FlowError(f"{mod.name} jumps, so sigma' and the NTK are not defined")
+    if not (0 < float(tolerance) < 1):
+        raise FlowError(f"tolerance must be between 0 and 1, got {tolerance}")
+    cb, cw = per_layer("C_b", C_b, depth, strict=False), per_layer("C_W", C_W, depth, strict=True)
+    lb = per_layer("lambda_b", cb if lambda_b is None else lambda_b, depth, strict=False)
+    lw = per_layer("lambda_W", cw if lambda_W is None else lambda_W, depth, strict=False)
+    pvals = mod.param_values(params)
+    store = _stored(layers, depth)
+    N, n0 = x.shape
+    _check_memory(mod.name, N, store.size, 1 + theta, 0)
+
+    # the diagonal: one single-input flow per distinct input norm
+    norms = np.einsum("ij,ij->i", x, x) / n0
+    distinct, cls = np.unique(norms, return_inverse=True)
+    U = distinct.size
+    K, T = np.zeros((depth, U)), np.zeros((depth, U))
+    s2, d2, err = (np.zeros((max(depth - 1, 1), U)) for _ in range(3))
+    p = mod.pieces
+    _diagonals(p.exact, p.integrands, *mod.description, cb[0] + cw[0] * distinct, lb[0] + lw[0] * distinct, cb, cw,
+               lb, lw, pvals, theta, K, T, s2, d2, err)  # fmt: skip
+    errors = np.zeros(depth)
+    errors[1:] = np.max(err, axis=1)[: depth - 1] if depth > 1 else errors[1:]
+    bad = np.flatnonzero(~(errors <= tolerance))
+    if bad.size:
+        l = int(bad[0])
+        raise FlowError(
+            f"Gaussian expectations of {mod.name} at layer {l} (K up to {np.max(K[l - 1]):.4g}) have relative error "
+            f"~{errors[l]:.1e}, above tolerance {tolerance:g}"
+        )
+
+    method = "closed" if mod.pair_exact else "hermite"
+    if method == "hermite" and depth > 1:
+        coef, Ms, bounds = _series(mod, p.values, K[:-1], s2[: depth - 1], d2[: depth - 1], pvals, tolerance, theta)
+        errors[1:] = np.maximum(errors[1:], bounds[: depth - 1])
+        terms = np.concatenate(([0], Ms[: depth - 1]))
+    else:
+        coef, Ms, terms = np.zeros((1, 1, 1)), np.zeros(depth, dtype=np.int64), np.zeros(depth, dtype=np.int64)
+    errors = np.cumsum(errors)  # what the layers' bounds add up to by each layer
+    if not errors[-1] <= tolerance:
+        raise FlowError(
+            f"the error bounds of the {depth} layers of {mod.name} add up to {errors[-1]:.1e}, above tolerance "
+            f"{tolerance:g}: pass a larger tolerance or use fewer layers"
+        )
+
+    _check_memory(mod.name, N, store.size, 1 + theta, coef.nbytes)
+    slot = np.full(depth, -1, dtype=np.int64)
+    slot[store - 1] = np.arange(store.size)
+    Kout = np.zeros((store.size, N, N))
+    Tout = np.zeros((store.size, N, N)) if theta else np.zeros((1, 1, 1))
+    for s, l in enumerate(store):
+        idx = np.arange(N)
+        Kout[s, idx, idx] = K[l - 1, cls]
+        if theta:
+            Tout[s, idx, idx] = T[l - 1, cls]
+    gram = x @ x.T / n0
+    rows = (N + 1) // 2
+    chunks = max(1, min(rows, 50))
+    edges = np.linspace(0, rows, chunks + 1).astype(np.int64)
+    for c in range(chunks):
+        _pairs(p.pair, mod.pair_exact, int(edges[c]), int(edges[c + 1]), K, T, cls.astype(np.int64), coef, Ms, gram,
+               x, cb, cw, lb, lw, pvals, slot, Kout, Tout, theta)  # fmt: skip
+        if progress is not None:
+            progress(int(edges[c + 1]), rows)
+    hyper = {"C_b": cb, "C_W": cw, "lambda_b": lb, "lambda_W": lw}
+    return KernelMatrices(mod.name, store, Kout, Tout if theta else None, method, terms, errors, hyper)

@@ -1,0 +1,85 @@
+"""pdlt kernel: the .npz it writes, its summary, and one clear line with exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pdlt import generated
+from pdlt.codegen.cli import main
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDLT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    x = np.random.default_rng(0).normal(size=(12, 5))
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    return x, str(path)
+
+
+def test_writes_the_arrays_of_the_python_api(inputs, tmp_path, capsys):
+    x, path = inputs
+    out = tmp_path / "k.npz"
+    argv = ["kernel", "tanh", "--inputs", path, "--depth", "4", "--C-b", "0.1", "--C-W", "1.5,1.6,1.7,1.8",
+            "--lambda-W", "2", "--layers", "2,4", "--out", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layers"] == [2, 4] and summary["tensors"] == ["K", "Theta"] and summary["method"] == "hermite"
+    assert summary["C_W"] == [1.5, 1.6, 1.7, 1.8] and summary["lambda_W"] == [2.0] * 4
+    want = generated.load("tanh").kernel(x, 4, C_b=0.1, C_W=[1.5, 1.6, 1.7, 1.8], lambda_W=2.0, layers=[2, 4])
+    with np.load(out) as data:
+        np.testing.assert_array_equal(data["layers"], [2, 4])
+        assert data["K"].shape == data["Theta"].shape == (2, 12, 12)
+        np.testing.assert_array_equal(data["K"], want.K)
+        np.testing.assert_array_equal(data["Theta"], want.Theta)
+
+
+def test_critical_initialization_is_stated(inputs, tmp_path, capsys):
+    _, path = inputs
+    assert (
+        main(["kernel", "relu", "--inputs", path, "--depth", "3", "--critical", "--out", str(tmp_path / "k.npz")]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "critical point of relu: C_b = 0, C_W = 2" in err and "wrote" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tensors", "K,G"], "finite-width mean kernel"),
+        (["--C-W", "1,2"], "one per layer 1..3"),
+        (["--C-b", "a"], "--C-b takes a number"),
+        (["--layers", "1,x"], "--layers takes"),
+        (["--layers", "7"], "between 1 and depth"),
+        (["--critical", "--C-W", "2"], "not both"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(inputs, tmp_path, capsys, extra, message):
+    _, path = inputs
+    out = tmp_path / "k.npz"
+    assert main(["kernel", "relu", "--inputs", path, "--depth", "3", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unreadable_inputs_and_wrong_output_suffix(tmp_path, capsys):
+    np.savez(tmp_path / "two.npz", a=np.ones(2), b=np.ones(3))
+    bad = tmp_path / "bad.npy"
+    bad.write_text("not numpy")
+    for argv, message in (
+        (["--inputs", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "k.npz")], "cannot read --inputs"),
+        (["--inputs", str(bad), "--out", str(tmp_path / "k.npz")], "cannot read --inputs"),
+        (["--inputs", str(tmp_path / "two.npz"), "--out", str(tmp_path / "k.npz")], "several arrays"),
+        (["--inputs", str(bad), "--out", str(tmp_path / "k.txt")], "--out must name a .npz file"),
+    ):
+        assert main(["kernel", "relu", "--depth", "2", *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "k.npz").exists()
