@@ -99,11 +99,12 @@ def bench_kernels(sizes: tuple[int, ...], names: tuple[str, ...] = tuple(HYPER))
             mod = generated.load(name)
             cb, cw = HYPER[name]
             mod.kernel(x[:8], DEPTH, C_b=cb, C_W=cw)  # compile outside the timing
-            holder = {}
+            holder: dict = {}
             sec, mib = _measure(
-                lambda mod=mod, cb=cb, cw=cw, x=x: holder.setdefault("r", mod.kernel(x, DEPTH, C_b=cb, C_W=cw,
-                                                                                     layers=[DEPTH]))
-            )  # fmt: skip
+                lambda mod=mod, cb=cb, cw=cw, x=x, holder=holder: holder.setdefault(
+                    "r", mod.kernel(x, DEPTH, C_b=cb, C_W=cw, layers=[DEPTH])
+                )
+            )
             terms = int(max(holder["r"].terms))
             out["cases"].append({"N": n, "code": f"pdlt {name}", "seconds": sec, "peak_mib": mib, "terms": terms})
     return out

@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 import pytest
-from pdlt.codegen.kernel_reference import gauss_hermite, scale_invariant
 from scipy.special import erf
 
 from pdlt import generated
+from pdlt.codegen.kernel_reference import gauss_hermite, scale_invariant
 from pdlt.runtime.errors import FlowError
 
 
