@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from .commands import CliError, _hyperparameters, _kernels, _progress, output_file, resolve
+from .commands import CliError, _hyperparameters, _kernels, _probe_writable, _progress, output_file, resolve
 from .generate import SHIPPED_ORDER
 
 
@@ -29,8 +30,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tolerance", type=float, default=1e-10, help="largest relative error bound accepted (default 1e-10)"
     )
-    p.add_argument("--out", required=True, help="output file (.npz): layers, and one (layers, N, N) array per tensor")
+    p.add_argument(
+        "--out", required=True, help="output .npz file or .zarr store: layers, and one (layers, N, N) array per tensor"
+    )
+    p.add_argument("--scheduler", help="compute blocks on a dask.distributed scheduler (ADDRESS, or 'local')")
+    p.add_argument("--chunk-size", dest="chunk_size", type=int, help="block size B (pairs B x B; default 2048)")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
+
+
+def output_store(text: str) -> Path:
+    """Check, before any work, that a .zarr store (a folder) can be written at ``text``."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"--out {text} exists and is not a zarr store")
+    _probe_writable(path.parent, "--out", text)
+    return path
 
 
 def _numbers(text: str | None, option: str) -> list[float] | None:
@@ -60,6 +74,7 @@ class _Bar:
         self.pairs, self.live = pairs, sys.stderr.isatty()
 
     def __call__(self, done: int, total: int) -> None:
+        """done of total blocks."""
         if self.live:
             filled = int(30 * done / max(total, 1))
             bar = "#" * filled + "-" * (30 - filled)
@@ -71,9 +86,11 @@ class _Bar:
 def cmd_kernel(args: argparse.Namespace) -> int:
     if args.depth < 1:
         raise CliError(f"--depth must be >= 1, got {args.depth}")
-    if not str(args.out).endswith(".npz"):
-        raise CliError(f"--out must name a .npz file, got {args.out!r}")
-    out = output_file(args.out)
+    if not str(args.out).endswith((".npz", ".zarr")):
+        raise CliError(f"--out must name a .npz file or a .zarr store, got {args.out!r}")
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise CliError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    out = output_file(args.out) if args.out.endswith(".npz") else output_store(args.out)
     tensors = [t.strip() for t in args.tensors.split(",") if t.strip()]
     layers = None
     if args.layers:
@@ -102,9 +119,11 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         tensors=tensors,
         tolerance=args.tolerance,
         progress=_Bar(n * (n - 1) // 2),
+        out=str(out),
+        scheduler=args.scheduler,
+        chunk_size=args.chunk_size,
         **params,
     )
-    result.save(str(out))
     stored = [int(v) for v in result.layers]
     names = ", ".join(k for k in result.arrays() if k != "layers")
     _progress(f"wrote {out}: {names} at layers {_span(stored)} for N = {n} inputs ({result.method})")

@@ -45,7 +45,10 @@ _KERNEL_DOC = """The infinite-width NNGP kernel K and NTK Theta of {name} for N 
 layer 1..depth; ``lambda_b`` and ``lambda_W`` default to ``C_b`` and ``C_W``, which is the NTK of
 neural-tangents' ``Dense(W_std=sqrt(C_W), b_std=sqrt(C_b), parameterization='ntk')``. ``layers`` picks the
 stored layers (default all), ``tensors`` is a subset of ("K", "Theta"). ``progress(done, total)`` is called
-as blocks of pairs finish. Keyword parameters of the activation: {params}.
+as blocks of pairs finish. ``out`` (a .npz file or a .zarr store) is written atomically; with a .zarr store
+the result's K and Theta are zarr arrays and the matrices never need to fit in memory. ``scheduler``
+(a dask.distributed address, or "local") computes blocks of ``chunk_size`` x ``chunk_size`` pairs on
+that cluster, with results identical to the single-process run. Keyword parameters of the activation: {params}.
 FlowError is raised on bad input, or when an expectation's relative error bound exceeds ``tolerance``.
 Returns a :class:`pdlt.runtime.kernels.KernelMatrices` (arrays of shape (stored layers, N, N)).
 """
@@ -162,11 +165,11 @@ class Module:
             return run_two_inputs(self, depth, C_b, C_W, input_norm2, input_dot, input_delta2, params)
 
         def kernel(inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None, tensors=("K", "Theta"),
-                   tolerance=1e-10, progress=None, **params):  # fmt: skip
+                   tolerance=1e-10, progress=None, out=None, scheduler=None, chunk_size=None, **params):  # fmt: skip
             from .kernels import kernel_matrices
 
             return kernel_matrices(self, inputs, depth, C_b, C_W, lambda_b, lambda_W, layers, tensors, tolerance,
-                                   progress, **params)  # fmt: skip
+                                   progress, out, scheduler, chunk_size, **params)  # fmt: skip
 
         names = ", ".join(p for p, _ in self.params) or "none"
         flow.__doc__ = _FLOW_DOC.format(order=self.order, name=self.name, params=names)

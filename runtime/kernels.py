@@ -36,6 +36,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -129,11 +130,12 @@ def _mehler(f, g, M, rho, q, s, out):
     pk, tk, ek = 1.0, 0.0, 1.0
     for k in range(M):
         fk, gk = f[k], g[k]
-        sig += fk * gk * pk
+        fg = fk * gk
+        sig += fg * pk
         if k + 1 < M:
-            dsig += (k + 1.0) * f[k + 1] * g[k + 1] * pk
+            dsig += (k + 1.0) * (f[k + 1] * g[k + 1]) * pk
         d, p = fk - ek * gk, fk + ek * gk
-        c2 = 2.0 * ek * fk * gk * tk
+        c2 = 2.0 * ek * fg * tk
         minus += d * d + c2
         plus += p * p - c2
         pk *= rho
@@ -144,13 +146,18 @@ def _mehler(f, g, M, rho, q, s, out):
 
 
 @njit(**_OPTS)
-def _pair_through(pair, closed, i, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout, Tout,
-                  with_theta, buf):  # fmt: skip
-    """Run pair (i, j) from layer 1 through every layer, storing K_ij (and Theta_ij) where ``store`` says."""
+def _pair_through(pair, closed, i, j, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout, Tout, oi, oj,
+                  mirror, with_theta, buf):  # fmt: skip
+    """Run pair (i, j) from layer 1 through every layer, storing K_ij (and Theta_ij) at [slot, oi, oj] (and at
+    [slot, oj, oi] with ``mirror``) for the layers ``store`` gives a slot. Symmetric in i and j bit for bit,
+    and independent of how pairs are grouped into blocks (the dot product runs in a fixed order)."""
     L = K.shape[0]
     n0 = x.shape[1]
-    g_ab = gram[i, j]
-    gsum = gram[i, i] + gram[j, j]
+    g_ab = 0.0
+    for c in range(n0):
+        g_ab += x[i, c] * x[j, c]
+    g_ab /= n0
+    gsum = norms[i] + norms[j]
     dist, total = gsum - 2.0 * g_ab, gsum + 2.0 * g_ab
     if dist < 1e-3 * gsum or total < 1e-3 * gsum:  # nearly equal or antiparallel: from x itself
         dist, total = 0.0, 0.0
@@ -162,12 +169,15 @@ def _pair_through(pair, closed, i, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, 
     dist, total = cw[0] * dist, 4.0 * cb[0] + cw[0] * total
     tab = lb[0] + lw[0] * g_ab
     for l in range(L):
-        if store[l] >= 0:
-            Kout[store[l], i, j] = kab
-            Kout[store[l], j, i] = kab
+        s = store[l]
+        if s >= 0:
+            Kout[s, oi, oj] = kab
             if with_theta:
-                Tout[store[l], i, j] = tab
-                Tout[store[l], j, i] = tab
+                Tout[s, oi, oj] = tab
+            if mirror:
+                Kout[s, oj, oi] = kab
+                if with_theta:
+                    Tout[s, oj, oi] = tab
         if l == L - 1:
             break
         ka, kb = K[l, cls[i]], K[l, cls[j]]
@@ -182,19 +192,114 @@ def _pair_through(pair, closed, i, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, 
 
 
 @njit(parallel=True, **_OPTS)
-def _pairs(pair, closed, r0, r1, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout, Tout, with_theta):
+def _pairs(pair, closed, r0, r1, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout, Tout, with_theta):
     """Rows r and N - 1 - r for r0 <= r < r1 (so that every task has about N pairs), every j > row."""
     N = x.shape[0]
     for r in prange(r0, r1):
         buf = np.zeros(4)
         for j in range(r + 1, N):
-            _pair_through(pair, closed, r, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout, Tout,
-                          with_theta, buf)  # fmt: skip
+            _pair_through(pair, closed, r, j, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout, Tout,
+                          r, j, True, with_theta, buf)  # fmt: skip
         i = N - 1 - r
         if i != r:
             for j in range(i + 1, N):
-                _pair_through(pair, closed, i, j, K, T, cls, coef, Ms, gram, x, cb, cw, lb, lw, params, store, Kout,
-                              Tout, with_theta, buf)  # fmt: skip
+                _pair_through(pair, closed, i, j, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout,
+                              Tout, i, j, True, with_theta, buf)  # fmt: skip
+
+
+@njit(parallel=True, **_OPTS)
+def _block(pair, closed, r0, r1, c0, c1, K, T, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kb, Tb,
+           with_theta):  # fmt: skip
+    """The block of rows r0..r1-1 and columns c0..c1-1 (diagonal entries from the single-input flows)."""
+    for i in prange(r0, r1):
+        buf = np.zeros(4)
+        for j in range(c0, c1):
+            if i != j:  # always as (smaller, larger), as the triangle does
+                _pair_through(pair, closed, min(i, j), max(i, j), K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params,
+                              store, Kb, Tb, i - r0, j - c0, False, with_theta, buf)  # fmt: skip
+                continue
+            for l in range(K.shape[0]):
+                if store[l] >= 0:
+                    Kb[store[l], i - r0, j - c0] = K[l, cls[i]]
+                    if with_theta:
+                        Tb[store[l], i - r0, j - c0] = T[l, cls[i]]
+
+
+class Plan(NamedTuple):
+    """Everything a block of pairs needs once the diagonal flows are known (picklable, for Dask workers)."""
+
+    module: str  # import name of the generated module
+    path: str | None  # its file, for modules outside the import path (the user cache)
+    closed: bool
+    K: np.ndarray  # [layer - 1, norm class]
+    T: np.ndarray
+    cls: np.ndarray  # norm class of every input
+    coef: np.ndarray  # Hermite coefficients [layer - 1, class, k]
+    Ms: np.ndarray  # Mehler terms per layer
+    norms: np.ndarray  # |x|^2 / n_0
+    x: np.ndarray
+    cb: np.ndarray
+    cw: np.ndarray
+    lb: np.ndarray
+    lw: np.ndarray
+    params: np.ndarray
+    store: np.ndarray  # slot of each layer (-1: not stored)
+    n_store: int
+    theta: bool
+
+
+def plan_pieces(plan: Plan):
+    """The module's numba pieces, imported in this process (a Dask worker imports it on first use)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    mod = sys.modules.get(plan.module)
+    if mod is None:
+        try:
+            mod = importlib.import_module(plan.module)
+        except ImportError:
+            if plan.path is None:
+                raise
+            spec = importlib.util.spec_from_file_location(plan.module, plan.path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[plan.module] = mod
+            spec.loader.exec_module(mod)
+    return mod._MODULE.pieces
+
+
+def compute_block(plan: Plan, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """K (and Theta) of rows r0..r1-1 and columns c0..c1-1 at the stored layers: (stored, rows, columns)."""
+    pieces = plan_pieces(plan)
+    Kb = np.zeros((plan.n_store, r1 - r0, c1 - c0))
+    Tb = np.zeros_like(Kb) if plan.theta else np.zeros((1, 1, 1))
+    _block(pieces.pair, plan.closed, r0, r1, c0, c1, plan.K, plan.T, plan.cls, plan.coef, plan.Ms, plan.norms, plan.x,
+           plan.cb, plan.cw, plan.lb, plan.lw, plan.params, plan.store, Kb, Tb, plan.theta)  # fmt: skip
+    return Kb, (Tb if plan.theta else None)
+
+
+def compute_triangle(plan: Plan, progress: Callable | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every pair in this process, balanced over the cores; the same numbers as ``compute_block``."""
+    pieces = plan_pieces(plan)
+    N = plan.x.shape[0]
+    Kout = np.zeros((plan.n_store, N, N))
+    Tout = np.zeros_like(Kout) if plan.theta else np.zeros((1, 1, 1))
+    idx = np.arange(N)
+    for l in range(plan.K.shape[0]):
+        if plan.store[l] >= 0:
+            Kout[plan.store[l], idx, idx] = plan.K[l, plan.cls]
+            if plan.theta:
+                Tout[plan.store[l], idx, idx] = plan.T[l, plan.cls]
+    rows = (N + 1) // 2
+    chunks = max(1, min(rows, 50))
+    edges = np.linspace(0, rows, chunks + 1).astype(np.int64)
+    for c in range(chunks):
+        _pairs(pieces.pair, plan.closed, int(edges[c]), int(edges[c + 1]), plan.K, plan.cls, plan.coef, plan.Ms,
+               plan.norms, plan.x, plan.cb, plan.cw, plan.lb, plan.lw, plan.params, plan.store, Kout, Tout,
+               plan.theta)  # fmt: skip
+        if progress is not None:
+            progress(int(edges[c + 1]), rows)
+    return Kout, (Tout if plan.theta else None)
 
 
 @dataclass
@@ -210,8 +315,8 @@ class KernelMatrices:
 
     activation: str
     layers: np.ndarray
-    K: np.ndarray
-    Theta: np.ndarray | None
+    K: Any  # numpy arrays, or zarr arrays when written to a .zarr store
+    Theta: Any
     method: str
     terms: np.ndarray
     error: np.ndarray
@@ -356,7 +461,7 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
 
 def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None,
                     tensors: Sequence[str] = TENSORS, tolerance=1e-10, progress: Callable | None = None,
-                    **params) -> KernelMatrices:  # fmt: skip
+                    out=None, scheduler=None, chunk_size=None, **params) -> KernelMatrices:  # fmt: skip
     from .api import check_depth
 
     check_depth(depth)
@@ -380,10 +485,15 @@ def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_
     pvals = mod.param_values(params)
     store = _stored(layers, depth)
     N, n0 = x.shape
-    _check_memory(mod.name, N, store.size, 1 + theta, 0)
+    if not (out is not None and str(out).endswith(".zarr")):
+        _check_memory(mod.name, N, store.size, 1 + theta, 0)
 
     # the diagonal: one single-input flow per distinct input norm
     norms = np.einsum("ij,ij->i", x, x) / n0
+    if out is not None and not str(out).endswith((".npz", ".zarr")):
+        raise FlowError(f"out must name a .npz file or a .zarr store, got {str(out)!r}")
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise FlowError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     distinct, cls = np.unique(norms, return_inverse=True)
     U = distinct.size
     K, T = np.zeros((depth, U)), np.zeros((depth, U))
@@ -415,24 +525,21 @@ def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_
             f"{tolerance:g}: pass a larger tolerance or use fewer layers"
         )
 
-    _check_memory(mod.name, N, store.size, 1 + theta, coef.nbytes)
     slot = np.full(depth, -1, dtype=np.int64)
     slot[store - 1] = np.arange(store.size)
-    Kout = np.zeros((store.size, N, N))
-    Tout = np.zeros((store.size, N, N)) if theta else np.zeros((1, 1, 1))
-    for s, l in enumerate(store):
-        idx = np.arange(N)
-        Kout[s, idx, idx] = K[l - 1, cls]
-        if theta:
-            Tout[s, idx, idx] = T[l - 1, cls]
-    gram = x @ x.T / n0
-    rows = (N + 1) // 2
-    chunks = max(1, min(rows, 50))
-    edges = np.linspace(0, rows, chunks + 1).astype(np.int64)
-    for c in range(chunks):
-        _pairs(p.pair, mod.pair_exact, int(edges[c]), int(edges[c + 1]), K, T, cls.astype(np.int64), coef, Ms, gram,
-               x, cb, cw, lb, lw, pvals, slot, Kout, Tout, theta)  # fmt: skip
-        if progress is not None:
-            progress(int(edges[c + 1]), rows)
+    import sys
+
+    path = getattr(sys.modules.get(mod.module), "__file__", None)
+    plan = Plan(mod.module, path, mod.pair_exact, K, T, cls.astype(np.int64), coef, Ms, norms, x, cb, cw, lb, lw,
+                pvals, slot, int(store.size), theta)  # fmt: skip
     hyper = {"C_b": cb, "C_W": cw, "lambda_b": lb, "lambda_W": lw}
-    return KernelMatrices(mod.name, store, Kout, Tout if theta else None, method, terms, errors, hyper)
+    result = KernelMatrices(mod.name, store, None, None, method, terms, errors, hyper)
+    if out is not None and str(out).endswith(".zarr") or scheduler is not None:
+        from .scaleout import run_blocks
+
+        return run_blocks(plan, result, out, scheduler, chunk_size, progress)
+    _check_memory(mod.name, N, store.size, 1 + theta, coef.nbytes)
+    result.K, result.Theta = compute_triangle(plan, progress)
+    if out is not None:
+        result.save(str(out))
+    return result

@@ -83,3 +83,17 @@ def test_unreadable_inputs_and_wrong_output_suffix(tmp_path, capsys):
         assert main(["kernel", "relu", "--depth", "2", *argv]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "k.npz").exists()
+
+
+def test_zarr_store_by_blocks_equals_the_npz(inputs, tmp_path, capsys):
+    zarr = pytest.importorskip("zarr")
+    _, path = inputs
+    base = ["kernel", "gelu", "--inputs", path, "--depth", "3", "--C-W", "1.3"]
+    assert main([*base, "--out", str(tmp_path / "k.npz")]) == 0
+    assert main([*base, "--out", str(tmp_path / "k.zarr"), "--chunk-size", "5"]) == 0
+    store = zarr.open_group(str(tmp_path / "k.zarr"), mode="r")
+    with np.load(tmp_path / "k.npz") as data:
+        for key in ("layers", "K", "Theta"):
+            np.testing.assert_array_equal(store[key][:], data[key])
+    assert main([*base, "--out", str(tmp_path / "k.zarr"), "--chunk-size", "0"]) == 2
+    assert "--chunk-size must be >= 1" in capsys.readouterr().err
