@@ -24,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--lambda-W", dest="lambda_W", help="weight learning rate of the NTK, one or per layer (default C_W)"
     )
     p.add_argument("--critical", action="store_true", help="C_b, C_W at the activation's critical point")
+    p.add_argument(
+        "--parametrization",
+        choices=("ntk", "standard"),
+        default="ntk",
+        help="ntk (the book's, default) or standard (plain gradient descent: lambda_b = 1, lambda_W = n_(l-1))",
+    )
+    p.add_argument("--widths", help="hidden widths n_1,...,n_(L-1) (the standard parametrization's NTK needs them)")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--tensors", default="K,Theta", help="comma-separated subset of K,Theta (default both)")
     p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")
@@ -55,6 +62,15 @@ def _numbers(text: str | None, option: str) -> list[float] | None:
     except ValueError:
         raise CliError(f"{option} takes a number or comma-separated numbers (one per layer), got {text!r}") from None
     return values
+
+
+def _widths(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise CliError(f"--widths takes comma-separated integers n_1,...,n_(L-1), got {text!r}") from None
 
 
 def _read_inputs(text: str) -> np.ndarray:
@@ -122,6 +138,8 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         out=str(out),
         scheduler=args.scheduler,
         chunk_size=args.chunk_size,
+        parametrization=args.parametrization,
+        widths=_widths(args.widths),
         **params,
     )
     stored = [int(v) for v in result.layers]

@@ -43,7 +43,9 @@ _KERNEL_DOC = """The infinite-width NNGP kernel K and NTK Theta of {name} for N 
 
 ``inputs`` is an (N, n_0) array. ``C_b``, ``C_W``, ``lambda_b``, ``lambda_W`` take one number or one per
 layer 1..depth; ``lambda_b`` and ``lambda_W`` default to ``C_b`` and ``C_W``, which is the NTK of
-neural-tangents' ``Dense(W_std=sqrt(C_W), b_std=sqrt(C_b), parameterization='ntk')``. ``layers`` picks the
+neural-tangents' ``Dense(W_std=sqrt(C_W), b_std=sqrt(C_b), parameterization='ntk')``.
+``parametrization="standard"`` with ``widths`` (n_1..n_(L-1)) is plain gradient descent on the same network,
+lambda_b = 1 and lambda_W = n_(l-1), which is neural-tangents' ``parameterization='standard'``. ``layers`` picks the
 stored layers (default all), ``tensors`` is a subset of ("K", "Theta"). ``progress(done, total)`` is called
 as blocks of pairs finish. ``out`` (a .npz file or a .zarr store) is written atomically; with a .zarr store
 the result's K and Theta are zarr arrays and the matrices never need to fit in memory. ``scheduler``
@@ -165,11 +167,12 @@ class Module:
             return run_two_inputs(self, depth, C_b, C_W, input_norm2, input_dot, input_delta2, params)
 
         def kernel(inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None, tensors=("K", "Theta"),
-                   tolerance=1e-10, progress=None, out=None, scheduler=None, chunk_size=None, **params):  # fmt: skip
+                   tolerance=1e-10, progress=None, out=None, scheduler=None, chunk_size=None, parametrization="ntk",
+                   widths=None, **params):  # fmt: skip
             from .kernels import kernel_matrices
 
             return kernel_matrices(self, inputs, depth, C_b, C_W, lambda_b, lambda_W, layers, tensors, tolerance,
-                                   progress, out, scheduler, chunk_size, **params)  # fmt: skip
+                                   progress, out, scheduler, chunk_size, parametrization, widths, **params)  # fmt: skip
 
         names = ", ".join(p for p, _ in self.params) or "none"
         flow.__doc__ = _FLOW_DOC.format(order=self.order, name=self.name, params=names)

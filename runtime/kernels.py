@@ -360,6 +360,26 @@ def per_layer(name: str, value, depth: int, strict: bool) -> np.ndarray:
     return np.broadcast_to(values, (depth,)).copy()
 
 
+def _parametrization(name, widths, lambda_b, lambda_W, n0: int, depth: int):
+    """(lambda_b, lambda_W) of a parametrization. "ntk": the book's, as given (default C_b, C_W). "standard":
+    plain gradient descent on W ~ N(0, C_W/n_{l-1}), b ~ N(0, C_b), i.e. lambda_b = 1, lambda_W = n_{l-1}
+    (book p. 202; neural-tangents' parameterization='standard' with those widths), which needs the widths."""
+    if name == "ntk":
+        if widths is not None:
+            raise FlowError("widths only enter the NTK in the standard parametrization (parametrization='standard')")
+        return lambda_b, lambda_W
+    if name != "standard":
+        raise FlowError(f"parametrization must be 'ntk' or 'standard', got {name!r}")
+    if lambda_b is not None or lambda_W is not None:
+        raise FlowError("the standard parametrization fixes lambda_b = 1 and lambda_W = n_(l-1): give neither")
+    widths = [] if widths is None and depth == 1 else widths
+    if widths is None or len(widths) != depth - 1:
+        raise FlowError(f"the standard parametrization needs the hidden widths n_1..n_(L-1) ({depth - 1} values)")
+    if any(int(n) != n or n < 1 for n in widths):
+        raise FlowError(f"widths must be integers >= 1, got {list(widths)}")
+    return 1.0, [float(n0), *map(float, widths)]
+
+
 def _inputs(inputs) -> np.ndarray:
     x = np.asarray(inputs)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
@@ -461,7 +481,8 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
 
 def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None,
                     tensors: Sequence[str] = TENSORS, tolerance=1e-10, progress: Callable | None = None,
-                    out=None, scheduler=None, chunk_size=None, **params) -> KernelMatrices:  # fmt: skip
+                    out=None, scheduler=None, chunk_size=None, parametrization="ntk", widths=None,
+                    **params) -> KernelMatrices:  # fmt: skip
     from .api import check_depth
 
     check_depth(depth)
@@ -480,6 +501,7 @@ def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_
     if not (0 < float(tolerance) < 1):
         raise FlowError(f"tolerance must be between 0 and 1, got {tolerance}")
     cb, cw = per_layer("C_b", C_b, depth, strict=False), per_layer("C_W", C_W, depth, strict=True)
+    lambda_b, lambda_W = _parametrization(parametrization, widths, lambda_b, lambda_W, x.shape[1], depth)
     lb = per_layer("lambda_b", cb if lambda_b is None else lambda_b, depth, strict=False)
     lw = per_layer("lambda_W", cw if lambda_W is None else lambda_W, depth, strict=False)
     pvals = mod.param_values(params)

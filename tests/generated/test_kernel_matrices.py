@@ -176,6 +176,10 @@ def test_progress_and_saving(tmp_path):
         ({"tensors": ["Q"]}, "unknown tensor"),
         ({"layers": [0]}, "between 1 and depth"),
         ({"depth": 0}, "depth must be"),
+        ({"parametrization": "mup"}, "parametrization must be"),
+        ({"parametrization": "standard"}, "needs the hidden widths"),
+        ({"parametrization": "standard", "widths": [4, 4], "lambda_W": 1.0}, "give neither"),
+        ({"widths": [4, 4]}, "only enter the NTK in the standard"),
     ],
 )
 def test_bad_input_is_refused_in_one_line(kwargs, message):

@@ -79,6 +79,19 @@ def test_deep_linear_network_is_exact_at_any_width():
     assert np.max(np.abs(wrong.Theta[0] - T_mc.mean(axis=0)) / se) > 20
 
 
+def test_standard_parametrization_is_plain_gradient_descent():
+    """Plain gradient descent (every learning rate 1) on the same sampled networks is pdlt's standard
+    parametrization, lambda_b = 1 and lambda_W = n_(l-1), which needs the widths."""
+    x = np.array([[1.0, 0.5, -0.3], [0.2, -1.1, 0.7], [0.9, 0.4, -0.2]])
+    widths, cb, cw = (3, 2, 4, 2), [0.1, 0.3, 0.0, 0.2], [1.2, 0.8, 1.5, 1.0]
+    res = generated.load("linear").kernel(x, 4, C_b=cb, C_W=cw, parametrization="standard", widths=widths[:-1])
+    ones = [1.0] * 4
+    sizes = (3, *widths[:-1])  # plain gradient descent: lambda_W / n_{l-1} = 1
+    _, T_mc = empirical("linear", x, widths, cb, cw, ones, [float(n) for n in sizes], 40000, 13)
+    se = T_mc.std(axis=0, ddof=1) / np.sqrt(T_mc.shape[0])
+    assert np.all(np.abs(T_mc.mean(axis=0) - res.Theta[-1]) <= 4.5 * se)
+
+
 @pytest.mark.parametrize("name", ["tanh", "relu"])
 def test_depth_two_is_exact_at_any_width(name):
     hyper = {"C_b": [0.2, 0.1], "C_W": [1.3, 1.8], "lambda_b": [0.4, 1.0], "lambda_W": [1.5, 0.6]}
