@@ -58,8 +58,9 @@ LATER = {  # tensors of DESIGN §9 that pdlt kernel does not compute yet, and wh
 
 
 @njit(**_OPTS)
-def _diagonals(exact, integrands, dims, qcount, rule, gl, breaks, k1, t1, cb, cw, lb, lw, params, perp, K, T, s2, d2,
-               err):  # fmt: skip
+def _diagonals(
+    exact, integrands, dims, qcount, rule, gl, breaks, k1, t1, cb, cw, lb, lw, params, perp, K, T, s2, d2, err
+):
     """K[l, i], T[l, i]: the single-input kernel and NTK of layer l + 1 from k1, t1 (layer 1); s2[l, i] and
     d2[l, i]: <sigma^2> and <sigma'^2> at K[l, i] (l < L - 1); err[l, i] their largest relative error estimate."""
     L, N = K.shape
@@ -71,8 +72,9 @@ def _diagonals(exact, integrands, dims, qcount, rule, gl, breaks, k1, t1, cb, cw
         K[0, i], T[0, i] = k1[i], t1[i]
     for l in range(L - 1):
         for i in range(N):
-            numerics.moments_unchecked(exact, integrands, dims, qcount, rule, gl, breaks, K[l, i], params, True, perp,
-                                       mu, e, m)  # fmt: skip
+            numerics.moments_unchecked(
+                exact, integrands, dims, qcount, rule, gl, breaks, K[l, i], params, True, perp, mu, e, m
+            )
             s2[l, i] = mu[1, 0]
             rel = e[1, 0] / abs(mu[1, 0])
             d = math.nan
@@ -120,15 +122,29 @@ def _angle(ka, kb, dist, total):
 
 
 @njit(**_OPTS)
-def _mehler(f, g, M, rho, q, s, out):
+def _mehler(f, g, M, rho, q, s, ta, tb, eta, with_theta, out):
     """out = <sigma_a sigma_b>, <sigma'_a sigma'_b>, <(sigma_a - sigma_b)^2>, <(sigma_a + sigma_b)^2> from the
     Hermite coefficients f, g of the two inputs, M terms; q = 1 - |rho|. Each term of the last two is written
-    as (f_k -+ e g_k)^2 +- 2 e f_k g_k (1 - |rho|^k), e = sign(rho)^k, with 1 - |rho|^k by recurrence."""
+    as (f_k -+ e g_k)^2 +- 2 e f_k g_k (1 - |rho|^k), e = sign(rho)^k, with 1 - |rho|^k by recurrence.
+
+    ta, tb: [k, 0] = sum_{j >= k} f_j^2 and [k, 1] = sum_{j >= k} (j+1) f_{j+1}^2 / K (each with the Parseval
+    tail beyond M), relative ([k, 2], [k, 3]) to <sigma^2> and <sigma'^2>. Every 8 terms the sum stops once
+    |rho|^k bounds what is left below ``eta`` of those sizes (Cauchy-Schwarz); the rest of the distance
+    and sum is then the exact suffix sums f^2 + g^2."""
     a = abs(rho)
     flip = rho < 0.0
     sig, dsig, minus, plus = 0.0, 0.0, 0.0, 0.0
     pk, tk, ek = 1.0, 0.0, 1.0
     for k in range(M):
+        if k % 8 == 0 and k > 0:
+            m = abs(pk)
+            if m * math.sqrt(ta[k, 2] * tb[k, 2]) <= eta and (
+                not with_theta or m * math.sqrt(ta[k, 3] * tb[k, 3]) <= eta
+            ):
+                rest = ta[k, 0] + tb[k, 0]
+                minus += rest
+                plus += rest
+                break
         fk, gk = f[k], g[k]
         fg = fk * gk
         sig += fg * pk
@@ -145,12 +161,16 @@ def _mehler(f, g, M, rho, q, s, out):
     out[0], out[1], out[2], out[3] = sig, dsig / s, minus, plus
 
 
+# The arrays every pair reads, passed to numba as one tuple (see Plan, whose fields from K on they are):
+# (K, T, cls, coef, Ms, tails, eta, norms, x, cb, cw, lb, lw, params, store)
+
+
 @njit(**_OPTS)
-def _pair_through(pair, closed, i, j, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout, Tout, oi, oj,
-                  mirror, with_theta, buf):  # fmt: skip
+def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_theta, buf):
     """Run pair (i, j) from layer 1 through every layer, storing K_ij (and Theta_ij) at [slot, oi, oj] (and at
-    [slot, oj, oi] with ``mirror``) for the layers ``store`` gives a slot. Symmetric in i and j bit for bit,
-    and independent of how pairs are grouped into blocks (the dot product runs in a fixed order)."""
+    [slot, oj, oi] with ``mirror``) for the layers ``store`` gives a slot. Independent of how pairs are
+    grouped into blocks (the dot product runs in a fixed order)."""
+    K, T, cls, coef, Ms, tails, eta, norms, x, cb, cw, lb, lw, params, store = data
     L = K.shape[0]
     n0 = x.shape[1]
     g_ab = 0.0
@@ -180,43 +200,44 @@ def _pair_through(pair, closed, i, j, K, cls, coef, Ms, norms, x, cb, cw, lb, lw
                     Tout[s, oj, oi] = tab
         if l == L - 1:
             break
-        ka, kb = K[l, cls[i]], K[l, cls[j]]
+        a, b = cls[i], cls[j]
+        ka, kb = K[l, a], K[l, b]
         theta, rho, q = _angle(ka, kb, dist, total)
         if closed:
             pair(ka, kb, kab, dist, total, theta, params, buf)
         else:
-            _mehler(coef[l, cls[i]], coef[l, cls[j]], Ms[l], rho, q, math.sqrt(ka * kb), buf)
+            root = math.sqrt(ka * kb)
+            _mehler(coef[l, a], coef[l, b], Ms[l], rho, q, root, tails[l, a], tails[l, b], eta[l], with_theta, buf)
         kab, dist = cb[l + 1] + cw[l + 1] * buf[0], cw[l + 1] * buf[2]
         total = 4.0 * cb[l + 1] + cw[l + 1] * buf[3]
         tab = lb[l + 1] + lw[l + 1] * buf[0] + cw[l + 1] * buf[1] * tab
 
 
 @njit(parallel=True, **_OPTS)
-def _pairs(pair, closed, r0, r1, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout, Tout, with_theta):
+def _pairs(pair, closed, data, r0, r1, Kout, Tout, with_theta):
     """Rows r and N - 1 - r for r0 <= r < r1 (so that every task has about N pairs), every j > row."""
-    N = x.shape[0]
+    N = Kout.shape[1]
     for r in prange(r0, r1):
         buf = np.zeros(4)
         for j in range(r + 1, N):
-            _pair_through(pair, closed, r, j, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout, Tout,
-                          r, j, True, with_theta, buf)  # fmt: skip
+            _pair_through(pair, closed, data, r, j, Kout, Tout, r, j, True, with_theta, buf)
         i = N - 1 - r
         if i != r:
             for j in range(i + 1, N):
-                _pair_through(pair, closed, i, j, K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kout,
-                              Tout, i, j, True, with_theta, buf)  # fmt: skip
+                _pair_through(pair, closed, data, i, j, Kout, Tout, i, j, True, with_theta, buf)
 
 
 @njit(parallel=True, **_OPTS)
-def _block(pair, closed, r0, r1, c0, c1, K, T, cls, coef, Ms, norms, x, cb, cw, lb, lw, params, store, Kb, Tb,
-           with_theta):  # fmt: skip
+def _block(pair, closed, data, r0, r1, c0, c1, Kb, Tb, with_theta):
     """The block of rows r0..r1-1 and columns c0..c1-1 (diagonal entries from the single-input flows)."""
+    K, T, cls = data[0], data[1], data[2]
+    store = data[14]
     for i in prange(r0, r1):
         buf = np.zeros(4)
         for j in range(c0, c1):
             if i != j:  # always as (smaller, larger), as the triangle does
-                _pair_through(pair, closed, min(i, j), max(i, j), K, cls, coef, Ms, norms, x, cb, cw, lb, lw, params,
-                              store, Kb, Tb, i - r0, j - c0, False, with_theta, buf)  # fmt: skip
+                lo, hi = min(i, j), max(i, j)
+                _pair_through(pair, closed, data, lo, hi, Kb, Tb, i - r0, j - c0, False, with_theta, buf)
                 continue
             for l in range(K.shape[0]):
                 if store[l] >= 0:
@@ -236,6 +257,8 @@ class Plan(NamedTuple):
     cls: np.ndarray  # norm class of every input
     coef: np.ndarray  # Hermite coefficients [layer - 1, class, k]
     Ms: np.ndarray  # Mehler terms per layer
+    tails: np.ndarray  # suffix sums of the Hermite coefficients [layer - 1, class, k, 4] (see _mehler)
+    eta: np.ndarray  # relative size below which a Mehler sum stops early, per layer
     norms: np.ndarray  # |x|^2 / n_0
     x: np.ndarray
     cb: np.ndarray
@@ -246,6 +269,11 @@ class Plan(NamedTuple):
     store: np.ndarray  # slot of each layer (-1: not stored)
     n_store: int
     theta: bool
+
+
+def plan_data(plan: Plan) -> tuple:
+    """The tuple of arrays the numba pair loops read (the fields of Plan from K to store)."""
+    return tuple(plan[plan._fields.index("K") : plan._fields.index("store") + 1])
 
 
 def plan_pieces(plan: Plan):
@@ -273,8 +301,7 @@ def compute_block(plan: Plan, r0: int, r1: int, c0: int, c1: int) -> tuple[np.nd
     pieces = plan_pieces(plan)
     Kb = np.zeros((plan.n_store, r1 - r0, c1 - c0))
     Tb = np.zeros_like(Kb) if plan.theta else np.zeros((1, 1, 1))
-    _block(pieces.pair, plan.closed, r0, r1, c0, c1, plan.K, plan.T, plan.cls, plan.coef, plan.Ms, plan.norms, plan.x,
-           plan.cb, plan.cw, plan.lb, plan.lw, plan.params, plan.store, Kb, Tb, plan.theta)  # fmt: skip
+    _block(pieces.pair, plan.closed, plan_data(plan), r0, r1, c0, c1, Kb, Tb, plan.theta)
     return Kb, (Tb if plan.theta else None)
 
 
@@ -291,12 +318,11 @@ def compute_triangle(plan: Plan, progress: Callable | None) -> tuple[np.ndarray,
             if plan.theta:
                 Tout[plan.store[l], idx, idx] = plan.T[l, plan.cls]
     rows = (N + 1) // 2
+    data = plan_data(plan)
     chunks = max(1, min(rows, 50))
     edges = np.linspace(0, rows, chunks + 1).astype(np.int64)
     for c in range(chunks):
-        _pairs(pieces.pair, plan.closed, int(edges[c]), int(edges[c + 1]), plan.K, plan.cls, plan.coef, plan.Ms,
-               plan.norms, plan.x, plan.cb, plan.cw, plan.lb, plan.lw, plan.params, plan.store, Kout, Tout,
-               plan.theta)  # fmt: skip
+        _pairs(pieces.pair, plan.closed, data, int(edges[c]), int(edges[c + 1]), Kout, Tout, plan.theta)
         if progress is not None:
             progress(int(edges[c + 1]), rows)
     return Kout, (Tout if plan.theta else None)
@@ -345,8 +371,10 @@ class KernelMatrices:
         n = self.K.shape[-1]
         stored = ", ".join(map(str, self.layers[:8])) + (", ..." if len(self.layers) > 8 else "")
         theta = ", Theta" if self.Theta is not None else ""
-        return (f"KernelMatrices({self.activation}, N={n}, layers=[{stored}], tensors=K{theta}, "
-                f"method={self.method}, max error bound={float(np.max(self.error, initial=0.0)):.1e})")  # fmt: skip
+        return (
+            f"KernelMatrices({self.activation}, N={n}, layers=[{stored}], tensors=K{theta}, "
+            f"method={self.method}, max error bound={float(np.max(self.error, initial=0.0)):.1e})"
+        )
 
 
 def per_layer(name: str, value, depth: int, strict: bool) -> np.ndarray:
@@ -436,13 +464,15 @@ def _check_memory(name: str, N: int, n_store: int, n_tensors: int, coef_bytes: i
 
 
 def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, tolerance: float, theta: bool):
-    """Per layer l < L: the Hermite coefficients of every distinct input at K[l], the terms M_l and the bound.
-    Each layer aims at tolerance / (L - 1), so that the bounds of all layers add up to the tolerance; it
-    settles for less where roundoff (4 M eps) stops the bound from falling, and refuses above the tolerance."""
+    """Per layer l < L: the Hermite coefficients of every distinct input at K[l], the terms M_l, their suffix
+    sums (``_mehler``), the early-stopping size eta_l and the bound. Each layer aims at tolerance / (L - 1), so
+    that the bounds of all layers add up to the tolerance: a quarter for stopping early, the rest for the
+    truncation at M_l and the coefficients' quadrature. Where roundoff (4 M eps) stops the bound from
+    falling it settles for less, and it refuses above the tolerance."""
     target = tolerance / max(len(K), 1)
     L1, U = s2.shape
     Ms = np.zeros(L1 + 1, dtype=np.int64)
-    bounds = np.zeros(L1 + 1)
+    bounds, eta = np.zeros(L1 + 1), np.full(L1 + 1, target / 4)
     tables = []
     for l in range(L1):
         M = M_START
@@ -450,16 +480,18 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
             coef, change = _coefficients(values, K[l], M, params)
             # Parseval tails bound the truncation; the coefficients' quadrature error enters the sums by
             # Cauchy-Schwarz, relative to sqrt(<sigma^2>) of each input (and likewise for sigma')
-            tail = np.max(np.abs(s2[l] - np.sum(coef[:, :M] ** 2, axis=1)) / s2[l])
+            rest = np.abs(s2[l] - np.sum(coef[:, :M] ** 2, axis=1))
+            tail = np.max(rest / s2[l])
             quad = np.max(2.0 * np.sqrt(np.sum(change[:, :M] ** 2, axis=1) / s2[l]))
+            k = np.arange(1, M + 1)
+            drest = np.abs(d2[l] - np.sum(k * coef[:, 1:] ** 2, axis=1) / K[l]) if theta else np.zeros(U)
             if theta:
-                k = np.arange(1, M + 1)
-                dtail = np.max(np.abs(d2[l] - np.sum(k * coef[:, 1:] ** 2, axis=1) / K[l]) / d2[l])
+                dtail = np.max(drest / d2[l])
                 dquad = np.max(2.0 * np.sqrt(np.sum(k * change[:, 1:] ** 2, axis=1) / (K[l] * d2[l])))
                 tail, quad = max(tail, dtail), max(quad, dquad)
             floor = 4 * M * numerics.EPS
             bound = max(tail + quad, floor)
-            if bound <= target or bound <= 4 * floor or M >= M_MAX:
+            if bound <= 0.75 * target or bound <= 4 * floor or M >= M_MAX:
                 break
             M *= 2
         if not bound <= tolerance:
@@ -470,19 +502,43 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
                 f"where sigma or sigma' has a kink, or K is large; pass a larger tolerance"
             )
         Ms[l] = M + 1
-        bounds[l] = bound
-        tables.append(coef)
+        bounds[l] = bound + eta[l]
+        suffix = np.zeros((U, M + 2, 4))
+        suffix[:, : M + 1, 0] = np.cumsum((coef[:, : M + 1] ** 2)[:, ::-1], axis=1)[:, ::-1]
+        suffix[:, :M, 1] = np.cumsum((k * coef[:, 1:] ** 2 / K[l][:, None])[:, ::-1], axis=1)[:, ::-1]
+        suffix[:, :, 0] += rest[:, None]
+        suffix[:, :, 1] += drest[:, None]
+        suffix[:, :, 2] = suffix[:, :, 0] / s2[l][:, None]
+        suffix[:, :, 3] = suffix[:, :, 1] / d2[l][:, None] if theta else 0.0
+        tables.append((coef, suffix))
     width = int(max(Ms.max(), 1))
     coef = np.zeros((L1 + 1, U, width))
-    for l, table in enumerate(tables):
+    tails = np.zeros((L1 + 1, U, width + 1, 4))
+    for l, (table, suffix) in enumerate(tables):
         coef[l, :, : table.shape[1]] = table
-    return coef, Ms, bounds
+        tails[l, :, : suffix.shape[1]] = suffix
+    return coef, Ms, bounds, tails, eta
 
 
-def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None,
-                    tensors: Sequence[str] = TENSORS, tolerance=1e-10, progress: Callable | None = None,
-                    out=None, scheduler=None, chunk_size=None, parametrization="ntk", widths=None,
-                    **params) -> KernelMatrices:  # fmt: skip
+def kernel_matrices(
+    mod,
+    inputs,
+    depth,
+    C_b=0.0,
+    C_W=1.0,
+    lambda_b=None,
+    lambda_W=None,
+    layers=None,
+    tensors: Sequence[str] = TENSORS,
+    tolerance=1e-10,
+    progress: Callable | None = None,
+    out=None,
+    scheduler=None,
+    chunk_size=None,
+    parametrization="ntk",
+    widths=None,
+    **params,
+) -> KernelMatrices:
     from .api import check_depth
 
     check_depth(depth)
@@ -521,8 +577,24 @@ def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_
     K, T = np.zeros((depth, U)), np.zeros((depth, U))
     s2, d2, err = (np.zeros((max(depth - 1, 1), U)) for _ in range(3))
     p = mod.pieces
-    _diagonals(p.exact, p.integrands, *mod.description, cb[0] + cw[0] * distinct, lb[0] + lw[0] * distinct, cb, cw,
-               lb, lw, pvals, theta, K, T, s2, d2, err)  # fmt: skip
+    _diagonals(
+        p.exact,
+        p.integrands,
+        *mod.description,
+        cb[0] + cw[0] * distinct,
+        lb[0] + lw[0] * distinct,
+        cb,
+        cw,
+        lb,
+        lw,
+        pvals,
+        theta,
+        K,
+        T,
+        s2,
+        d2,
+        err,
+    )
     errors = np.zeros(depth)
     errors[1:] = np.max(err, axis=1)[: depth - 1] if depth > 1 else errors[1:]
     bad = np.flatnonzero(~(errors <= tolerance))
@@ -535,11 +607,14 @@ def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_
 
     method = "closed" if mod.pair_exact else "hermite"
     if method == "hermite" and depth > 1:
-        coef, Ms, bounds = _series(mod, p.values, K[:-1], s2[: depth - 1], d2[: depth - 1], pvals, tolerance, theta)
+        coef, Ms, bounds, tails, eta = _series(
+            mod, p.values, K[:-1], s2[: depth - 1], d2[: depth - 1], pvals, tolerance, theta
+        )
         errors[1:] = np.maximum(errors[1:], bounds[: depth - 1])
         terms = np.concatenate(([0], Ms[: depth - 1]))
     else:
         coef, Ms, terms = np.zeros((1, 1, 1)), np.zeros(depth, dtype=np.int64), np.zeros(depth, dtype=np.int64)
+        tails, eta = np.zeros((1, 1, 1, 4)), np.zeros(depth)
     errors = np.cumsum(errors)  # what the layers' bounds add up to by each layer
     if not errors[-1] <= tolerance:
         raise FlowError(
@@ -552,15 +627,35 @@ def kernel_matrices(mod, inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_
     import sys
 
     path = getattr(sys.modules.get(mod.module), "__file__", None)
-    plan = Plan(mod.module, path, mod.pair_exact, K, T, cls.astype(np.int64), coef, Ms, norms, x, cb, cw, lb, lw,
-                pvals, slot, int(store.size), theta)  # fmt: skip
+    plan = Plan(
+        mod.module,
+        path,
+        mod.pair_exact,
+        K,
+        T,
+        cls.astype(np.int64),
+        coef,
+        Ms,
+        tails,
+        eta,
+        norms,
+        x,
+        cb,
+        cw,
+        lb,
+        lw,
+        pvals,
+        slot,
+        int(store.size),
+        theta,
+    )
     hyper = {"C_b": cb, "C_W": cw, "lambda_b": lb, "lambda_W": lw}
     result = KernelMatrices(mod.name, store, None, None, method, terms, errors, hyper)
     if out is not None and str(out).endswith(".zarr") or scheduler is not None:
         from .scaleout import run_blocks
 
         return run_blocks(plan, result, out, scheduler, chunk_size, progress)
-    _check_memory(mod.name, N, store.size, 1 + theta, coef.nbytes)
+    _check_memory(mod.name, N, store.size, 1 + theta, coef.nbytes + tails.nbytes)
     result.K, result.Theta = compute_triangle(plan, progress)
     if out is not None:
         result.save(str(out))

@@ -112,10 +112,12 @@ def run_blocks(plan: Plan, result: KernelMatrices, out, scheduler: str | None, c
     chunk = int(chunk_size or DEFAULT_CHUNK)
     zarr_out = out is not None and str(out).endswith(".zarr")
     if zarr_out:
-        _check_memory(result.activation, min(chunk, n), 2 * plan.n_store, 1 + plan.theta, plan.coef.nbytes)
+        _check_memory(
+            result.activation, min(chunk, n), 2 * plan.n_store, 1 + plan.theta, plan.coef.nbytes + plan.tails.nbytes
+        )
         sink = _Zarr(str(out), plan, result.layers, n, chunk)
     else:
-        _check_memory(result.activation, n, plan.n_store, 1 + plan.theta, plan.coef.nbytes)
+        _check_memory(result.activation, n, plan.n_store, 1 + plan.theta, plan.coef.nbytes + plan.tails.nbytes)
         sink = _Memory(plan, n)
     blocks = block_edges(n, chunk)
     try:
