@@ -466,13 +466,14 @@ def _check_memory(name: str, N: int, n_store: int, n_tensors: int, coef_bytes: i
 def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, tolerance: float, theta: bool):
     """Per layer l < L: the Hermite coefficients of every distinct input at K[l], the terms M_l, their suffix
     sums (``_mehler``), the early-stopping size eta_l and the bound. Each layer aims at tolerance / (L - 1), so
-    that the bounds of all layers add up to the tolerance: a quarter for stopping early, the rest for the
+    that the bounds of all layers add up to the tolerance: a thousandth of it for stopping early (a few
+    terms more than a looser budget, and digits that a looser one would give away), the rest for the
     truncation at M_l and the coefficients' quadrature. Where roundoff (4 M eps) stops the bound from
     falling it settles for less, and it refuses above the tolerance."""
     target = tolerance / max(len(K), 1)
     L1, U = s2.shape
     Ms = np.zeros(L1 + 1, dtype=np.int64)
-    bounds, eta = np.zeros(L1 + 1), np.full(L1 + 1, target / 4)
+    bounds, eta = np.zeros(L1 + 1), np.full(L1 + 1, max(target * 1e-3, 1e-16))
     tables = []
     for l in range(L1):
         M = M_START
@@ -491,7 +492,7 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
                 tail, quad = max(tail, dtail), max(quad, dquad)
             floor = 4 * M * numerics.EPS
             bound = max(tail + quad, floor)
-            if bound <= 0.75 * target or bound <= 4 * floor or M >= M_MAX:
+            if bound <= 0.999 * target or bound <= 4 * floor or M >= M_MAX:
                 break
             M *= 2
         if not bound <= tolerance:
