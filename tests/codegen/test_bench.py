@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from pdlt import generated
@@ -80,3 +81,21 @@ def test_bench_quick(capsys, tmp_path):
         assert set(row) == {"process_seconds", "import_and_flow_seconds", "peak_rss_mib"}
         assert all(_positive(v) for v in row.values())
         assert row["import_and_flow_seconds"] <= row["process_seconds"]
+
+
+def test_kernel_bench_structure_and_its_numpy_baseline():
+    """pdlt bench --kernels at a tiny size: the rows it reports, and the numpy arc-cosine baseline it times is
+    the relu recursion (it equals pdlt's K and Theta on generic inputs to roundoff)."""
+    from pdlt.codegen.bench_kernels import bench_kernels, numpy_arccos, report
+
+    data = bench_kernels((20,), names=("relu",))
+    assert [c["code"] for c in data["cases"]] == ["numpy arc-cosine (relu)", "pdlt relu"]
+    assert all(_positive(c["seconds"]) and c["N"] == 20 for c in data["cases"])
+    acc = data["accuracy"]["relu"]
+    assert acc["pdlt"] < 1e-14 < acc["numpy_arccos"]
+    assert len(report(data)) == 5
+    x = np.random.default_rng(0).normal(size=(7, 5))
+    K, T = numpy_arccos(x, 4, 0.1, 1.9)
+    res = generated.load("relu").kernel(x, 4, C_b=0.1, C_W=1.9, layers=[4])
+    np.testing.assert_allclose(K, res.K[0], rtol=1e-12)
+    np.testing.assert_allclose(T, res.Theta[0], rtol=1e-12)
