@@ -72,6 +72,9 @@ def _diagonals(
         K[0, i], T[0, i] = k1[i], t1[i]
     for l in range(L - 1):
         for i in range(N):
+            if not (0.0 < K[l, i] < 1e300):  # overflowed or collapsed: no expectation to take; refused by the caller
+                K[l + 1 :, i], T[l + 1 :, i], err[l:, i] = math.nan, math.nan, math.inf
+                continue
             numerics.moments_unchecked(
                 exact, integrands, dims, qcount, rule, gl, breaks, K[l, i], params, True, perp, mu, e, m
             )
@@ -418,8 +421,13 @@ def _inputs(inputs) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise FlowError("inputs contain NaN or infinite values")
     norms = np.einsum("ij,ij->i", x, x)
+    if not np.all(np.isfinite(norms)):
+        raise FlowError(f"input {int(np.flatnonzero(~np.isfinite(norms))[0])} is too large: |x|^2 overflows")
     if np.any(norms == 0):
-        raise FlowError(f"input {int(np.flatnonzero(norms == 0)[0])} is zero: its kernel has no angle to other inputs")
+        i = int(np.flatnonzero(norms == 0)[0])
+        if np.any(x[i] != 0):
+            raise FlowError(f"input {i} is too small: |x|^2 underflows to 0")
+        raise FlowError(f"input {i} is zero: its kernel has no angle to other inputs")
     return x
 
 
@@ -596,6 +604,14 @@ def kernel_matrices(
         d2,
         err,
     )
+    for l in range(depth):
+        bad = ~(np.isfinite(K[l]) & (K[l] > 0) & (np.isfinite(T[l]) | (not theta)))
+        if np.any(bad):
+            value = K[l][bad][0]
+            raise FlowError(
+                f"the kernel of {mod.name} is not a positive finite number at layer {l + 1} (K = {value:.3g}, or "
+                f"Theta overflows): the inputs or C_W are too large, or the kernel collapsed to 0"
+            )
     errors = np.zeros(depth)
     errors[1:] = np.max(err, axis=1)[: depth - 1] if depth > 1 else errors[1:]
     bad = np.flatnonzero(~(errors <= tolerance))

@@ -117,3 +117,68 @@ def test_usage_errors_are_one_line_too(argv, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("pdlt: error:")
+
+
+INPUT_ARRAYS = st.sampled_from(
+    [
+        [[1.0, 0.5], [0.2, -1.0], [1.0, 0.5000001]],
+        [[1.0, 0.0], [-1.0, 0.0]],
+        [[3.0, 4.0]],
+        [[0.0, 0.0], [1.0, 1.0]],
+        [[1e300, 1.0], [1.0, 1.0]],
+        [[1e-300, 1e-300], [1e-300, 2e-300]],
+        [[float("nan"), 1.0]],
+        [[float("inf"), 1.0]],
+        [1.0, 2.0],
+        [[]],
+        [[1.0, 2.0], [3.0, 40.0]],
+    ]
+)
+KERNEL_OPTIONS = {
+    "--C-b": st.sampled_from(["0", "0.1", "0.1,0.2", "-1", "nan", "x", "0,0,0,0,0,0,0"]),
+    "--C-W": st.sampled_from(["1", "2", "1.5,1", "0", "-2", "inf", "1e300"]),
+    "--lambda-b": st.sampled_from(["0", "1", "-1", "1,2,3"]),
+    "--lambda-W": st.sampled_from(["1", "0.5", "nan"]),
+    "--layers": st.sampled_from(["1", "2,3", "0", "99", "x", "1,1"]),
+    "--tensors": st.sampled_from(["K", "K,Theta", "Theta", "G", "V", "Q", ""]),
+    "--tolerance": st.sampled_from(["1e-10", "1e-3", "0", "2", "nan"]),
+    "--parametrization": st.sampled_from(["ntk", "standard", "mup"]),
+    "--widths": st.sampled_from(["4", "4,4", "0", "x"]),
+    "--chunk-size": st.sampled_from(["1", "2", "0", "-1"]),
+}
+
+
+@st.composite
+def kernel_command_lines(draw):
+    argv = ["kernel", draw(ACTIVATIONS), "--inputs", "x.npy", "--depth", draw(st.sampled_from(["1", "2", "3", "0"]))]
+    for name in draw(st.lists(st.sampled_from(sorted(KERNEL_OPTIONS)), max_size=4, unique=True)):
+        argv += [name, draw(KERNEL_OPTIONS[name])]
+    argv += ["--out", draw(st.sampled_from(["k.npz", "k.npz", "k.zarr", "k.txt", "missing/k.npz"]))]
+    if draw(st.booleans()):
+        argv.append("--json")
+    return argv, draw(INPUT_ARRAYS)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=kernel_command_lines())
+def test_random_kernel_command_lines_exit_0_or_2_with_one_line(case, tmp_path_factory, capsys, monkeypatch):
+    import numpy as np
+
+    argv, inputs = case
+    folder = tmp_path_factory.mktemp("fuzz")
+    monkeypatch.setenv("PDLT_CACHE_DIR", str(folder / "cache"))
+    monkeypatch.chdir(folder)
+    np.save(folder / "x.npy", np.array(inputs, dtype=float))
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    _, err = capsys.readouterr()
+    event(f"exit {code}" + (f": {err.split(':')[2].strip()[:40]}" if code == 2 and err.count(":") >= 2 else ""))
+    assert code in (0, 2), (argv, inputs, err)
+    assert "Traceback" not in err and "internal error" not in err, (argv, inputs, err)
+    if code == 2:
+        errors = [line for line in err.splitlines() if line.startswith("pdlt: error:")]
+        assert len(errors) == 1, (argv, inputs, err)
+        left = [p for p in folder.rglob("*") if p.is_file() and p.name != "x.npy"]
+        assert not left, (argv, left)
