@@ -125,8 +125,10 @@ def main() -> int:
     parser.add_argument("--sizes", default="300,1000,3000")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--activations", default=",".join(HYPER), help=f"a subset of {','.join(HYPER)}")
     args = parser.parse_args()
     sizes = [int(v) for v in args.sizes.split(",")]
+    names = [v for v in args.activations.split(",") if v in HYPER]
     rows, accuracy = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -134,7 +136,7 @@ def main() -> int:
         hard = rng.normal(size=(10, 8)) * 0.8
         hard[1] = hard[0] + 1e-7 * rng.normal(size=8)
         hard[3] = -hard[2] + 1e-6 * rng.normal(size=8)
-        for name in HYPER:
+        for name in names:
             K, T = references(name, hard)
             accuracy[name] = {}
             for code, python, worker in (("pdlt", sys.executable, PDLT_WORKER),
@@ -143,7 +145,7 @@ def main() -> int:
                 accuracy[name][code] = r.get("failed") or max(scaled(r["K"], K), scaled(r["Theta"], T))
         for n in sizes:
             x = np.random.default_rng(0).normal(size=(n, 64))
-            for name in HYPER:
+            for name in names:
                 for code, python, worker in (("pdlt", sys.executable, PDLT_WORKER),
                                              ("neural-tangents", args.nt_python, NT_WORKER)):  # fmt: skip
                     r = run_case(python, worker, name, x, folder, args.timeout)

@@ -167,16 +167,17 @@ def pair_function(act: Activation, rule: pairs.PairRule) -> Function:
     )
     if not rule.exact:
         return Function("_pair", "PAIR", args, doc, ())
-    names = dict(zip(sp.symbols("K_ab D S gap"), ("kab", "dist", "total", "gap")))
+    names = dict(zip(sp.symbols("K_ab D S"), ("kab", "dist", "total")))
     mapping = {pairs.K_a: "ka", pairs.K_b: "kb", pairs.theta: "theta", **names}
     mapping.update({sym: f"params[{j}]" for j, sym in enumerate(act.param_symbols)})
     forms = pairs.closed_forms(rule)
-    gap = sp.Symbol("gap")
-    uses_gap = any(e.has(gap) for e in forms.values())
-    body = [*assigns([("gap", rule.gap)], mapping, "h")] if uses_gap else []
-    if uses_gap and rule.gap_branch is not None:
-        poly = rule.gap_branch.polynomial
-        body.append(Branch(f"theta < {rule.gap_branch.switch!r}", assigns([("gap", poly)], mapping, "q")))
+    body = []
+    for name, expr, branch in rule.helpers:  # a helper the forms use, with its small-angle branch
+        if any(e.has(sp.Symbol(name)) for e in forms.values()):
+            mapping[sp.Symbol(name)] = name
+            body += assigns([(name, expr)], mapping, "h")
+            if branch is not None:
+                body.append(Branch(f"theta < {branch.switch!r}", assigns([(name, branch.polynomial)], mapping, "q")))
     outputs = [(f"out[{j}]", forms[key]) for j, key in enumerate(("sigma", "dsigma", "minus", "plus"))]
     body += assigns(outputs, mapping, "v")
     return Function("_pair", "PAIR", args, doc, tuple(body))

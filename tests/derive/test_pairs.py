@@ -73,7 +73,42 @@ def test_gap_branch_keeps_relative_accuracy_at_small_angles():
             assert abs(poly - exact) <= 2**-55 * abs(exact)
 
 
-@pytest.mark.parametrize("name", ["tanh", "hard_tanh", "elu", "gelu", "sin"])
+@pytest.mark.parametrize("name", ["tanh", "hard_tanh", "elu", "gelu", "swish"])
 def test_other_activations_use_the_mehler_series(name):
     """A kink away from 0 (hard tanh) or a curved piece (elu) is not in the arc-cosine family."""
     assert pair_rule(activations.get(name)).kind == "hermite"
+
+
+def test_erf_pair_is_derived_and_agrees_with_the_single_input_engine():
+    """The arcsine kernel of erf: Price's theorem holds (d/dK_ab <s_a s_b> = <s'_a s'_b>), it vanishes for
+    independent inputs, and at K_ab = K_aa = K_bb it is <erf^2>_K as the single-input engine derives it
+    independently (arcsin + Stein, derive/expectations.py)."""
+    from pdlt.derive.expectations import closed_form
+    from pdlt.derive.notation import K
+
+    rule = pair_rule(activations.get("erf"))
+    assert rule.exact and rule.reason.startswith("arcsine")
+    forms = closed_forms(rule)
+    K_ab = sp.Symbol("K_ab")
+    assert sp.simplify(sp.diff(forms["sigma"], K_ab) - forms["dsigma"]) == 0
+    assert forms["sigma"].subs(K_ab, 0) == 0
+    _, single = closed_form(activations.get("erf"), 1)
+    diagonal = forms["sigma"].subs({K_ab: K_a, K_b: K_a}).subs(K_a, K)
+    for k in (sp.Rational(1, 10), 1, 7):
+        assert abs(sp.N((diagonal - single).subs(K, k), 30)) < 1e-25
+    minus = forms["minus"].subs({K_b: K_a, K_ab: K_a})
+    assert sp.simplify(minus) == 0  # equal inputs: no distance
+
+
+def test_sin_pair_by_the_characteristic_function():
+    """<sin u_a sin u_b> = e^{-(K_aa + K_bb)/2} sinh K_ab and <cos u_a cos u_b> = e^{-(K_aa + K_bb)/2} cosh K_ab,
+    each term with one exponent (so nothing overflows), and the diagonal is <sin^2>_K = (1 - e^{-2K})/2."""
+    rule = pair_rule(activations.get("sin"))
+    assert rule.exact and rule.reason.startswith("sums of exponentials")
+    forms = closed_forms(rule)
+    K_ab = sp.Symbol("K_ab")
+    damp = sp.exp(-(K_a + K_b) / 2)
+    assert sp.simplify((forms["sigma"] - damp * sp.sinh(K_ab)).rewrite(sp.exp)) == 0
+    assert sp.simplify((forms["dsigma"] - damp * sp.cosh(K_ab)).rewrite(sp.exp)) == 0
+    assert all(len([f for f in sp.Mul.make_args(t) if isinstance(f, sp.exp)]) <= 1 for t in forms["sigma"].args)
+    assert sp.simplify(forms["sigma"].subs({K_b: K_a, K_ab: K_a}) - (1 - sp.exp(-2 * K_a)) / 2) == 0
