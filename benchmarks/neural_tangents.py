@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEPTH = 10
-HYPER = {"relu": (0.1, 1.9), "erf": (0.1, 1.2), "gelu": (0.1, 1.6), "tanh": (0.1, 1.2)}
+from pdlt.codegen.bench_kernels import DEPTH, HYPER, hard_inputs, reference, scaled_error
 
 NT_WORKER = r"""
 import json, resource, sys, time
@@ -92,33 +91,6 @@ def run_case(python: str, worker: str, name: str, x: np.ndarray, folder: Path, t
     return result
 
 
-def references(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import math
-
-    from scipy.special import erf
-
-    from pdlt.codegen.kernel_reference import gauss_hermite, scale_invariant
-
-    cb, cw = HYPER[name]
-    lists = [[cb] * DEPTH, [cw] * DEPTH, [cb] * DEPTH, [cw] * DEPTH]
-    if name == "relu":
-        K, T = scale_invariant(x, DEPTH, *lists, 0, 1)
-        return np.array(K[-1], dtype=float), np.array(T[-1], dtype=float)
-    sigma, dsigma = {
-        "erf": (erf, lambda z: 2 / math.sqrt(math.pi) * np.exp(-z * z)),
-        "gelu": (lambda z: z * (1 + erf(z / math.sqrt(2))) / 2,
-                 lambda z: (1 + erf(z / math.sqrt(2))) / 2 + z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)),
-        "tanh": (np.tanh, lambda z: 1 / np.cosh(z) ** 2),
-    }[name]  # fmt: skip
-    K, T, _ = gauss_hermite(sigma, dsigma, x, DEPTH, *lists, n=400)
-    return K[-1], T[-1]
-
-
-def scaled(got, ref):
-    scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
-    return float(np.max(np.abs(got - ref) / scale))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nt-python", required=True, help="the python of a venv with neural-tangents 0.6.5")
@@ -132,17 +104,14 @@ def main() -> int:
     rows, accuracy = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rng = np.random.default_rng(1)
-        hard = rng.normal(size=(10, 8)) * 0.8
-        hard[1] = hard[0] + 1e-7 * rng.normal(size=8)
-        hard[3] = -hard[2] + 1e-6 * rng.normal(size=8)
+        hard = hard_inputs()
         for name in names:
-            K, T = references(name, hard)
+            K, T = reference(name, hard)
             accuracy[name] = {}
             for code, python, worker in (("pdlt", sys.executable, PDLT_WORKER),
                                          ("neural-tangents", args.nt_python, NT_WORKER)):  # fmt: skip
                 r = run_case(python, worker, name, hard, folder, args.timeout)
-                accuracy[name][code] = r.get("failed") or max(scaled(r["K"], K), scaled(r["Theta"], T))
+                accuracy[name][code] = r.get("failed") or max(scaled_error(r["K"], K), scaled_error(r["Theta"], T))
         for n in sizes:
             x = np.random.default_rng(0).normal(size=(n, 64))
             for name in names:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -283,7 +284,6 @@ def plan_pieces(plan: Plan):
     """The module's numba pieces, imported in this process (a Dask worker imports it on first use)."""
     import importlib
     import importlib.util
-    import sys
 
     mod = sys.modules.get(plan.module)
     if mod is None:
@@ -641,8 +641,6 @@ def kernel_matrices(
 
     slot = np.full(depth, -1, dtype=np.int64)
     slot[store - 1] = np.arange(store.size)
-    import sys
-
     path = getattr(sys.modules.get(mod.module), "__file__", None)
     plan = Plan(
         mod.module,
