@@ -30,7 +30,7 @@ K_ab (``runtime.kernels``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import sympy as sp
@@ -196,7 +196,7 @@ def pair_rule(act: Activation) -> PairRule:
         gap = sp.simplify(1 - 2 * relu)
         branch = small_k_branch(gap, theta)
         rule = PairRule("closed", ARC_COSINE, None, (("gap", gap, branch),), slopes, step, relu, gap, branch)
-        return PairRule(**{**rule.__dict__, "forms": _arc_cosine_forms(rule)})
+        return replace(rule, forms=_arc_cosine_forms(rule))
     gaussian = _gaussian_derivative(act)
     if gaussian is not None:
         return PairRule("closed", ARC_SINE, _smooth_forms(*gaussian_pair(*gaussian)))
