@@ -11,8 +11,8 @@ from pathlib import Path
 from pdlt.derive.activations import REGISTRY, Activation
 from pdlt.derive.errors import UserError
 
-from .lower import lower
-from .render import environment, render_module
+from .lower import lower, lower_pair_metric
+from .render import environment, module_context, render_module
 from .write import write_atomic
 
 SHIPPED_ORDER = 2
@@ -42,6 +42,12 @@ def module_text(act: Activation, order: int, command: str) -> str:
     return render_module(lower(act, check_order(order), command))
 
 
+def pair_metric_text(command: str) -> str:
+    """The shared pair-sector module (activation-independent)."""
+    ir = lower_pair_metric(command)
+    return environment().get_template("pair_metric.py.jinja").render(**module_context(ir))
+
+
 def index_text(shipped: dict[str, int]) -> str:
     return environment().get_template("index.py.jinja").render(command=REGENERATE, shipped=shipped)
 
@@ -53,6 +59,9 @@ def shipped_files(order: int = SHIPPED_ORDER, progress: Callable[[str], None] | 
         if progress:
             progress(f"rendering generated/{name}.py")
         files[f"{name}.py"] = module_text(act, order, REGENERATE)
+    if progress:
+        progress("rendering generated/pair_metric.py")
+    files["pair_metric.py"] = pair_metric_text(REGENERATE)
     files["__init__.py"] = index_text({name: order for name in sorted(REGISTRY)})
     return files
 

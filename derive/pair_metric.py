@@ -93,6 +93,14 @@ def pm(p: int, q: int, d: Index) -> sp.Symbol:
     return sp.Symbol("m_{}_{}__{}_{}_{}".format(p, q, *d), real=True)
 
 
+def state_index(sym: sp.Symbol) -> Index:
+    """gamma of a state symbol (:func:`pc`)."""
+    if sym in KERNEL:
+        return _unit(KERNEL.index(sym))
+    g0, g1, g2, _ = map(int, sym.name[2:].split("_"))
+    return (g0, g1, g2)
+
+
 def pure_moment(sym: sp.Symbol) -> tuple[str, int, int] | None:
     """("a", power, i) or ("b", power, j) for a single-input moment symbol, else None."""
     p, q, i, k, j = _moment_key(sym)

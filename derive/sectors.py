@@ -13,7 +13,9 @@ Sectors today:
 - ``single_input``: the cumulants c[m][k] of the stochastic metric through one layer, to order p in
   1/n (book chapter 4 and section 5.5), from :func:`recursion.derive_step`;
 - ``delta``: two nearby inputs to second order in their separation at infinite width, with the
-  susceptibilities chi_parallel, chi_perp and h (book 5.46-5.52), from :func:`delta.derive_delta_expansion`.
+  susceptibilities chi_parallel, chi_perp and h (book 5.46-5.52), from :func:`delta.derive_delta_expansion`;
+- ``pair_metric``: the joint cumulants of a pair's metric (G_aa, G_ab, G_bb) to order p, the finite-width
+  mean kernel of N inputs (book 4.115, 4.119 at order 1), from :func:`pair_metric.derive_pair_step`.
 
 The quadrature rule that evaluates every integrand without a closed form is chosen for the
 activation as a whole (:func:`choose_rule`), since all of a module's integrands share its nodes.
@@ -30,6 +32,7 @@ from . import notation as nt
 from .activations import Activation, ActivationError
 from .delta import CHI_PAR, CHI_PERP, K00, H, ddK0, ddK2, derive_delta_expansion, dK1
 from .expectations import Expectation, expectations, perp_expectations
+from .pair_metric import derive_pair_step, indices, is_pure, pair_state_keys, pc, pm, ps, pure_moment
 from .quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
 from .recursion import cumulant_derivatives, derive_step, moment_derivatives, state_keys
 from .stability import SmallK, small_k_branch
@@ -227,3 +230,57 @@ def choose_rule(act: Activation, integrands: tuple[Integrand, ...]) -> Rule:
 
 def _top(integrands: tuple[Integrand, ...]) -> int:
     return max(p.power for p in integrands if p.factor == SIGMA)
+
+
+@cache
+def pair_metric(order: int) -> Sector:
+    """The two-input metric at order ``order``: the finite-width mean kernel of a pair (issue 7, item 2).
+
+    Activation-independent: its moments are numbers the runtime supplies (single-input moments of each
+    input from the module, the pair's own by Mehler series), so one generated module serves every activation.
+    """
+    step = derive_pair_step(order)
+    rows = [g for m in range(1, order + 2) for g in indices(m)]
+    row = {g: n for n, g in enumerate(rows)}
+    entries = tuple(((row[g], k), pc(g, k)) for g, k in pair_state_keys(order))
+    state = Field("c", ("row", "k"), entries, "", "c[row, k]: the 1/n_{l-1}^k part of the joint cumulant STATE[row]")
+    nonzero = [(key, e) for key, e in step.cumulants.items() if e != 0]
+    s_entries = tuple(((n,), ps(*key)) for n, (key, _) in enumerate(nonzero))
+    s_field = Field("s", ("n",), s_entries, "", "s[n]: d^beta of the joint cumulant s_alpha of the sigma products")
+    mixed = step.mixed_moments
+    m_entries = tuple(((n,), sym) for n, sym in enumerate(mixed))
+    m_field = Field("m", ("n",), m_entries, "", "m[n]: the pair's moment derivative MOMENTS[n]")
+    pure = [pure_moment(sym) for sym in step.moments if pure_moment(sym) is not None]
+    fields = [state, s_field, m_field]
+    for side in ("a", "b"):
+        keys = sorted((power // 2, i) for who, power, i in pure if who == side)
+        make = (lambda a, i: pm(2 * a, 0, (i, 0, 0))) if side == "a" else (lambda a, j: pm(0, 2 * a, (0, 0, j)))
+        doc = f"mu{side}[a, i]: d^i/dK^i <sigma^(2a)> of input {side} (the module's single-input mu)"
+        fields.append(_field(f"mu{side}", ("a", "i"), keys, make, "", doc))
+    zeros = {ps(*k): 0 for k, e in step.cumulants.items() if e == 0}
+    rules = tuple(((row[g], k), e.xreplace(zeros)) for (g, k), e in step.new_state.items() if not is_pure(g))
+    hyper = tuple(nt.hyper(name, k) for name in ("C_b", "C_W") for k in range(order + 1))
+    return Sector(
+        name="pair_metric",
+        doc=f"the joint cumulants of the two-input metric (G_aa, G_ab, G_bb), to order {order} in 1/n",
+        book="(4.115), (4.119) at order 1; to any order by the law of total cumulance (derive.pair_metric)",
+        fields=tuple(fields),
+        integrands=(),
+        stages=(
+            Stage(
+                "cumulants",
+                "joint cumulants of the sigma products and their metric derivatives",
+                ("m", "mua", "mub"),
+                "s",
+                tuple(((n,), e) for n, (_, e) in enumerate(nonzero)),
+            ),  # fmt: skip
+            Stage(
+                "step",
+                "one layer l -> l+1 of the entries that involve both inputs; r = n_l/n_{l-1}",
+                ("c", "s"),
+                "c",
+                rules,
+            ),  # fmt: skip
+        ),
+        scalars=(nt.r, *hyper),
+    )

@@ -49,6 +49,9 @@ DELTA_STEP = types.void(_V1, _V1, _F8, _F8, _V2, _V1)  # (state, chi, C_b, C_W, 
 VALUES = types.void(_V1, types.int64, _F8, _V1, _V1)  # (x, count, scale, params, out): sigma(scale x)
 # (K_aa, K_bb, K_ab, D, S, theta, params, out): the closed-form pair expectations (pdlt.runtime.kernels)
 PAIR = types.void(_F8, _F8, _F8, _F8, _F8, _F8, _V1, _V1)
+# what the shared pdlt.generated.pair_metric provides: (m, mu_a, mu_b, s) and (c, s, cb, cw, r, out)
+PAIR_CUMULANTS = types.void(_V1, _V2, _V2, _V1)
+PAIR_STEP = types.void(_V2, _V1, _V1, _V1, _F8, _V2)
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 
