@@ -1,4 +1,5 @@
-"""``pdlt kernel``: N x N kernel matrices (NNGP K and NTK Theta) for inputs read from a .npy file (DESIGN §9)."""
+"""``pdlt kernel``: N x N kernel matrices (NNGP K, NTK Theta, the finite-width mean kernel G) for inputs read from a
+.npy file (DESIGN §9)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="ntk",
         help="ntk (the book's, default) or standard (plain gradient descent: lambda_b = 1, lambda_W = n_(l-1))",
     )
-    p.add_argument("--widths", help="hidden widths n_1,...,n_(L-1) (the standard parametrization's NTK needs them)")
+    p.add_argument(
+        "--widths",
+        help="hidden widths n_1,...,n_(L-1): the standard parametrization's NTK needs them; G uses their ratios",
+    )
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
-    p.add_argument("--tensors", default="K,Theta", help="comma-separated subset of K,Theta (default both)")
+    p.add_argument("--tensors", default="K,Theta", help="comma-separated subset of K,Theta,G (default K,Theta)")
+    p.add_argument(
+        "--order", type=int, default=1, help="order in 1/n of G, 1 or 2 (default 1): G[k] multiplies 1/n_(l-1)^k"
+    )
     p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")
     p.add_argument(
         "--tolerance", type=float, default=1e-10, help="largest relative error bound accepted (default 1e-10)"
@@ -140,6 +147,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         parametrization=args.parametrization,
         widths=_widths(args.widths),
+        order=args.order,
         **params,
     )
     stored = [int(v) for v in result.layers]
@@ -155,6 +163,9 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         "method": result.method,
         "terms": [int(t) for t in result.terms],
         "error_bound": [float(e) for e in result.error],
+        **(
+            {"order": result.order, "G_error_bound": [float(e) for e in result.G_error]} if result.G is not None else {}
+        ),
         "params": params,
         **{k: [float(v) for v in vals] for k, vals in result.hyper.items()},
     }
@@ -162,9 +173,11 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     else:
         print(f"{args.activation}: N = {n}, depth {args.depth}, pair expectations by {result.method}")
-        print("layer  terms  error bound")
+        with_g = result.G is not None
+        print("layer  terms  error bound" + ("  G error bound" if with_g else ""))
         for l in range(1, args.depth + 1):
-            print(f"{l:5d}  {int(result.terms[l - 1]):5d}  {result.error[l - 1]:.1e}")
+            g = f"  {result.G_error[l - 1]:13.1e}" if with_g else ""
+            print(f"{l:5d}  {int(result.terms[l - 1]):5d}  {result.error[l - 1]:11.1e}{g}")
     return 0
 
 

@@ -46,7 +46,9 @@ layer 1..depth; ``lambda_b`` and ``lambda_W`` default to ``C_b`` and ``C_W``, wh
 neural-tangents' ``Dense(W_std=sqrt(C_W), b_std=sqrt(C_b), parameterization='ntk')``.
 ``parametrization="standard"`` with ``widths`` (n_1..n_(L-1)) is plain gradient descent on the same network,
 lambda_b = 1 and lambda_W = n_(l-1), which is neural-tangents' ``parameterization='standard'``. ``layers`` picks the
-stored layers (default all), ``tensors`` is a subset of ("K", "Theta"). ``progress(done, total)`` is called
+stored layers (default all), ``tensors`` is a subset of ("K", "Theta", "G"). "G" is the finite-width mean kernel to
+``order`` (1 or 2) in 1/n: E[G_ab(l)] = sum_k G[k]_ab / n_(l-1)^k; ``widths`` (n_1..n_(L-1)) enter it through
+their ratios only (equal widths by default). ``progress(done, total)`` is called
 as blocks of pairs finish. ``out`` (a .npz file or a .zarr store) is written atomically; with a .zarr store
 the result's K and Theta are zarr arrays and the matrices never need to fit in memory. ``scheduler``
 (a dask.distributed address, or "local") computes blocks of ``chunk_size`` x ``chunk_size`` pairs on
@@ -168,11 +170,12 @@ class Module:
 
         def kernel(inputs, depth, C_b=0.0, C_W=1.0, lambda_b=None, lambda_W=None, layers=None, tensors=("K", "Theta"),
                    tolerance=1e-10, progress=None, out=None, scheduler=None, chunk_size=None, parametrization="ntk",
-                   widths=None, **params):  # fmt: skip
+                   widths=None, order=1, **params):  # fmt: skip
             from .kernels import kernel_matrices
 
             return kernel_matrices(self, inputs, depth, C_b, C_W, lambda_b, lambda_W, layers, tensors, tolerance,
-                                   progress, out, scheduler, chunk_size, parametrization, widths, **params)  # fmt: skip
+                                   progress, out, scheduler, chunk_size, parametrization, widths, order,
+                                   **params)  # fmt: skip
 
         names = ", ".join(p for p, _ in self.params) or "none"
         flow.__doc__ = _FLOW_DOC.format(order=self.order, name=self.name, params=names)

@@ -47,9 +47,8 @@ from .errors import FlowError
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
-TENSORS = ("K", "Theta")
+TENSORS = ("K", "Theta", "G")
 LATER = {  # tensors of DESIGN §9 that pdlt kernel does not compute yet, and where they are tracked
-    "G": "the finite-width mean kernel (issue 7, item 2)",
     "V": "the four-point vertex (issue 7, item 3)",
     "A": "the NTK variance (issue 8)",
     "B": "the NTK variance (issue 8)",
@@ -170,12 +169,9 @@ def _mehler(f, g, M, rho, q, s, ta, tb, eta, with_theta, out):
 
 
 @njit(**_OPTS)
-def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_theta, buf):
-    """Run pair (i, j) from layer 1 through every layer, storing K_ij (and Theta_ij) at [slot, oi, oj] (and at
-    [slot, oj, oi] with ``mirror``) for the layers ``store`` gives a slot. Independent of how pairs are
-    grouped into blocks (the dot product runs in a fixed order)."""
-    K, T, cls, coef, Ms, tails, eta, norms, x, cb, cw, lb, lw, params, store = data
-    L = K.shape[0]
+def _pair_start(data, i, j):
+    """Layer 1 of pair (i, j): (K_ab, D, S, Theta_ab), the distance and sum from x itself when they are small."""
+    x, norms, cb, cw, lb, lw = data[8], data[7], data[9], data[10], data[11], data[12]
     n0 = x.shape[1]
     g_ab = 0.0
     for c in range(n0):
@@ -189,9 +185,35 @@ def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_the
             dist += (x[i, c] - x[j, c]) ** 2
             total += (x[i, c] + x[j, c]) ** 2
         dist, total = dist / n0, total / n0
-    kab = cb[0] + cw[0] * g_ab
-    dist, total = cw[0] * dist, 4.0 * cb[0] + cw[0] * total
-    tab = lb[0] + lw[0] * g_ab
+    return cb[0] + cw[0] * g_ab, cw[0] * dist, 4.0 * cb[0] + cw[0] * total, lb[0] + lw[0] * g_ab
+
+
+@njit(**_OPTS)
+def _pair_advance(pair, closed, data, l, a, b, kab, dist, total, tab, with_theta, buf):
+    """One layer l -> l + 1 of a pair of norm classes a, b: (K_ab, D, S, Theta_ab) of layer l + 1."""
+    K, coef, Ms, tails, eta = data[0], data[3], data[4], data[5], data[6]
+    cb, cw, lb, lw, params = data[9], data[10], data[11], data[12], data[13]
+    ka, kb = K[l, a], K[l, b]
+    theta, rho, q = _angle(ka, kb, dist, total)
+    if closed:
+        pair(ka, kb, kab, dist, total, theta, params, buf)
+    else:
+        root = math.sqrt(ka * kb)
+        _mehler(coef[l, a], coef[l, b], Ms[l], rho, q, root, tails[l, a], tails[l, b], eta[l], with_theta, buf)
+    kab, dist = cb[l + 1] + cw[l + 1] * buf[0], cw[l + 1] * buf[2]
+    total = 4.0 * cb[l + 1] + cw[l + 1] * buf[3]
+    tab = lb[l + 1] + lw[l + 1] * buf[0] + cw[l + 1] * buf[1] * tab
+    return kab, dist, total, tab
+
+
+@njit(**_OPTS)
+def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_theta, buf):
+    """Run pair (i, j) from layer 1 through every layer, storing K_ij (and Theta_ij) at [slot, oi, oj] (and at
+    [slot, oj, oi] with ``mirror``) for the layers ``store`` gives a slot. Independent of how pairs are
+    grouped into blocks (the dot product runs in a fixed order)."""
+    K, cls, store = data[0], data[2], data[14]
+    L = K.shape[0]
+    kab, dist, total, tab = _pair_start(data, i, j)
     for l in range(L):
         s = store[l]
         if s >= 0:
@@ -204,17 +226,8 @@ def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_the
                     Tout[s, oj, oi] = tab
         if l == L - 1:
             break
-        a, b = cls[i], cls[j]
-        ka, kb = K[l, a], K[l, b]
-        theta, rho, q = _angle(ka, kb, dist, total)
-        if closed:
-            pair(ka, kb, kab, dist, total, theta, params, buf)
-        else:
-            root = math.sqrt(ka * kb)
-            _mehler(coef[l, a], coef[l, b], Ms[l], rho, q, root, tails[l, a], tails[l, b], eta[l], with_theta, buf)
-        kab, dist = cb[l + 1] + cw[l + 1] * buf[0], cw[l + 1] * buf[2]
-        total = 4.0 * cb[l + 1] + cw[l + 1] * buf[3]
-        tab = lb[l + 1] + lw[l + 1] * buf[0] + cw[l + 1] * buf[1] * tab
+        kab, dist, total, tab = _pair_advance(pair, closed, data, l, cls[i], cls[j], kab, dist, total, tab,
+                                              with_theta, buf)  # fmt: skip
 
 
 @njit(parallel=True, **_OPTS)
@@ -340,7 +353,10 @@ class KernelMatrices:
     computed ("closed" or "hermite"); ``terms[l-1]``: Mehler terms used at layer l (0: closed form);
     ``error[l-1]``: the sum over layers 2..l of the largest relative error bound of the expectations each
     update used (certified single-input expectations, the Parseval tail and quadrature error of the Mehler
-    series): the accumulated error where the recursion does not amplify errors (susceptibilities <= 1)."""
+    series): the accumulated error where the recursion does not amplify errors (susceptibilities <= 1).
+    ``G[s]`` (order + 1, N, N), when asked for: the finite-width mean kernel at layer ``layers[s]``,
+    E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
+    ``G_error[l-1]`` is its accumulated relative error bound, like ``error``."""
 
     activation: str
     layers: np.ndarray
@@ -350,11 +366,40 @@ class KernelMatrices:
     terms: np.ndarray
     error: np.ndarray
     hyper: dict = field(default_factory=dict)
+    G: Any = None
+    G_error: Any = None
+
+    @property
+    def order(self) -> int | None:
+        """The order in 1/n of G (None without G)."""
+        return None if self.G is None else self.G.shape[1] - 1
+
+    def mean_kernel(self, width=None, widths=None) -> np.ndarray:
+        """E[G_ab] at the stored layers for hidden widths ``width`` (all alike) or ``widths`` (n_1..n_(L-1)):
+        sum_k G[k] / n_(l-1)^k, truncated at ``order`` (layer 1 is exactly K)."""
+        if self.G is None:
+            raise FlowError("mean_kernel needs G: compute with tensors including 'G'")
+        depth = len(self.error)
+        if (width is None) == (widths is None):
+            raise FlowError("give exactly one of width and widths")
+        n = np.full(depth - 1, float(width)) if widths is None else np.asarray(widths, dtype=np.float64)
+        if n.shape != (depth - 1,) or not np.all(np.isfinite(n) & (n >= 1)):
+            raise FlowError(
+                f"widths needs {depth - 1} values >= 1 (n_1..n_(L-1)), got {np.atleast_1d(widths).tolist()}"
+            )
+        out = np.array(self.G[:, 0], dtype=np.float64)
+        for s, layer in enumerate(self.layers):
+            if layer > 1:
+                for k in range(1, self.order + 1):
+                    out[s] += self.G[s, k] / n[layer - 2] ** k
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"layers": self.layers, "K": self.K}
         if self.Theta is not None:
             out["Theta"] = self.Theta
+        if self.G is not None:
+            out["G"] = self.G
         return out
 
     def save(self, path: str) -> None:
@@ -374,6 +419,7 @@ class KernelMatrices:
         n = self.K.shape[-1]
         stored = ", ".join(map(str, self.layers[:8])) + (", ..." if len(self.layers) > 8 else "")
         theta = ", Theta" if self.Theta is not None else ""
+        theta += f", G (order {self.order})" if self.G is not None else ""
         return (
             f"KernelMatrices({self.activation}, N={n}, layers=[{stored}], tensors=K{theta}, "
             f"method={self.method}, max error bound={float(np.max(self.error, initial=0.0)):.1e})"
@@ -395,19 +441,19 @@ def _parametrization(name, widths, lambda_b, lambda_W, n0: int, depth: int):
     """(lambda_b, lambda_W) of a parametrization. "ntk": the book's, as given (default C_b, C_W). "standard":
     plain gradient descent on W ~ N(0, C_W/n_{l-1}), b ~ N(0, C_b), i.e. lambda_b = 1, lambda_W = n_{l-1}
     (book p. 202; neural-tangents' parameterization='standard' with those widths), which needs the widths."""
+    if widths is not None:
+        widths = [] if depth == 1 and len(widths) == 0 else widths
+        if len(widths) != depth - 1 or any(int(n) != n or n < 1 for n in widths):
+            raise FlowError(f"widths needs depth - 1 = {depth - 1} integers >= 1 (n_1..n_(L-1)), got {list(widths)}")
     if name == "ntk":
-        if widths is not None:
-            raise FlowError("widths only enter the NTK in the standard parametrization (parametrization='standard')")
         return lambda_b, lambda_W
     if name != "standard":
         raise FlowError(f"parametrization must be 'ntk' or 'standard', got {name!r}")
     if lambda_b is not None or lambda_W is not None:
         raise FlowError("the standard parametrization fixes lambda_b = 1 and lambda_W = n_(l-1): give neither")
     widths = [] if widths is None and depth == 1 else widths
-    if widths is None or len(widths) != depth - 1:
+    if widths is None:
         raise FlowError(f"the standard parametrization needs the hidden widths n_1..n_(L-1) ({depth - 1} values)")
-    if any(int(n) != n or n < 1 for n in widths):
-        raise FlowError(f"widths must be integers >= 1, got {list(widths)}")
     return 1.0, [float(n0), *map(float, widths)]
 
 
@@ -546,6 +592,7 @@ def kernel_matrices(
     chunk_size=None,
     parametrization="ntk",
     widths=None,
+    order=1,
     **params,
 ) -> KernelMatrices:
     from .api import check_depth
@@ -560,7 +607,13 @@ def kernel_matrices(
             raise FlowError(f"unknown tensor {t!r}; available: {', '.join(TENSORS)}")
     if "K" not in tensors:
         tensors = ("K", *tensors)
-    theta = "Theta" in tensors
+    theta, with_g = "Theta" in tensors, "G" in tensors
+    if with_g:
+        from .finite import check_order
+
+        order = check_order(mod, order)
+        if scheduler is not None or (out is not None and str(out).endswith(".zarr")):
+            raise FlowError("G is computed in one process for now: drop the scheduler and write .npz")
     if theta and not mod.has_perp:
         raise FlowError(f"{mod.name} jumps, so sigma' and the NTK are not defined")
     if not (0 < float(tolerance) < 1):
@@ -573,7 +626,7 @@ def kernel_matrices(
     store = _stored(layers, depth)
     N, n0 = x.shape
     if not (out is not None and str(out).endswith(".zarr")):
-        _check_memory(mod.name, N, store.size, 1 + theta, 0)
+        _check_memory(mod.name, N, store.size, 1 + theta + with_g * (order + 1), 0)
 
     # the diagonal: one single-input flow per distinct input norm
     norms = np.einsum("ij,ij->i", x, x) / n0
@@ -670,8 +723,13 @@ def kernel_matrices(
         from .scaleout import run_blocks
 
         return run_blocks(plan, result, out, scheduler, chunk_size, progress)
-    _check_memory(mod.name, N, store.size, 1 + theta, coef.nbytes + tails.nbytes)
+    _check_memory(mod.name, N, store.size, 1 + theta + with_g * (order + 1), coef.nbytes + tails.nbytes)
     result.K, result.Theta = compute_triangle(plan, progress)
+    if with_g:
+        from .finite import mean_kernel, width_ratios
+
+        result.G, G_error = mean_kernel(mod, plan, order, width_ratios(widths, depth), tolerance, progress)
+        result.G_error = np.maximum(G_error, errors)
     if out is not None:
         result.save(str(out))
     return result

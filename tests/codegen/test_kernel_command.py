@@ -41,6 +41,21 @@ def test_writes_the_arrays_of_the_python_api(inputs, tmp_path, capsys):
         np.testing.assert_array_equal(data["Theta"], want.Theta)
 
 
+def test_writes_the_finite_width_mean_kernel(inputs, tmp_path, capsys):
+    """--tensors G --order 2 --widths: G (layers, 3, N, N) as the API computes it, its bound in the summary."""
+    x, path = inputs
+    out = tmp_path / "g.npz"
+    argv = ["kernel", "erf", "--inputs", path, "--depth", "3", "--C-W", "1.5", "--tensors", "K,G", "--order", "2",
+            "--widths", "16,32", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "G error bound" in text
+    want = generated.load("erf").kernel(x, 3, C_W=1.5, tensors=("K", "G"), order=2, widths=[16, 32])
+    with np.load(out) as data:
+        assert data["G"].shape == (3, 3, 12, 12) and "Theta" not in data
+        np.testing.assert_array_equal(data["G"], want.G)
+
+
 def test_critical_initialization_is_stated(inputs, tmp_path, capsys):
     _, path = inputs
     assert (
@@ -53,7 +68,8 @@ def test_critical_initialization_is_stated(inputs, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--tensors", "K,G"], "finite-width mean kernel"),
+        (["--tensors", "K,V"], "four-point vertex"),
+        (["--tensors", "K,G", "--order", "3"], "order must be one of 1, 2"),
         (["--C-W", "1,2"], "one per layer 1..3"),
         (["--C-b", "a"], "--C-b takes a number"),
         (["--layers", "1,x"], "--layers takes"),

@@ -43,10 +43,15 @@ def exp_terms(p: int, q: int):
 
 
 def moment_value(p, q, d, Kaa, Kab, Kbb):
-    """d^i/dKaa^i d^k/dKab^k d^j/dKbb^j <sigma_a^p sigma_b^q>: exp(u.K.u/2) gains (u_a^2/2)^i (u_a u_b)^k (u_b^2/2)^j."""
+    """d^i/dKaa^i d^k/dKab^k d^j/dKbb^j <sigma_a^p sigma_b^q>: each exp(u.K.u/2) gains the factor
+    (u_a^2/2)^i (u_a u_b)^k (u_b^2/2)^j."""
     i, k, j = d
     return sum(
-        w * (ua**2 / 2) ** i * (ua * ub) ** k * (ub**2 / 2) ** j * sp.exp((ua**2 * Kaa + 2 * ua * ub * Kab + ub**2 * Kbb) / 2)
+        w
+        * (ua**2 / 2) ** i
+        * (ua * ub) ** k
+        * (ub**2 / 2) ** j
+        * sp.exp((ua**2 * Kaa + 2 * ua * ub * Kab + ub**2 * Kbb) / 2)
         for w, ua, ub in exp_terms(p, q)
     )
 

@@ -180,7 +180,8 @@ def test_progress_and_saving(tmp_path):
         ({"parametrization": "mup"}, "parametrization must be"),
         ({"parametrization": "standard"}, "needs the hidden widths"),
         ({"parametrization": "standard", "widths": [4, 4], "lambda_W": 1.0}, "give neither"),
-        ({"widths": [4, 4]}, "only enter the NTK in the standard"),
+        ({"widths": [4]}, "widths needs depth - 1 = 2 integers"),
+        ({"widths": [4, 0]}, "widths needs depth - 1 = 2 integers >= 1"),
     ],
 )
 def test_bad_input_is_refused_in_one_line(kwargs, message):

@@ -1,0 +1,381 @@
+"""The finite-width mean kernel of N inputs to order p in 1/n (issue 7, item 2; DESIGN §9).
+
+``E[G_ab(l)] = sum_k G[k]_ab / n_{l-1}^k``. The joint law of (z(x_a), z(x_b)) involves those two inputs only,
+so each pair runs on its own through the layers with the state of its metric (G_aa, G_ab, G_bb): the joint
+cumulants ``c[gamma][k]`` of ``pdlt.derive.pair_metric``. The entries of one input alone are that input's
+single-input flow (the module's certified moments and step, once per distinct norm); the shared generated
+module ``pdlt.generated.pair_metric`` steps the others. What it needs of the activation is the moments
+``m[p, q, (i, k, j)] = d^i/dK_aa^i d^k/dK_ab^k d^j/dK_bb^j <sigma_a^p sigma_b^q>``, summed here as Mehler
+series in which a metric derivative is a shift of the Hermite coefficients (Price's theorem):
+
+    m = 2^(-i-j) K_aa^(-s/2) K_bb^(-t/2) sum_n rho^n sqrt((n+s)! (n+t)!) / n! f_{n+s} g_{n+t},
+
+s = k + 2i, t = k + 2j, with f_n, g_n the normalised Hermite coefficients of sigma^p(sqrt(K_aa) X) and
+sigma^q(sqrt(K_bb) X). The remainder after n terms is at most ``|rho|^n W_n sqrt(T_f(n+s) T_g(n+t))``
+(Cauchy-Schwarz, once |rho| W_{n+1}/W_n <= 1, after which the weights only fall), with the Parseval tails
+T of <sigma^(2p)>: the sums of the squared coefficients from n on that a Q-node Gauss-Hermite rule gives
+(all Q of them, so no cancellation), plus their change from 2n+32 to 3n+48 nodes. The coefficients'
+own quadrature error (the same change) is summed with the same weights. Both are relative to the sum of
+|terms|, like the quadrature estimates of the single-input flow; the layer's figure is the worst over every
+moment of every pair; a layer whose pairs miss their budget is summed again with twice the terms.
+The mean kernel K_ab itself (k = 0) comes from the infinite-width path of ``kernels`` (closed forms
+where they exist, the carried distance), so that G[0] is K to the digit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from . import numerics
+from .errors import FlowError
+from .kernels import M_MAX, M_START, _gauss_hermite, _pair_advance, _pair_start, plan_data
+
+_OPTS = {"cache": True, "error_model": "numpy"}
+ORDERS = (1, 2)  # the orders of pdlt.generated.pair_metric
+
+
+def pair_module():
+    """The shared generated pair sector (compiled on first use, about 10 s, then cached)."""
+    from pdlt.generated import pair_metric
+
+    return pair_metric
+
+
+@njit(**_OPTS)
+def _single_flows(
+    exact, integrands, cumulants_fn, step_fn, dims, qcount, rule, gl, breaks, K, cb, cw, r, params, C, MU, err
+):
+    """C[l, u] (the module's single-input state c[m, k]) and MU[l, u] (its moments mu[a, i]) of every norm class
+    u at layer l + 1, from K[0, u] and the per-layer hyperparameters; err[l, u] the moments' relative error."""
+    L, U = K.shape
+    nrows, cols = dims[numerics.NROWS], dims[numerics.MAX_I] + 1
+    top, order = dims[numerics.TOP], dims[numerics.ORDER]
+    mu, e, mag, s = np.zeros((nrows, cols)), np.zeros((nrows, cols)), np.zeros((nrows, cols)), np.zeros((nrows, cols))
+    cbl, cwl = np.zeros(order + 1), np.zeros(order + 1)
+    for u in range(U):
+        C[0, u, 1, 0] = K[0, u]
+        for l in range(L - 1):
+            numerics.moments_unchecked(
+                exact, integrands, dims, qcount, rule, gl, breaks, C[l, u, 1, 0], params, True, False, mu, e, mag
+            )
+            worst = 0.0
+            for a in range(1, top + 1):
+                for i in range(cols):
+                    if e[a, i] > 0.0:
+                        size = mag[a, i] if i < qcount[a] else abs(mu[a, i])
+                        worst = max(worst, e[a, i] / max(size, 1e-300))
+                    if not math.isfinite(mu[a, i]):
+                        worst = math.inf
+            err[l, u] = worst
+            MU[l, u] = mu
+            cumulants_fn(mu, s)
+            cbl[0], cwl[0] = cb[l + 1], cw[l + 1]
+            step_fn(C[l, u], s, cbl, cwl, r[l], C[l + 1, u])
+
+
+@njit(parallel=True, **_OPTS)
+def _power_coefficients(values, x, sw, Ks, params, top, out, norm2):
+    """out[i, p, k] = E[sigma(sqrt(Ks[i]) X)^p h_k(X)], p = 1..top, k < out.shape[2] (up to the rule's Q nodes,
+    whose coefficients obey the discrete Parseval identity: their squares add up to norm2[i, p] = E[sigma^(2p)]
+    by the same Gauss-Hermite rule, nodes x and weights sw^2)."""
+    Q, M = x.shape[0], out.shape[2]
+    for i in prange(Ks.shape[0]):
+        v = np.empty(Q)
+        values(x, Q, math.sqrt(Ks[i]), params, v)
+        for p in range(1, top + 1):
+            w = np.empty(Q)
+            n2 = 0.0
+            for j in range(Q):
+                vp = v[j] ** p
+                w[j] = vp * sw[j] if sw[j] > 0.0 else 0.0
+                n2 += w[j] * w[j]
+            norm2[i, p] = n2
+            h0, h1 = sw.copy(), x * sw
+            out[i, p, 0] = np.dot(w, h0)
+            if M > 1:
+                out[i, p, 1] = np.dot(w, h1)
+            for k in range(1, M - 1):
+                a, b = 1.0 / math.sqrt(k + 1.0), math.sqrt(k / (k + 1.0))
+                for j in range(Q):
+                    h0[j], h1[j] = h1[j], a * x[j] * h1[j] - b * h0[j]
+                out[i, p, k + 1] = np.dot(w, h1)
+
+
+@njit(**_OPTS)
+def _peak(a, n, s, t):
+    """sup over n' >= n of a^n' sqrt((n'+s)! (n'+t)!) / n'! (a = |rho|): the weights rise while
+    a^2 (n'+s+1)(n'+t+1) > (n'+1)^2 and fall after, so the supremum is at the first n' where they stop
+    rising; infinite when they never do (a = 1 with s + t > 0)."""
+    if a == 0.0:
+        return (
+            1.0
+            if n == 0 and s + t == 0
+            else (0.0 if n > 0 else math.exp(0.5 * (math.lgamma(s + 1.0) + math.lgamma(t + 1.0))))
+        )
+    # (1 - a^2) x^2 + (2 - a^2 (s + t + 2)) x + 1 - a^2 (s + 1)(t + 1) >= 0 from x = turn on
+    A, B, Cq = 1.0 - a * a, 2.0 - a * a * (s + t + 2.0), 1.0 - a * a * (s + 1.0) * (t + 1.0)
+    turn = float(n)
+    if A * turn * turn + B * turn + Cq < 0.0:
+        if A <= 0.0:
+            return math.inf
+        turn = max(turn, math.ceil((-B + math.sqrt(B * B - 4.0 * A * Cq)) / (2.0 * A)))
+    x = turn
+    return math.exp(
+        0.5 * (math.lgamma(x + s + 1.0) + math.lgamma(x + t + 1.0)) - math.lgamma(x + 1.0) + x * math.log(a)
+    )
+
+
+@njit(**_OPTS)
+def _moment_series(f, df, g, dg, tf, tg, M, rho, ka, kb, table, W, eta, m):
+    """m[e] for every row (p, q, i, k, j) of ``table`` (see the module docstring); returns the largest relative
+    error bound. f, g: [p, n] coefficients of the two inputs, df, dg their quadrature change, tf, tg: [p, n] the
+    Parseval suffix sums. Every 8 terms the sums stop once every remainder is below ``eta`` of its sum of |terms|."""
+    nm = table.shape[0]
+    acc, l1, qe = np.zeros(nm), np.zeros(nm), np.zeros(nm)
+    a = abs(rho)
+    pk = 1.0
+    stop = M
+    for n in range(M):
+        if n % 8 == 0 and n > 0:
+            done = True
+            for e in range(nm):
+                p, q, i, k, j = table[e, 0], table[e, 1], table[e, 2], table[e, 3], table[e, 4]
+                s, t = k + 2 * i, k + 2 * j
+                if _peak(a, n, s, t) * math.sqrt(tf[p, n + s] * tg[q, n + t]) > eta * l1[e]:
+                    done = False
+                    break
+            if done:
+                stop = n
+                break
+        for e in range(nm):
+            p, q, i, k, j = table[e, 0], table[e, 1], table[e, 2], table[e, 3], table[e, 4]
+            s, t = k + 2 * i, k + 2 * j
+            w = pk * W[n, s, t]
+            term = w * f[p, n + s] * g[q, n + t]
+            acc[e] += term
+            l1[e] += abs(term)
+            qe[e] += abs(w) * (abs(df[p, n + s] * g[q, n + t]) + abs(f[p, n + s] * dg[q, n + t]))
+        pk *= rho
+    worst = 0.0
+    for e in range(nm):
+        p, q, i, k, j = table[e, 0], table[e, 1], table[e, 2], table[e, 3], table[e, 4]
+        s, t = k + 2 * i, k + 2 * j
+        tail = _peak(a, stop, s, t) * math.sqrt(tf[p, stop + s] * tg[q, stop + t])
+        size = max(l1[e], 1e-300)
+        worst = max(worst, (tail + qe[e]) / size + 4.0 * (stop + 1) * numerics.EPS)
+        m[e] = acc[e] * 0.5 ** (i + j) * ka ** (-0.5 * s) * kb ** (-0.5 * t)
+    return worst
+
+
+# the arrays of the finite-width pass, one tuple for numba (see Plan.metric):
+# (C, MU, F, dF, TF, Mg, W, table, rows, hyper_b, hyper_w, r, eta, number of cumulants)
+
+
+@njit(**_OPTS)
+def _metric_through(pair, closed, data, gdata, cumulants_fn, step_fn, i, j, Gout, err, oi, oj, mirror, buf):
+    """Pair (i, j) through every layer: G[k]_ij of the stored layers at Gout[slot, k, oi, oj]; returns the
+    largest relative error bound of its moments. K_ij from the infinite-width path (_pair_advance)."""
+    K, cls, store = data[0], data[2], data[14]
+    C, MU, F, dF, TF, Mg, W, table, rows, hb, hw, r, eta, ns = gdata
+    L = K.shape[0]
+    nr, P1 = rows.shape[0], Gout.shape[1]
+    c, out = np.zeros((nr, P1)), np.zeros((nr, P1))
+    s = np.zeros(ns)
+    m = np.zeros(table.shape[0])
+    a_, b_ = cls[i], cls[j]
+    kab, dist, total, tab = _pair_start(data, i, j)
+    worst = 0.0
+    if dist == 0.0:  # the same input twice: G_ab is G_aa, at every layer and order
+        for l in range(L):
+            slot = store[l]
+            if slot >= 0:
+                for k in range(P1):
+                    Gout[slot, k, oi, oj] = C[l, a_, 1, k]
+                    if mirror:
+                        Gout[slot, k, oj, oi] = C[l, a_, 1, k]
+        return worst
+    for l in range(L):
+        # the entries of one input alone from the single-input flows, K_ab from the infinite-width path
+        for row in range(nr):
+            g0, g1, g2 = rows[row, 0], rows[row, 1], rows[row, 2]
+            if g1 == 0 and g2 == 0:
+                for k in range(P1):
+                    c[row, k] = C[l, a_, g0, k]
+            elif g0 == 0 and g1 == 0:
+                for k in range(P1):
+                    c[row, k] = C[l, b_, g2, k]
+        c[1, 0] = kab
+        slot = store[l]
+        if slot >= 0:
+            for k in range(P1):
+                Gout[slot, k, oi, oj] = c[1, k]
+                if mirror:
+                    Gout[slot, k, oj, oi] = c[1, k]
+        if l == L - 1:
+            break
+        ka, kb = K[l, a_], K[l, b_]
+        rho = kab / math.sqrt(ka * kb)
+        e = _moment_series(F[l, a_], dF[l, a_], F[l, b_], dF[l, b_], TF[l, a_], TF[l, b_], Mg[l], rho, ka, kb,
+                           table, W, eta[l], m)  # fmt: skip
+        worst = max(worst, e)
+        err[l] = max(err[l], e)
+        cumulants_fn(m, MU[l, a_], MU[l, b_], s)
+        step_fn(c, s, hb[l + 1], hw[l + 1], r[l], out)
+        for row in range(nr):
+            g0, g1, g2 = rows[row, 0], rows[row, 1], rows[row, 2]
+            if not (g1 == 0 and (g0 == 0 or g2 == 0)):
+                for k in range(P1):
+                    c[row, k] = out[row, k]
+        kab, dist, total, tab = _pair_advance(pair, closed, data, l, a_, b_, kab, dist, total, tab, False, buf)
+    return worst
+
+
+@njit(parallel=True, **_OPTS)
+def _metric_pairs(pair, closed, data, gdata, cumulants_fn, step_fn, r0, r1, Gout, err):
+    """Rows r and N - 1 - r for r0 <= r < r1, every j > row (as kernels._pairs); err[row, l] per row."""
+    N = Gout.shape[2]
+    for r in prange(r0, r1):
+        buf = np.zeros(4)
+        for j in range(r + 1, N):
+            _metric_through(pair, closed, data, gdata, cumulants_fn, step_fn, r, j, Gout, err[r], r, j, True, buf)
+        i = N - 1 - r
+        if i != r:
+            for j in range(i + 1, N):
+                _metric_through(pair, closed, data, gdata, cumulants_fn, step_fn, i, j, Gout, err[i], i, j, True, buf)
+
+
+def _weights(M: int, smax: int) -> np.ndarray:
+    """W[n, s, t] = sqrt((n+s)! (n+t)!) / n!, n <= M, s, t <= smax (through log-gamma, no overflow)."""
+    from scipy.special import gammaln
+
+    n = np.arange(M + 1)[:, None, None]
+    s = np.arange(smax + 1)[None, :, None]
+    t = np.arange(smax + 1)[None, None, :]
+    return np.exp(0.5 * (gammaln(n + s + 1) + gammaln(n + t + 1)) - gammaln(n + 1))
+
+
+def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: float, least: np.ndarray):
+    """Per layer: the Hermite coefficients of sigma^p (p = 1..top) of every norm class, their quadrature change
+    and Parseval suffix sums, and the terms M_l (from ``least[l]``, doubling until every relative tail is below
+    ``target``)."""
+    L1, U = K.shape
+    tables, Ms = [], np.zeros(L1 + 1, dtype=np.int64)
+    for l in range(L1):
+        M = int(least[l])
+        while True:
+            n = M + smax + 1
+            out = []
+            for Q in (2 * n + 32, 3 * n + 48):
+                x, sw = _gauss_hermite(Q)
+                coef, norm2 = np.zeros((U, top + 1, Q)), np.zeros((U, top + 1))
+                _power_coefficients(mod.pieces.values, x, sw, K[l], pvals, top, coef, norm2)
+                # the tail beyond n of the rule's own Parseval sum: every coefficient the rule has, no cancellation
+                tail = np.cumsum((coef**2)[:, :, ::-1], axis=2)[:, :, ::-1]
+                out.append((coef, tail[:, :, : n + 1], norm2))
+            (coef, tail, norm2), (coarse, ctail, _) = out[1], out[0]
+            suffix = tail + np.abs(tail - ctail)  # the two rules' disagreement on the tail is its error
+            rel = np.max(suffix[:, 1:, M] / np.maximum(norm2[:, 1:], 1e-300))
+            if rel <= target or M >= M_MAX:
+                break
+            M *= 2
+        tables.append((coef[:, :, :n], coef[:, :, :n] - coarse[:, :, :n], suffix))
+        Ms[l] = M
+    width = max(t[0].shape[2] for t in tables) if tables else 1
+    F = np.zeros((L1 + 1, U, top + 1, width))
+    dF, TF = np.zeros_like(F), np.zeros((L1 + 1, U, top + 1, width + 1))
+    for l, (coef, change, suffix) in enumerate(tables):
+        F[l, :, :, : coef.shape[2]], dF[l, :, :, : coef.shape[2]] = coef, change
+        TF[l, :, :, : suffix.shape[2]] = suffix
+    return F, dF, TF, Ms
+
+
+def check_order(mod, order) -> int:
+    if not isinstance(order, (int, np.integer)) or isinstance(order, bool) or order not in ORDERS:
+        raise FlowError(
+            f"order must be one of {', '.join(map(str, ORDERS))} for the finite-width mean kernel G, got {order!r} "
+            "(order 3 derives to about a million operations; see docs/kernel-matrices.md)"
+        )
+    if mod.order < order:
+        raise FlowError(
+            f"the {mod.name} module was generated at order {mod.order}; G at order {order} needs its single-input "
+            f"flow at order {order} or more (pdlt.codegen.usercache.kernels(activation, {order}))"
+        )
+    return int(order)
+
+
+def width_ratios(widths, depth: int) -> np.ndarray:
+    """r[l] = n_(l+1) / n_l for the step from layer l + 1 (1 where layer 1's state has no 1/n part)."""
+    r = np.ones(max(depth, 1))
+    if widths is not None:
+        w = np.asarray(widths, dtype=np.float64)
+        for l in range(1, depth - 1):
+            r[l] = w[l] / w[l - 1]
+    return r
+
+
+def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, progress=None):
+    """(G, errors): G[slot, k, a, b] = G{k}_ab at the stored layers, and per layer the largest relative error
+    bound of the moments used to reach it. Refuses (FlowError) above ``tolerance``."""
+    pm = pair_module()
+    table = np.asarray(getattr(pm, f"MOMENTS_{order}"), dtype=np.int64)
+    rows = np.asarray(getattr(pm, f"STATE_{order}"), dtype=np.int64)
+    cumulants_fn, step_fn = getattr(pm, f"_pair_cumulants_{order}"), getattr(pm, f"_pair_step_{order}")
+    p = mod.pieces
+    L, U = plan.K.shape
+    top = mod.top
+    C = np.zeros((L, U, top + 1, mod.order + 1))
+    nrows, cols = mod.shape
+    MU = np.zeros((max(L - 1, 1), U, nrows, cols))
+    serr = np.zeros((max(L - 1, 1), U))
+    _single_flows(p.exact, p.integrands, p.cumulants, p.step, *mod.description, plan.K, plan.cb, plan.cw, ratios,
+                  plan.params, C, MU, serr)  # fmt: skip
+    errors = np.zeros(L)
+    if L > 1:
+        errors[1:] = np.max(serr, axis=1)[: L - 1]
+    pmax = int(max(table[:, 0].max(), table[:, 1].max()))
+    smax = int(max((table[:, 3] + 2 * np.maximum(table[:, 2], table[:, 4])).max(), 0))
+    target = tolerance / max(L - 1, 1)
+    hb, hw = np.zeros((L, order + 1)), np.zeros((L, order + 1))
+    hb[:, 0], hw[:, 0] = plan.cb, plan.cw
+    eta = np.full(L, max(target * 1e-3, 1e-16))
+    ns = int(getattr(pm, f"_DIMS_{order}")[2])
+    N = plan.x.shape[0]
+    G = np.zeros((plan.n_store, order + 1, N, N))
+    for l in range(L):
+        slot = plan.store[l]
+        if slot >= 0:
+            idx = np.arange(N)
+            G[slot][:, idx, idx] = C[l, plan.cls, 1, : order + 1].T
+    half = (N + 1) // 2
+    chunks = max(1, min(half, 50))
+    edges = np.linspace(0, half, chunks + 1).astype(np.int64)
+    least = np.full(max(L - 1, 1), M_START)
+    while True:  # a layer whose pairs miss the budget is summed again with twice the terms, up to M_MAX
+        F, dF, TF, Ms = _hermite_tables(mod, plan.K[:-1], pmax, smax, plan.params, target, least)
+        W = _weights(int(max(Ms.max(), 1)), smax)
+        gdata = (C, MU, F, dF, TF, Ms, W, table, rows, hb, hw, ratios, eta, ns)
+        err = np.zeros((N, L))
+        for c in range(chunks):
+            _metric_pairs(p.pair, plan.closed, plan_data(plan), gdata, cumulants_fn, step_fn, int(edges[c]),
+                          int(edges[c + 1]), G, err)  # fmt: skip
+            if progress is not None:
+                progress(int(edges[c + 1]), half)
+        short = (np.max(err, axis=0)[: L - 1] > target) & (Ms[: L - 1] < M_MAX)
+        if not np.any(short):
+            break
+        least[short] = 2 * Ms[: L - 1][short]
+    errors[1:] = np.maximum(errors[1:], np.max(err, axis=0)[: L - 1]) if L > 1 else errors[1:]
+    errors = np.cumsum(errors)
+    bad = np.flatnonzero(~(errors <= tolerance))
+    if bad.size:
+        l = int(bad[0])
+        worst = int(np.argmax(err[:, l - 1])) if l >= 1 else 0
+        raise FlowError(
+            f"the finite-width mean kernel of {mod.name} at layer {l + 1} has relative error bound ~{errors[l]:.1e} "
+            f"(worst at input {worst}), above tolerance {tolerance:g}: its Mehler series converge slowly for nearly "
+            f"equal inputs when sigma has a kink, or K is large; pass a larger tolerance or fewer layers"
+        )
+    return G, errors
