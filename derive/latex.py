@@ -160,6 +160,52 @@ def delta_section() -> str:
     return legend + "\n\n" + derive_delta_expansion().latex()
 
 
+def pair_section() -> str:
+    """Two inputs at finite width, order 1 (derive.pair_metric): the mean kernel G{1}_ab and the two-input
+    vertex, generic in sigma, written through the moments <sigma_a^p sigma_b^q> and their metric derivatives."""
+    from . import pair_metric as pmod
+
+    step = pmod.derive_pair_step(1)
+    entry = {0: "aa", 1: "ab", 2: "bb"}
+    names: dict[sp.Symbol, str] = {nt.r: r"\rho_\ell"}
+    for k in range(2):
+        names[nt.hyper("C_b", k)] = "C_b" if k == 0 else r"c_b^{\{1\}}"
+        names[nt.hyper("C_W", k)] = "C_W" if k == 0 else r"c_W^{\{1\}}"
+    for g, k in pmod.pair_state_keys(1):
+        slots = [entry[e] for e in range(3) for _ in range(g[e])]
+        if len(slots) == 1:
+            names[pmod.pc(g, k)] = ("K" if k == 0 else r"G^{\{1\}}") + f"_{{{slots[0]}}}"
+        else:
+            names[pmod.pc(g, k)] = f"V_{{({slots[0]})({slots[1]})}}"
+    for sym in step.moments:
+        p, q, (i, k, j) = pmod.moment_key(sym)
+        parts = [
+            rf"\partial_{{{e}}}^{{{n}}}" if n > 1 else rf"\partial_{{{e}}}"
+            for e, n in zip(("aa", "ab", "bb"), (i, k, j))
+            if n
+        ]
+        power = lambda f, n: "" if n == 0 else (f if n == 1 else f"{f}^{{{n}}}")  # noqa: E731
+        body_ = " ".join(x for x in (power(r"\sigma_a", p), power(r"\sigma_b", q)) if x)
+        bracket = rf"\langle {body_} \rangle"
+        names[sym] = rf"\big[{''.join(parts)}{bracket}\big]" if parts else bracket
+    cumulants = {pmod.ps(a, b): e for (a, b), e in step.cumulants.items()}
+    lines = []
+    for (g, k), expr in step.new_state.items():
+        if pmod.is_pure(g) or k == 0:
+            continue
+        lhs = names[pmod.pc(g, k)]
+        lines.append(rf"{{{lhs}}}^{{(\ell+1)}} &= {_broken_sum(expr.xreplace(cumulants), names, per_line=2)}")
+    legend = (
+        "Two inputs $x_a, x_b$ at finite width, to order $1/n$: the metric $(G_{aa}, G_{ab}, G_{bb})$ has mean "
+        "$K + G^{\\{1\\}}/n_{\\ell-1}$ and covariance $V/n_{\\ell-1}$ (book 4.76, 4.104), derived by the law of "
+        "total cumulance on the three entries (pdlt.derive.pair_metric). "
+        "$\\partial_{ab}$ is the derivative in $K_{ab}$ with $K_{aa}, K_{bb}$ fixed; expectations are over "
+        "$(z_a, z_b) \\sim \\mathcal{N}(0, K^{(\\ell)})$. The entries of one input alone are the single-input "
+        "recursion above; these are the others (the book's (4.115) and (4.119) restricted to two inputs)."
+    )
+    return legend + "\n\n" + _align(lines)
+
+
 def _defaults(act: Activation) -> Activation:
     return Activation(act.name, act.with_defaults(), act.description) if act.params else act
 
@@ -186,6 +232,8 @@ def body(order: int, act: Activation | None = None) -> str:
         cumulant_align(order),
         "\\section*{Two nearby inputs at infinite width: the $\\delta$ expansion}",
         delta_section(),
+        "\\section*{Two inputs at finite width: the mean kernel and vertex}",
+        pair_section(),
     ]
     if act is not None:
         sections.append(activation_section(act, order))

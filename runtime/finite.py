@@ -14,7 +14,8 @@ s = k + 2i, t = k + 2j, with f_n, g_n the normalised Hermite coefficients of sig
 sigma^q(sqrt(K_bb) X). The remainder after n terms is at most ``|rho|^n W_n sqrt(T_f(n+s) T_g(n+t))``
 (Cauchy-Schwarz, once |rho| W_{n+1}/W_n <= 1, after which the weights only fall), with the Parseval tails
 T of <sigma^(2p)>: the sums of the squared coefficients from n on that a Q-node Gauss-Hermite rule gives
-(all Q of them, so no cancellation), plus their change from 2n+32 to 3n+48 nodes. The coefficients'
+(what lies beyond the computed ones as the squared norm of the residual at the nodes, so no cancellation),
+plus their change from 2n+32 to 3n+48 nodes. The coefficients'
 own quadrature error (the same change) is summed with the same weights. Both are relative to the sum of
 |terms|, like the quadrature estimates of the single-input flow; the layer's figure is the worst over every
 moment of every pair; a layer whose pairs miss their budget is summed again with twice the terms.
@@ -77,31 +78,46 @@ def _single_flows(
 
 
 @njit(parallel=True, **_OPTS)
-def _power_coefficients(values, x, sw, Ks, params, top, out, norm2):
-    """out[i, p, k] = E[sigma(sqrt(Ks[i]) X)^p h_k(X)], p = 1..top, k < out.shape[2] (up to the rule's Q nodes,
-    whose coefficients obey the discrete Parseval identity: their squares add up to norm2[i, p] = E[sigma^(2p)]
-    by the same Gauss-Hermite rule, nodes x and weights sw^2)."""
+def _power_coefficients(values, x, sw, Ks, params, top, out, rest):
+    """out[i, p, k] = E[sigma(sqrt(Ks[i]) X)^p h_k(X)] for p = 1..top, k < out.shape[2], by the Gauss-Hermite rule
+    with nodes x and weights sw^2; rest[i, p] = the rule's Parseval sum beyond the last coefficient, as the squared
+    norm of what the coefficients leave unexplained at the nodes (no cancellation: about eps^2, not eps)."""
     Q, M = x.shape[0], out.shape[2]
     for i in prange(Ks.shape[0]):
         v = np.empty(Q)
         values(x, Q, math.sqrt(Ks[i]), params, v)
         for p in range(1, top + 1):
             w = np.empty(Q)
-            n2 = 0.0
             for j in range(Q):
-                vp = v[j] ** p
-                w[j] = vp * sw[j] if sw[j] > 0.0 else 0.0
-                n2 += w[j] * w[j]
-            norm2[i, p] = n2
+                w[j] = v[j] ** p * sw[j] if sw[j] > 0.0 else 0.0
             h0, h1 = sw.copy(), x * sw
-            out[i, p, 0] = np.dot(w, h0)
+            c = np.dot(w, h0)
+            out[i, p, 0] = c
+            resid = w - c * h0
             if M > 1:
-                out[i, p, 1] = np.dot(w, h1)
+                c = np.dot(w, h1)
+                out[i, p, 1] = c
+                resid -= c * h1
             for k in range(1, M - 1):
                 a, b = 1.0 / math.sqrt(k + 1.0), math.sqrt(k / (k + 1.0))
                 for j in range(Q):
                     h0[j], h1[j] = h1[j], a * x[j] * h1[j] - b * h0[j]
-                out[i, p, k + 1] = np.dot(w, h1)
+                c = np.dot(w, h1)
+                out[i, p, k + 1] = c
+                for j in range(Q):
+                    resid[j] -= c * h1[j]
+            rest[i, p] = np.dot(resid, resid)
+
+
+@njit(**_OPTS)
+def _turn(a, s, t):
+    """The first n from which a^n sqrt((n+s)! (n+t)!) / n! no longer rises (a huge number when it always does)."""
+    A, B, Cq = 1.0 - a * a, 2.0 - a * a * (s + t + 2.0), 1.0 - a * a * (s + 1.0) * (t + 1.0)
+    if Cq >= 0.0:
+        return 0
+    if A <= 0.0:
+        return 1 << 40
+    return int(min(math.ceil((-B + math.sqrt(B * B - 4.0 * A * Cq)) / (2.0 * A)), 1 << 40))
 
 
 @njit(**_OPTS)
@@ -129,44 +145,41 @@ def _peak(a, n, s, t):
 
 
 @njit(**_OPTS)
-def _moment_series(f, df, g, dg, tf, tg, M, rho, ka, kb, table, W, eta, m):
+def _moment_series(f, df, g, dg, tf, tg, M, rho, ka, kb, table, W, eta, m, powers):
     """m[e] for every row (p, q, i, k, j) of ``table`` (see the module docstring); returns the largest relative
     error bound. f, g: [p, n] coefficients of the two inputs, df, dg their quadrature change, tf, tg: [p, n] the
-    Parseval suffix sums. Every 8 terms the sums stop once every remainder is below ``eta`` of its sum of |terms|."""
-    nm = table.shape[0]
-    acc, l1, qe = np.zeros(nm), np.zeros(nm), np.zeros(nm)
+    Parseval suffix sums. Each sum stops, checked every 8 terms, once its remainder is below ``eta`` of its sum
+    of |terms|. ``powers`` is workspace for rho^n."""
     a = abs(rho)
     pk = 1.0
-    stop = M
-    for n in range(M):
-        if n % 8 == 0 and n > 0:
-            done = True
-            for e in range(nm):
-                p, q, i, k, j = table[e, 0], table[e, 1], table[e, 2], table[e, 3], table[e, 4]
-                s, t = k + 2 * i, k + 2 * j
-                if _peak(a, n, s, t) * math.sqrt(tf[p, n + s] * tg[q, n + t]) > eta * l1[e]:
-                    done = False
-                    break
-            if done:
-                stop = n
-                break
-        for e in range(nm):
-            p, q, i, k, j = table[e, 0], table[e, 1], table[e, 2], table[e, 3], table[e, 4]
-            s, t = k + 2 * i, k + 2 * j
-            w = pk * W[n, s, t]
-            term = w * f[p, n + s] * g[q, n + t]
-            acc[e] += term
-            l1[e] += abs(term)
-            qe[e] += abs(w) * (abs(df[p, n + s] * g[q, n + t]) + abs(f[p, n + s] * dg[q, n + t]))
+    for n in range(M + 1):
+        powers[n] = pk
         pk *= rho
     worst = 0.0
-    for e in range(nm):
+    for e in range(table.shape[0]):
         p, q, i, k, j = table[e, 0], table[e, 1], table[e, 2], table[e, 3], table[e, 4]
         s, t = k + 2 * i, k + 2 * j
-        tail = _peak(a, stop, s, t) * math.sqrt(tf[p, stop + s] * tg[q, stop + t])
-        size = max(l1[e], 1e-300)
-        worst = max(worst, (tail + qe[e]) / size + 4.0 * (stop + 1) * numerics.EPS)
-        m[e] = acc[e] * 0.5 ** (i + j) * ka ** (-0.5 * s) * kb ** (-0.5 * t)
+        fp, gq, dfp, dgq, Wst = f[p, s:], g[q, t:], df[p, s:], dg[q, t:], W[:, s, t]
+        acc, l1, qe = 0.0, 0.0, 0.0
+        # the weights |rho|^n W_n rise until ``turn`` and fall after: before it the supremum is its value there
+        turn = _turn(a, s, t)
+        top = abs(powers[turn]) * Wst[turn] if turn <= M else _peak(a, 0, s, t)
+        stop = M
+        for n in range(M):
+            if n % 8 == 0 and n > 0:
+                peak = top if n < turn else abs(powers[n]) * Wst[n]
+                if peak * math.sqrt(tf[p, n + s] * tg[q, n + t]) <= eta * l1:
+                    stop = n
+                    break
+            w = powers[n] * Wst[n]
+            term = w * fp[n] * gq[n]
+            acc += term
+            l1 += abs(term)
+            qe += abs(w) * (abs(dfp[n] * gq[n]) + abs(fp[n] * dgq[n]))
+        peak = top if stop < turn else abs(powers[stop]) * Wst[stop]
+        tail = peak * math.sqrt(tf[p, stop + s] * tg[q, stop + t])
+        worst = max(worst, (tail + qe) / max(l1, 1e-300) + 4.0 * (stop + 1) * numerics.EPS)
+        m[e] = acc * 0.5 ** (i + j) * ka ** (-0.5 * s) * kb ** (-0.5 * t)
     return worst
 
 
@@ -185,6 +198,7 @@ def _metric_through(pair, closed, data, gdata, cumulants_fn, step_fn, i, j, Gout
     c, out = np.zeros((nr, P1)), np.zeros((nr, P1))
     s = np.zeros(ns)
     m = np.zeros(table.shape[0])
+    powers = np.zeros(W.shape[0] + 1)
     a_, b_ = cls[i], cls[j]
     kab, dist, total, tab = _pair_start(data, i, j)
     worst = 0.0
@@ -219,7 +233,7 @@ def _metric_through(pair, closed, data, gdata, cumulants_fn, step_fn, i, j, Gout
         ka, kb = K[l, a_], K[l, b_]
         rho = kab / math.sqrt(ka * kb)
         e = _moment_series(F[l, a_], dF[l, a_], F[l, b_], dF[l, b_], TF[l, a_], TF[l, b_], Mg[l], rho, ka, kb,
-                           table, W, eta[l], m)  # fmt: skip
+                           table, W, eta[l], m, powers)  # fmt: skip
         worst = max(worst, e)
         err[l] = max(err[l], e)
         cumulants_fn(m, MU[l, a_], MU[l, b_], s)
@@ -270,18 +284,18 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
             out = []
             for Q in (2 * n + 32, 3 * n + 48):
                 x, sw = _gauss_hermite(Q)
-                coef, norm2 = np.zeros((U, top + 1, Q)), np.zeros((U, top + 1))
-                _power_coefficients(mod.pieces.values, x, sw, K[l], pvals, top, coef, norm2)
-                # the tail beyond n of the rule's own Parseval sum: every coefficient the rule has, no cancellation
-                tail = np.cumsum((coef**2)[:, :, ::-1], axis=2)[:, :, ::-1]
-                out.append((coef, tail[:, :, : n + 1], norm2))
-            (coef, tail, norm2), (coarse, ctail, _) = out[1], out[0]
+                coef, rest = np.zeros((U, top + 1, n)), np.zeros((U, top + 1))
+                _power_coefficients(mod.pieces.values, x, sw, K[l], pvals, top, coef, rest)
+                # the tail from k on of the rule's own Parseval sum: the squares from k, and the rest beyond
+                tail = np.cumsum((coef**2)[:, :, ::-1], axis=2)[:, :, ::-1] + rest[:, :, None]
+                out.append((coef, np.concatenate([tail, rest[:, :, None]], axis=2)))
+            (coef, tail), (coarse, ctail) = out[1], out[0]
             suffix = tail + np.abs(tail - ctail)  # the two rules' disagreement on the tail is its error
-            rel = np.max(suffix[:, 1:, M] / np.maximum(norm2[:, 1:], 1e-300))
-            if rel <= target or M >= M_MAX:
+            rel = np.max(suffix[:, 1:, M] / np.maximum(suffix[:, 1:, 0], 1e-300))
+            if rel <= max(target, 1e-6) or M >= M_MAX:  # pairs that need more terms get them on a retry
                 break
             M *= 2
-        tables.append((coef[:, :, :n], coef[:, :, :n] - coarse[:, :, :n], suffix))
+        tables.append((coef, coef - coarse, suffix))
         Ms[l] = M
     width = max(t[0].shape[2] for t in tables) if tables else 1
     F = np.zeros((L1 + 1, U, top + 1, width))
@@ -340,7 +354,7 @@ def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, pro
     target = tolerance / max(L - 1, 1)
     hb, hw = np.zeros((L, order + 1)), np.zeros((L, order + 1))
     hb[:, 0], hw[:, 0] = plan.cb, plan.cw
-    eta = np.full(L, max(target * 1e-3, 1e-16))
+    eta = np.full(L, max(target * 0.1, 1e-16))  # a pair's sums stop once what is left is a tenth of the budget
     ns = int(getattr(pm, f"_DIMS_{order}")[2])
     N = plan.x.shape[0]
     G = np.zeros((plan.n_store, order + 1, N, N))
@@ -353,6 +367,7 @@ def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, pro
     chunks = max(1, min(half, 50))
     edges = np.linspace(0, half, chunks + 1).astype(np.int64)
     least = np.full(max(L - 1, 1), M_START)
+    before = np.full(max(L - 1, 1), np.inf)
     while True:  # a layer whose pairs miss the budget is summed again with twice the terms, up to M_MAX
         F, dF, TF, Ms = _hermite_tables(mod, plan.K[:-1], pmax, smax, plan.params, target, least)
         W = _weights(int(max(Ms.max(), 1)), smax)
@@ -363,9 +378,11 @@ def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, pro
                           int(edges[c + 1]), G, err)  # fmt: skip
             if progress is not None:
                 progress(int(edges[c + 1]), half)
-        short = (np.max(err, axis=0)[: L - 1] > target) & (Ms[: L - 1] < M_MAX)
-        if not np.any(short):
+        worst = np.max(err, axis=0)[: L - 1]
+        short = (worst > target) & (Ms[: L - 1] < M_MAX)
+        if not np.any(short) or np.any(worst[short] > 0.1 * before[short]):  # done, or more terms do not help
             break
+        before = np.where(short, worst, before)
         least[short] = 2 * Ms[: L - 1][short]
     errors[1:] = np.maximum(errors[1:], np.max(err, axis=0)[: L - 1]) if L > 1 else errors[1:]
     errors = np.cumsum(errors)

@@ -102,3 +102,14 @@ def test_kernel_bench_structure_and_its_numpy_baseline():
     np.testing.assert_allclose(K[off], res.K[0][off], rtol=1e-12)
     np.testing.assert_allclose(T[off], res.Theta[0][off], rtol=1e-12)
     np.testing.assert_allclose(np.diag(T), np.diag(res.Theta[0]), rtol=4 * 1.5e-8)
+
+
+def test_kernel_bench_times_the_finite_width_mean_kernel_beside():
+    from pdlt.codegen.bench_kernels import bench_kernels, report
+
+    data = bench_kernels((12,), names=("erf",))
+    codes = [c["code"] for c in data["cases"]]
+    assert codes == ["numpy arc-cosine (relu)", "pdlt erf", "pdlt erf K+G, order 1"]
+    g = data["cases"][2]
+    assert _positive(g["seconds"]) and g["ratio"] == g["seconds"] / data["cases"][1]["seconds"]
+    assert "of K+Theta" in report(data)[4]

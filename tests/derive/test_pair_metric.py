@@ -253,3 +253,21 @@ def test_state_keys_and_purity():
     keys = pair_state_keys(1)
     assert len(keys) == 3 * 2 + 6 and all(k >= sum(g) - 1 for g, k in keys)
     assert [g for g in indices(2) if is_pure(g)] == [(2, 0, 0), (0, 0, 2)]
+
+
+def test_latex_prints_the_pair_recursions_of_order_one():
+    """pdlt latex gains the two-input section: G{1}_ab and the five vertex entries that involve both inputs,
+    written through the moments' metric derivatives, with balanced braces (pdflatex runs in test_cli)."""
+    from pdlt.derive.latex import body, pair_section
+
+    text = pair_section()
+    lhs = [line.split("&=")[0].strip() for line in text.splitlines() if "&=" in line]
+    assert lhs == [
+        "{G^{\\{1\\}}_{ab}}^{(\\ell+1)}",
+        "{V_{(aa)(ab)}}^{(\\ell+1)}",
+        "{V_{(aa)(bb)}}^{(\\ell+1)}",
+        "{V_{(ab)(ab)}}^{(\\ell+1)}",
+        "{V_{(ab)(bb)}}^{(\\ell+1)}",
+    ]
+    assert "\\big[\\partial_{ab}^{2}\\langle \\sigma_a \\sigma_b \\rangle\\big]" in text
+    assert text.count("{") == text.count("}") and text in body(1)
