@@ -16,8 +16,10 @@ sigma^q(sqrt(K_bb) X). The remainder after n terms is at most ``|rho|^n W_n sqrt
 T of <sigma^(2p)>: the sums of the squared coefficients from n on that a Q-node Gauss-Hermite rule gives
 (what lies beyond the computed ones as the squared norm of the residual at the nodes, so no cancellation),
 plus their change from 2n+32 to 3n+48 nodes. The coefficients'
-own quadrature error (the same change) is summed with the same weights. Both are relative to the sum of
-|terms|, like the quadrature estimates of the single-input flow; the layer's figure is the worst over every
+own quadrature error (the same change) is summed with the same weights. Both are relative to the larger of
+the sum of |terms| and the Cauchy-Schwarz size sqrt(sum W_(n,s,s) f_(n+s)^2 sum W_(n,t,t) g_(n+t)^2) of the
+moment (what it can be at |rho| = 1), like the quadrature estimates of the single-input flow relative to the
+L1 size of their integrands; the layer's figure is the worst over every
 moment of every pair; a layer whose pairs miss their budget is summed again with twice the terms.
 The mean kernel K_ab itself (k = 0) comes from the infinite-width path of ``kernels`` (closed forms
 where they exist, the carried distance), so that G[0] is K to the digit.
@@ -160,7 +162,8 @@ def _moment_series(f, df, g, dg, tf, tg, M, rho, ka, kb, table, W, eta, m, power
         p, q, i, k, j = table[e, 0], table[e, 1], table[e, 2], table[e, 3], table[e, 4]
         s, t = k + 2 * i, k + 2 * j
         fp, gq, dfp, dgq, Wst = f[p, s:], g[q, t:], df[p, s:], dg[q, t:], W[:, s, t]
-        acc, l1, qe = 0.0, 0.0, 0.0
+        Wss, Wtt = W[:, s, s], W[:, t, t]
+        acc, l1, qe, na, nb = 0.0, 0.0, 0.0, 0.0, 0.0
         # the weights |rho|^n W_n rise until ``turn`` and fall after: before it the supremum is its value there
         turn = _turn(a, s, t)
         top = abs(powers[turn]) * Wst[turn] if turn <= M else _peak(a, 0, s, t)
@@ -168,17 +171,22 @@ def _moment_series(f, df, g, dg, tf, tg, M, rho, ka, kb, table, W, eta, m, power
         for n in range(M):
             if n % 8 == 0 and n > 0:
                 peak = top if n < turn else abs(powers[n]) * Wst[n]
-                if peak * math.sqrt(tf[p, n + s] * tg[q, n + t]) <= eta * l1:
+                if peak * math.sqrt(tf[p, n + s] * tg[q, n + t]) <= eta * max(l1, math.sqrt(na * nb)):
                     stop = n
                     break
             w = powers[n] * Wst[n]
             term = w * fp[n] * gq[n]
             acc += term
             l1 += abs(term)
+            na += Wss[n] * fp[n] * fp[n]
+            nb += Wtt[n] * gq[n] * gq[n]
             qe += abs(w) * (abs(dfp[n] * gq[n]) + abs(fp[n] * dgq[n]))
         peak = top if stop < turn else abs(powers[stop]) * Wst[stop]
         tail = peak * math.sqrt(tf[p, stop + s] * tg[q, stop + t])
-        worst = max(worst, (tail + qe) / max(l1, 1e-300) + 4.0 * (stop + 1) * numerics.EPS)
+        # relative to the larger of the sum of |terms| and its Cauchy-Schwarz size at |rho| = 1, so that a moment
+        # that nearly vanishes at this rho (a pair far from coincident) is judged by the size it can have
+        size = max(l1, math.sqrt(na * nb), 1e-300)
+        worst = max(worst, (tail + qe) / size + 4.0 * (stop + 1) * numerics.EPS)
         m[e] = acc * 0.5 ** (i + j) * ka ** (-0.5 * s) * kb ** (-0.5 * t)
     return worst
 
@@ -278,7 +286,7 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
     L1, U = K.shape
     tables, Ms = [], np.zeros(L1 + 1, dtype=np.int64)
     for l in range(L1):
-        M = int(least[l])
+        M, ready = int(least[l]), False
         while True:
             n = M + smax + 1
             out = []
@@ -292,8 +300,11 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
             (coef, tail), (coarse, ctail) = out[1], out[0]
             suffix = tail + np.abs(tail - ctail)  # the two rules' disagreement on the tail is its error
             rel = np.max(suffix[:, 1:, M] / np.maximum(suffix[:, 1:, 0], 1e-300))
-            if rel <= max(target, 1e-6) or M >= M_MAX:  # pairs that need more terms get them on a retry
+            # once the diagonal's tails are small, twice the terms: each pair's sums stop when they have enough,
+            # so the spare ones cost only where a pair needs them (a retry would redo every pair)
+            if M >= M_MAX or ready:
                 break
+            ready = rel <= max(target, 1e-6)
             M *= 2
         tables.append((coef, coef - coarse, suffix))
         Ms[l] = M
@@ -380,7 +391,7 @@ def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, pro
                 progress(int(edges[c + 1]), half)
         worst = np.max(err, axis=0)[: L - 1]
         short = (worst > target) & (Ms[: L - 1] < M_MAX)
-        if not np.any(short) or np.any(worst[short] > 0.1 * before[short]):  # done, or more terms do not help
+        if not np.any(short) or np.any(worst[short] > 0.5 * before[short]):  # done, or more terms do not help
             break
         before = np.where(short, worst, before)
         least[short] = 2 * Ms[: L - 1][short]
