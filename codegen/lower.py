@@ -262,6 +262,8 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         Constant("QUADRATURE", shown),
         Constant("ACCURACY", _accuracy(layout, rule), "how accurate each path is, and how that is checked"),
         Constant("PAIR_RULE", (pair.kind, pair.reason), "how the kernel-matrix pair expectations are computed"),
+        Constant("KINKS", tuple(float(b) for b in act.breakpoints),
+                 "where sigma or a derivative jumps (z); quadratures of sigma's Hermite coefficients split there"),
         Constant("RUNTIME_ABI", RUNTIME_ABI, "the pdlt.runtime calling convention this module was generated for"),
     )  # fmt: skip
     n_params = len(act.params)

@@ -95,6 +95,7 @@ class Module:
     pair_exact: bool  # the pair expectations of kernel matrices have closed forms (PAIR), else a Mehler series
     pieces: Pieces
     description: tuple[np.ndarray, ...]  # dims, qcount, rule, gl, breaks
+    kinks: tuple[float, ...] = ()  # where sigma or a derivative jumps (z): Hermite coefficients integrate piecewise
 
     def moments(self, K, params, check, mu, err, mag) -> None:
         """mu[a, i] = d^i/dK^i <sigma^(2a)>_K; err[a, i] estimates its absolute error and mag[a, i] the

@@ -28,6 +28,7 @@ where they exist, the carried distance), so that G[0] is K to the digit.
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 from numba import njit, prange
@@ -38,6 +39,7 @@ from .kernels import M_MAX, M_START, _gauss_hermite, _pair_advance, _pair_start,
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 ORDERS = (1, 2)  # the orders of pdlt.generated.pair_metric
+KINK_START = 128  # the most terms a kinked sigma's first pass asks for (then twice that in the tables)
 
 
 def pair_module():
@@ -291,9 +293,15 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
             n = M + smax + 1
             out = []
             for Q in (2 * n + 32, 3 * n + 48):
-                x, sw = _gauss_hermite(Q)
                 coef, rest = np.zeros((U, top + 1, n)), np.zeros((U, top + 1))
-                _power_coefficients(mod.pieces.values, x, sw, K[l], pvals, top, coef, rest)
+                if mod.kinks:  # Gauss-Legendre on the pieces between the kinks, one rule per kernel
+                    for u in range(U):
+                        x, sw = _piecewise_rule(Q, np.asarray(mod.kinks) / np.sqrt(K[l, u]), n)
+                        _power_coefficients(mod.pieces.values, x, sw, K[l, u : u + 1], pvals, top, coef[u : u + 1],
+                                            rest[u : u + 1])  # fmt: skip
+                else:
+                    x, sw = _gauss_hermite(Q)
+                    _power_coefficients(mod.pieces.values, x, sw, K[l], pvals, top, coef, rest)
                 # the tail from k on of the rule's own Parseval sum: the squares from k, and the rest beyond
                 tail = np.cumsum((coef**2)[:, :, ::-1], axis=2)[:, :, ::-1] + rest[:, :, None]
                 out.append((coef, np.concatenate([tail, rest[:, :, None]], axis=2)))
@@ -304,7 +312,9 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
             # so the spare ones cost only where a pair needs them (a retry would redo every pair)
             if M >= M_MAX or ready:
                 break
-            ready = rel <= max(target, 1e-6)
+            # a kink's coefficients fall like a power, so the diagonal's tail would ask for M_MAX at once; pairs
+            # away from coincidence need far fewer (|rho|^n), and those that need more ask on a retry
+            ready = rel <= max(target, 1e-6) or (bool(mod.kinks) and M >= KINK_START)
             M *= 2
         tables.append((coef, coef - coarse, suffix))
         Ms[l] = M
@@ -315,6 +325,29 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
         F[l, :, :, : coef.shape[2]], dF[l, :, :, : coef.shape[2]] = coef, change
         TF[l, :, :, : suffix.shape[2]] = suffix
     return F, dF, TF, Ms
+
+
+@cache
+def _legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.special import roots_legendre  # asymptotic nodes for large m: O(m), where numpy's leggauss is O(m^3)
+
+    return roots_legendre(m)
+
+
+def _piecewise_rule(Q: int, kinks: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes x and square-root weights sw of a rule for E[f(X)] with X ~ N(0, 1) and f smooth between ``kinks``
+    (in x): Gauss-Legendre with Q nodes on each piece of [-R, R], R = sqrt(4 n + 2) + 12 (beyond which the
+    first n Hermite functions and the Gaussian are below 1e-31), so that the kinks cost no accuracy."""
+    R = math.sqrt(4.0 * n + 2.0) + 12.0
+    cuts = [-R, *sorted(float(k) for k in kinks if -R < k < R), R]
+    t, w = _legendre(Q)
+    xs, ws = [], []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        half = 0.5 * (hi - lo)
+        xs.append(lo + half * (t + 1.0))
+        ws.append(half * w)
+    x, w = np.concatenate(xs), np.concatenate(ws)
+    return x, np.sqrt(w * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
 
 
 def check_order(mod, order) -> int:
