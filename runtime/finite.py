@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -374,17 +375,89 @@ def width_ratios(widths, depth: int) -> np.ndarray:
     return r
 
 
-def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, progress=None):
-    """(G, errors): G[slot, k, a, b] = G{k}_ab at the stored layers, and per layer the largest relative error
-    bound of the moments used to reach it. Refuses (FlowError) above ``tolerance``."""
+class Metric(NamedTuple):
+    """What every block of the finite-width pass needs besides the Plan (picklable, for Dask workers)."""
+
+    order: int
+    gdata: tuple  # see the comment above _metric_through
+
+
+def _pair_functions(order: int):
+    pm = pair_module()
+    return getattr(pm, f"_pair_cumulants_{order}"), getattr(pm, f"_pair_step_{order}")
+
+
+@njit(parallel=True, **_OPTS)
+def _metric_block(pair, closed, data, gdata, cumulants_fn, step_fn, r0, r1, c0, c1, Gb, err):
+    """G of rows r0..r1-1 and columns c0..c1-1 (each pair as (smaller, larger), as the triangle computes it);
+    err[row - r0, l] the largest relative error bound of each row's moments."""
+    C, cls, store = gdata[0], data[2], data[14]
+    P1 = Gb.shape[1]
+    for i in prange(r0, r1):
+        buf = np.zeros(4)
+        for j in range(c0, c1):
+            if i != j:
+                lo, hi = min(i, j), max(i, j)
+                _metric_through(pair, closed, data, gdata, cumulants_fn, step_fn, lo, hi, Gb, err[i - r0], i - r0,
+                                j - c0, False, buf)  # fmt: skip
+                continue
+            for l in range(C.shape[0]):
+                if store[l] >= 0:
+                    for k in range(P1):
+                        Gb[store[l], k, i - r0, j - c0] = C[l, cls[i], 1, k]
+
+
+def compute_metric_block(plan, metric: Metric, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+    """(G block (stored, order + 1, rows, columns), the largest error bound per layer) of one block of pairs."""
+    from .kernels import plan_pieces
+
+    pieces = plan_pieces(plan)
+    cumulants_fn, step_fn = _pair_functions(metric.order)
+    L = plan.K.shape[0]
+    Gb = np.zeros((plan.n_store, metric.order + 1, r1 - r0, c1 - c0))
+    err = np.zeros((r1 - r0, L))
+    _metric_block(pieces.pair, plan.closed, plan_data(plan), metric.gdata, cumulants_fn, step_fn, r0, r1, c0, c1,
+                  Gb, err)  # fmt: skip
+    return Gb, np.max(err, axis=0, initial=0.0)
+
+
+def in_process(mod, plan, order: int, progress=None):
+    """The pass over every pair in this process: a function of the Metric returning (G, the largest error bound
+    per layer), G (stored, order + 1, N, N) with the diagonal from the single-input flows."""
+    cumulants_fn, step_fn = _pair_functions(order)
+    N, L = plan.x.shape[0], plan.K.shape[0]
+    half = (N + 1) // 2
+    chunks = max(1, min(half, 50))
+    edges = np.linspace(0, half, chunks + 1).astype(np.int64)
+
+    def run(metric: Metric):
+        C = metric.gdata[0]
+        G = np.zeros((plan.n_store, order + 1, N, N))
+        idx = np.arange(N)
+        for l in range(L):
+            if plan.store[l] >= 0:
+                G[plan.store[l]][:, idx, idx] = C[l, plan.cls, 1, : order + 1].T
+        err = np.zeros((N, L))
+        for c in range(chunks):
+            _metric_pairs(mod.pieces.pair, plan.closed, plan_data(plan), metric.gdata, cumulants_fn, step_fn,
+                          int(edges[c]), int(edges[c + 1]), G, err)  # fmt: skip
+            if progress is not None:
+                progress(int(edges[c + 1]), half)
+        return G, np.max(err, axis=0)
+
+    return run
+
+
+def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, run):
+    """(G, errors): the finite-width mean kernel from ``run(metric) -> (G, worst error per layer)`` (``in_process``
+    or ``scaleout``'s blocks) and per layer the accumulated relative error bound. A layer whose pairs miss the
+    budget is summed again with twice the terms, until it meets it or more terms stop helping (then FlowError)."""
     pm = pair_module()
     table = np.asarray(getattr(pm, f"MOMENTS_{order}"), dtype=np.int64)
     rows = np.asarray(getattr(pm, f"STATE_{order}"), dtype=np.int64)
-    cumulants_fn, step_fn = getattr(pm, f"_pair_cumulants_{order}"), getattr(pm, f"_pair_step_{order}")
     p = mod.pieces
     L, U = plan.K.shape
-    top = mod.top
-    C = np.zeros((L, U, top + 1, mod.order + 1))
+    C = np.zeros((L, U, mod.top + 1, mod.order + 1))
     nrows, cols = mod.shape
     MU = np.zeros((max(L - 1, 1), U, nrows, cols))
     serr = np.zeros((max(L - 1, 1), U))
@@ -400,43 +473,26 @@ def mean_kernel(mod, plan, order: int, ratios: np.ndarray, tolerance: float, pro
     hb[:, 0], hw[:, 0] = plan.cb, plan.cw
     eta = np.full(L, max(target * 0.1, 1e-16))  # a pair's sums stop once what is left is a tenth of the budget
     ns = int(getattr(pm, f"_DIMS_{order}")[2])
-    N = plan.x.shape[0]
-    G = np.zeros((plan.n_store, order + 1, N, N))
-    for l in range(L):
-        slot = plan.store[l]
-        if slot >= 0:
-            idx = np.arange(N)
-            G[slot][:, idx, idx] = C[l, plan.cls, 1, : order + 1].T
-    half = (N + 1) // 2
-    chunks = max(1, min(half, 50))
-    edges = np.linspace(0, half, chunks + 1).astype(np.int64)
     least = np.full(max(L - 1, 1), M_START)
     before = np.full(max(L - 1, 1), np.inf)
-    while True:  # a layer whose pairs miss the budget is summed again with twice the terms, up to M_MAX
+    while True:
         F, dF, TF, Ms = _hermite_tables(mod, plan.K[:-1], pmax, smax, plan.params, target, least)
         W = _weights(int(max(Ms.max(), 1)), smax)
-        gdata = (C, MU, F, dF, TF, Ms, W, table, rows, hb, hw, ratios, eta, ns)
-        err = np.zeros((N, L))
-        for c in range(chunks):
-            _metric_pairs(p.pair, plan.closed, plan_data(plan), gdata, cumulants_fn, step_fn, int(edges[c]),
-                          int(edges[c + 1]), G, err)  # fmt: skip
-            if progress is not None:
-                progress(int(edges[c + 1]), half)
-        worst = np.max(err, axis=0)[: L - 1]
+        G, err = run(Metric(order, (C, MU, F, dF, TF, Ms, W, table, rows, hb, hw, ratios, eta, ns)))
+        worst = err[: L - 1]
         short = (worst > target) & (Ms[: L - 1] < M_MAX)
         if not np.any(short) or np.any(worst[short] > 0.5 * before[short]):  # done, or more terms do not help
             break
         before = np.where(short, worst, before)
         least[short] = 2 * Ms[: L - 1][short]
-    errors[1:] = np.maximum(errors[1:], np.max(err, axis=0)[: L - 1]) if L > 1 else errors[1:]
+    errors[1:] = np.maximum(errors[1:], err[: L - 1]) if L > 1 else errors[1:]
     errors = np.cumsum(errors)
     bad = np.flatnonzero(~(errors <= tolerance))
     if bad.size:
         l = int(bad[0])
-        worst = int(np.argmax(err[:, l - 1])) if l >= 1 else 0
         raise FlowError(
-            f"the finite-width mean kernel of {mod.name} at layer {l + 1} has relative error bound ~{errors[l]:.1e} "
-            f"(worst at input {worst}), above tolerance {tolerance:g}: its Mehler series converge slowly for nearly "
-            f"equal inputs when sigma has a kink, or K is large; pass a larger tolerance or fewer layers"
+            f"the finite-width mean kernel of {mod.name} at layer {l + 1} has relative error bound ~{errors[l]:.1e}, "
+            f"above tolerance {tolerance:g}: its Mehler series converge slowly for nearly equal inputs when sigma "
+            f"has a kink, or K is large; pass a larger tolerance or fewer layers"
         )
     return G, errors

@@ -612,8 +612,6 @@ def kernel_matrices(
         from .finite import check_order
 
         order = check_order(mod, order)
-        if scheduler is not None or (out is not None and str(out).endswith(".zarr")):
-            raise FlowError("G is computed in one process for now: drop the scheduler and write .npz")
     if theta and not mod.has_perp:
         raise FlowError(f"{mod.name} jumps, so sigma' and the NTK are not defined")
     if not (0 < float(tolerance) < 1):
@@ -719,17 +717,26 @@ def kernel_matrices(
     )
     hyper = {"C_b": cb, "C_W": cw, "lambda_b": lb, "lambda_W": lw}
     result = KernelMatrices(mod.name, store, None, None, method, terms, errors, hyper)
-    if out is not None and str(out).endswith(".zarr") or scheduler is not None:
-        from .scaleout import run_blocks
-
-        return run_blocks(plan, result, out, scheduler, chunk_size, progress)
-    _check_memory(mod.name, N, store.size, 1 + theta + with_g * (order + 1), coef.nbytes + tails.nbytes)
-    result.K, result.Theta = compute_triangle(plan, progress)
+    finite = None
     if with_g:
         from .finite import mean_kernel, width_ratios
 
-        result.G, G_error = mean_kernel(mod, plan, order, width_ratios(widths, depth), tolerance, progress)
-        result.G_error = np.maximum(G_error, errors)
+        ratios = width_ratios(widths, depth)
+
+        def finite(run):  # the finite-width pass, with the way its blocks of pairs run
+            result.G, G_error = mean_kernel(mod, plan, order, ratios, tolerance, run)
+            result.G_error = np.maximum(G_error, errors)
+
+    if out is not None and str(out).endswith(".zarr") or scheduler is not None:
+        from .scaleout import run_blocks
+
+        return run_blocks(plan, result, out, scheduler, chunk_size, progress, finite)
+    _check_memory(mod.name, N, store.size, 1 + theta + with_g * (order + 1), coef.nbytes + tails.nbytes)
+    result.K, result.Theta = compute_triangle(plan, progress)
+    if finite is not None:
+        from .finite import in_process
+
+        finite(in_process(mod, plan, order, progress))
     if out is not None:
         result.save(str(out))
     return result

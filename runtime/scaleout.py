@@ -38,12 +38,23 @@ class _Memory:
     def __init__(self, plan: Plan, n: int) -> None:
         self.K = np.zeros((plan.n_store, n, n))
         self.Theta = np.zeros_like(self.K) if plan.theta else None
+        self.G = None
 
     def put(self, r0, r1, c0, c1, kb, tb) -> None:
         for full, block in ((self.K, kb), (self.Theta, tb)):
             if full is not None:
                 full[:, r0:r1, c0:c1] = block
                 full[:, c0:c1, r0:r1] = block.transpose(0, 2, 1)
+
+    def start_g(self, shape) -> None:
+        self.G = np.zeros(shape)
+
+    def put_g(self, r0, r1, c0, c1, gb) -> None:
+        self.G[:, :, r0:r1, c0:c1] = gb
+        self.G[:, :, c0:c1, r0:r1] = gb.transpose(0, 1, 3, 2)
+
+    def read_g(self):
+        return self.G
 
     def finish(self):
         return self.K, self.Theta
@@ -76,6 +87,20 @@ class _Zarr:
             if (r0, r1) != (c0, c1):
                 array[:, c0:c1, r0:r1] = block.transpose(0, 2, 1)
 
+    def start_g(self, shape) -> None:
+        """G (stored, order + 1, N, N) in the same store, chunked like K; a retry overwrites it."""
+        chunk = self.arrays[0].chunks
+        self.g = self.group.create_array("G", shape=shape, chunks=(1, 1, *chunk[1:]), dtype="float64",
+                                         overwrite=True)  # fmt: skip
+
+    def put_g(self, r0, r1, c0, c1, gb) -> None:
+        self.g[:, :, r0:r1, c0:c1] = gb
+        if (r0, r1) != (c0, c1):
+            self.g[:, :, c0:c1, r0:r1] = gb.transpose(0, 1, 3, 2)
+
+    def read_g(self):
+        return None  # read from the finished store
+
     def finish(self):
         import zarr
 
@@ -85,6 +110,7 @@ class _Zarr:
         os.replace(self.tmp, self.path)
         shutil.rmtree(old, ignore_errors=True)
         group = zarr.open_group(str(self.path), mode="r")
+        self.final = group
         return group["K"], (group["Theta"] if "Theta" in group else None)
 
     def abandon(self) -> None:
@@ -106,8 +132,10 @@ def _client(scheduler: str):
 
 
 def run_blocks(plan: Plan, result: KernelMatrices, out, scheduler: str | None, chunk_size: int | None,
-               progress: Callable | None) -> KernelMatrices:  # fmt: skip
-    """Fill ``result.K`` (and ``Theta``) block by block, here or on ``scheduler``; write ``out`` if given."""
+               progress: Callable | None, finite: Callable | None = None) -> KernelMatrices:  # fmt: skip
+    """Fill ``result.K`` (and ``Theta``) block by block, here or on ``scheduler``; write ``out`` if given.
+    ``finite(run)`` (the finite-width pass of ``kernels``) then computes G with the same blocks and cluster,
+    into the same sink: the store is renamed into place only once G is in it too."""
     n = plan.x.shape[0]
     chunk = int(chunk_size or DEFAULT_CHUNK)
     zarr_out = out is not None and str(out).endswith(".zarr")
@@ -120,35 +148,71 @@ def run_blocks(plan: Plan, result: KernelMatrices, out, scheduler: str | None, c
         _check_memory(result.activation, n, plan.n_store, 1 + plan.theta, plan.coef.nbytes + plan.tails.nbytes)
         sink = _Memory(plan, n)
     blocks = block_edges(n, chunk)
+    client, cluster = _client(scheduler) if scheduler is not None else (None, None)
     try:
-        if scheduler is None:
+        if client is None:
             for done, edges in enumerate(blocks, start=1):
                 sink.put(*edges, *compute_block(plan, *edges))
                 if progress is not None:
                     progress(done, len(blocks))
         else:
-            _on_cluster(plan, blocks, scheduler, sink, progress)
+            _on_cluster(client, plan, blocks, sink, progress)
+        if finite is not None:
+            finite(_metric_runner(plan, blocks, sink, client, progress))
         result.K, result.Theta = sink.finish()
+        if finite is not None:
+            result.G = sink.read_g() if not zarr_out else sink.final["G"]
     except BaseException:
         sink.abandon()
         raise
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
     if out is not None and not zarr_out:
         result.save(str(out))
     return result
 
 
-def _on_cluster(plan: Plan, blocks, scheduler: str, sink, progress: Callable | None) -> None:
+def _on_cluster(client, plan: Plan, blocks, sink, progress: Callable | None) -> None:
     from distributed import as_completed
 
-    client, cluster = _client(scheduler)
-    try:
-        shared = client.scatter(plan, broadcast=True)
-        futures = {client.submit(compute_block, shared, *edges, pure=False): edges for edges in blocks}
-        for done, future in enumerate(as_completed(futures), start=1):
-            sink.put(*futures[future], *future.result())
+    shared = client.scatter(plan, broadcast=True)
+    futures = {client.submit(compute_block, shared, *edges, pure=False): edges for edges in blocks}
+    for done, future in enumerate(as_completed(futures), start=1):
+        sink.put(*futures[future], *future.result())
+        if progress is not None:
+            progress(done, len(blocks))
+
+
+def _metric_runner(plan: Plan, blocks, sink, client, progress: Callable | None):
+    """The finite-width pass over the same blocks (``finite.mean_kernel`` may run it more than once)."""
+    from .finite import compute_metric_block
+
+    def run(metric):
+        sink.start_g((plan.n_store, metric.order + 1, plan.x.shape[0], plan.x.shape[0]))
+        worst = np.zeros(plan.K.shape[0])
+        if client is None:
+            results = ((edges, compute_metric_block(plan, metric, *edges)) for edges in blocks)
+        else:
+            from distributed import as_completed
+
+            shared = client.scatter((plan, metric), broadcast=True)
+            futures = {client.submit(_metric_task, shared, *edges, pure=False): edges for edges in blocks}
+            results = ((futures[f], f.result()) for f in as_completed(futures))
+        for done, (edges, (gb, err)) in enumerate(results, start=1):
+            sink.put_g(*edges, gb)
+            worst = np.maximum(worst, err)
             if progress is not None:
                 progress(done, len(blocks))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        return sink.read_g(), worst
+
+    return run
+
+
+def _metric_task(shared, r0, r1, c0, c1):
+    from .finite import compute_metric_block
+
+    plan, metric = shared
+    return compute_metric_block(plan, metric, r0, r1, c0, c1)

@@ -187,7 +187,7 @@ def test_mean_kernel_sums_the_series_at_the_widths():
     [
         ({"order": 3}, "order must be one of 1, 2"),
         ({"order": 0}, "order must be one of 1, 2"),
-        ({"scheduler": "local"}, "G is computed in one process"),
+        ({"order": 1.5}, "order must be one of 1, 2"),
         ({"widths": [4]}, "widths needs depth - 1 = 3"),
     ],
 )

@@ -72,6 +72,42 @@ def test_a_real_cluster_gives_identical_results(tmp_path):
     assert seen[-1] == (len(scaleout.block_edges(23, 7)),) * 2
 
 
+def _g_inputs():
+    x = np.random.default_rng(2).normal(size=(23, 5))
+    x[4] = x[3]  # an identical pair: the diagonal copied, in every block
+    return x
+
+
+def test_finite_width_mean_kernel_in_a_store_and_on_a_cluster_is_the_single_process_one(tmp_path):
+    """G (order 2) block by block into a zarr store, and on a scheduler with two worker processes: bit for bit
+    the single-process G and its error bounds; the store holds layers, K, Theta and G, and nothing else is left."""
+    mod = generated.load("tanh")
+    x = _g_inputs()
+    kw = {"C_b": 0.1, "C_W": 1.4, "layers": [2, 4], "tensors": ("K", "Theta", "G"), "order": 2}
+    want = mod.kernel(x, 4, **kw)
+    got = mod.kernel(x, 4, **kw, out=str(tmp_path / "g.zarr"), chunk_size=6)
+    np.testing.assert_array_equal(got.G[:], want.G)
+    store = zarr.open_group(str(tmp_path / "g.zarr"), mode="r")
+    assert sorted(store.keys()) == ["G", "K", "Theta", "layers"] and store["G"].shape == (2, 3, 23, 23)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.zarr"]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        got = mod.kernel(x, 4, **kw, scheduler=cluster.scheduler_address, chunk_size=7)
+    np.testing.assert_array_equal(got.G, want.G)
+    np.testing.assert_array_equal(got.G_error, want.G_error)
+
+
+def test_a_failed_finite_width_pass_leaves_no_store(tmp_path, monkeypatch):
+    from pdlt.runtime import finite
+
+    def failing(*args):
+        raise FlowError("stop")
+
+    monkeypatch.setattr(finite, "compute_metric_block", failing)
+    with pytest.raises(FlowError, match="stop"):
+        generated.load("tanh").kernel(_g_inputs(), 3, tensors=("G",), out=str(tmp_path / "g.zarr"), chunk_size=6)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_block_size_and_output_are_refused():
     with pytest.raises(FlowError, match="chunk_size must be an integer >= 1"):
         generated.load("relu").kernel(_inputs(), 2, chunk_size=0)
