@@ -37,9 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--tensors", default="K,Theta", help="comma-separated subset of K,Theta,G (default K,Theta)")
-    p.add_argument(
-        "--order", type=int, default=1, help="order in 1/n of G, 1 or 2 (default 1): G[k] multiplies 1/n_(l-1)^k"
-    )
+    p.add_argument("--order", type=int, help="order in 1/n of G, 1 or 2 (default 1): G[k] multiplies 1/n_(l-1)^k")
     p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")
     p.add_argument(
         "--tolerance", type=float, default=1e-10, help="largest relative error bound accepted (default 1e-10)"
@@ -115,6 +113,8 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         raise CliError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     out = output_file(args.out) if args.out.endswith(".npz") else output_store(args.out)
     tensors = [t.strip() for t in args.tensors.split(",") if t.strip()]
+    if args.order is not None and "G" not in tensors:
+        raise CliError("--order is the order of the finite-width mean kernel: it goes with --tensors ...,G")
     layers = None
     if args.layers:
         try:
@@ -147,7 +147,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         parametrization=args.parametrization,
         widths=_widths(args.widths),
-        order=args.order,
+        order=1 if args.order is None else args.order,
         **params,
     )
     stored = [int(v) for v in result.layers]

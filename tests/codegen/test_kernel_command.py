@@ -70,6 +70,7 @@ def test_critical_initialization_is_stated(inputs, tmp_path, capsys):
     [
         (["--tensors", "K,V"], "four-point vertex"),
         (["--tensors", "K,G", "--order", "3"], "order must be one of 1, 2"),
+        (["--order", "2"], "--order is the order of the finite-width mean kernel"),
         (["--C-W", "1,2"], "one per layer 1..3"),
         (["--C-b", "a"], "--C-b takes a number"),
         (["--layers", "1,x"], "--layers takes"),
