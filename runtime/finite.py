@@ -114,36 +114,28 @@ def _power_coefficients(values, x, sw, Ks, params, top, out, rest):
             rest[i, p] = np.dot(resid, resid)
 
 
+NEVER = 1 << 40  # a turning point that never comes (|rho| = 1 with s + t > 0)
+
+
 @njit(**_OPTS)
 def _turn(a, s, t):
-    """The first n from which a^n sqrt((n+s)! (n+t)!) / n! no longer rises (a huge number when it always does)."""
+    """The first n from which the weights a^n sqrt((n+s)! (n+t)!) / n! (a = |rho|) stop rising: they rise while
+    a^2 (n+s+1)(n+t+1) > (n+1)^2, i.e. up to the larger root of (1 - a^2) x^2 + (2 - a^2 (s+t+2)) x +
+    1 - a^2 (s+1)(t+1), and fall after; so their supremum from any n on is their value at max(n, turn)."""
     A, B, Cq = 1.0 - a * a, 2.0 - a * a * (s + t + 2.0), 1.0 - a * a * (s + 1.0) * (t + 1.0)
     if Cq >= 0.0:
         return 0
     if A <= 0.0:
-        return 1 << 40
-    return int(min(math.ceil((-B + math.sqrt(B * B - 4.0 * A * Cq)) / (2.0 * A)), 1 << 40))
+        return NEVER
+    return int(min(math.ceil((-B + math.sqrt(B * B - 4.0 * A * Cq)) / (2.0 * A)), NEVER))
 
 
 @njit(**_OPTS)
-def _peak(a, n, s, t):
-    """sup over n' >= n of a^n' sqrt((n'+s)! (n'+t)!) / n'! (a = |rho|): the weights rise while
-    a^2 (n'+s+1)(n'+t+1) > (n'+1)^2 and fall after, so the supremum is at the first n' where they stop
-    rising; infinite when they never do (a = 1 with s + t > 0)."""
-    if a == 0.0:
-        return (
-            1.0
-            if n == 0 and s + t == 0
-            else (0.0 if n > 0 else math.exp(0.5 * (math.lgamma(s + 1.0) + math.lgamma(t + 1.0))))
-        )
-    # (1 - a^2) x^2 + (2 - a^2 (s + t + 2)) x + 1 - a^2 (s + 1)(t + 1) >= 0 from x = turn on
-    A, B, Cq = 1.0 - a * a, 2.0 - a * a * (s + t + 2.0), 1.0 - a * a * (s + 1.0) * (t + 1.0)
-    turn = float(n)
-    if A * turn * turn + B * turn + Cq < 0.0:
-        if A <= 0.0:
-            return math.inf
-        turn = max(turn, math.ceil((-B + math.sqrt(B * B - 4.0 * A * Cq)) / (2.0 * A)))
-    x = turn
+def _weight(a, n, s, t):
+    """a^n sqrt((n+s)! (n+t)!) / n! by log-gamma, for n beyond the table of weights (infinite at NEVER)."""
+    if n >= NEVER:
+        return math.inf
+    x = float(n)
     return math.exp(
         0.5 * (math.lgamma(x + s + 1.0) + math.lgamma(x + t + 1.0)) - math.lgamma(x + 1.0) + x * math.log(a)
     )
@@ -169,7 +161,7 @@ def _moment_series(f, df, g, dg, tf, tg, M, rho, ka, kb, table, W, eta, m, power
         acc, l1, qe, na, nb = 0.0, 0.0, 0.0, 0.0, 0.0
         # the weights |rho|^n W_n rise until ``turn`` and fall after: before it the supremum is its value there
         turn = _turn(a, s, t)
-        top = abs(powers[turn]) * Wst[turn] if turn <= M else _peak(a, 0, s, t)
+        top = abs(powers[turn]) * Wst[turn] if turn <= M else _weight(a, turn, s, t)
         stop = M
         for n in range(M):
             if n % 8 == 0 and n > 0:
