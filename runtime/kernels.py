@@ -409,6 +409,9 @@ class KernelMatrices:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **self.arrays())
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a written file gets the mode open would give it
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

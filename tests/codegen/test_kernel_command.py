@@ -56,6 +56,18 @@ def test_writes_the_finite_width_mean_kernel(inputs, tmp_path, capsys):
         np.testing.assert_array_equal(data["G"], want.G)
 
 
+def test_the_output_gets_the_usual_file_mode(inputs, tmp_path):
+    """Written through a temporary file (mkstemp, mode 0600), the .npz still gets 0666 less the umask."""
+    import os
+
+    _, path = inputs
+    out = tmp_path / "m.npz"
+    assert main(["kernel", "relu", "--inputs", path, "--depth", "2", "--out", str(out)]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_critical_initialization_is_stated(inputs, tmp_path, capsys):
     _, path = inputs
     assert (
