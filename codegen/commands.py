@@ -338,10 +338,13 @@ def cmd_aspect_ratio(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import check
+    from .check import GROUPS, check
 
-    if args.samples < 100:
-        raise CliError(f"--samples must be >= 100 (the standard errors come from 50 groups), got {args.samples}")
+    if args.samples < 3 * GROUPS:
+        raise CliError(
+            f"--samples must be >= {3 * GROUPS} (the standard errors come from {GROUPS} groups, each of at least "
+            f"3 networks for the third cumulant), got {args.samples}"
+        )
     if args.depth < 2:
         raise CliError(f"--depth must be >= 2 for pdlt check (G(1) is not random), got {args.depth}")
     if args.seed < 0:

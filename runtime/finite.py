@@ -28,7 +28,6 @@ where they exist, the carried distance), so that G[0] is K to the digit.
 from __future__ import annotations
 
 import math
-from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -36,7 +35,7 @@ from numba import njit, prange
 
 from . import numerics
 from .errors import FlowError
-from .kernels import M_MAX, M_START, _gauss_hermite, _pair_advance, _pair_start, plan_data
+from .kernels import M_MAX, M_START, _gauss_hermite, _pair_advance, _pair_start, piecewise_rule, plan_data
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 ORDERS = (1, 2)  # the orders of pdlt.generated.pair_metric
@@ -246,7 +245,7 @@ def _metric_through(pair, closed, data, gdata, cumulants_fn, step_fn, i, j, Gout
             if not (g1 == 0 and (g0 == 0 or g2 == 0)):
                 for k in range(P1):
                     c[row, k] = out[row, k]
-        kab, dist, total, tab = _pair_advance(pair, closed, data, l, a_, b_, kab, dist, total, tab, False, buf)
+        kab, dist, total, tab, _ = _pair_advance(pair, closed, data, l, a_, b_, kab, dist, total, tab, False, buf)
     return worst
 
 
@@ -289,7 +288,7 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
                 coef, rest = np.zeros((U, top + 1, n)), np.zeros((U, top + 1))
                 if mod.kinks:  # Gauss-Legendre on the pieces between the kinks, one rule per kernel
                     for u in range(U):
-                        x, sw = _piecewise_rule(Q, np.asarray(mod.kinks) / np.sqrt(K[l, u]), n)
+                        x, sw = piecewise_rule(Q, np.asarray(mod.kinks) / np.sqrt(K[l, u]), n)
                         _power_coefficients(mod.pieces.values, x, sw, K[l, u : u + 1], pvals, top, coef[u : u + 1],
                                             rest[u : u + 1])  # fmt: skip
                 else:
@@ -318,29 +317,6 @@ def _hermite_tables(mod, K: np.ndarray, top: int, smax: int, pvals, target: floa
         F[l, :, :, : coef.shape[2]], dF[l, :, :, : coef.shape[2]] = coef, change
         TF[l, :, :, : suffix.shape[2]] = suffix
     return F, dF, TF, Ms
-
-
-@cache
-def _legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.special import roots_legendre  # asymptotic nodes for large m: O(m), where numpy's leggauss is O(m^3)
-
-    return roots_legendre(m)
-
-
-def _piecewise_rule(Q: int, kinks: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes x and square-root weights sw of a rule for E[f(X)] with X ~ N(0, 1) and f smooth between ``kinks``
-    (in x): Gauss-Legendre with Q nodes on each piece of [-R, R], R = sqrt(4 n + 2) + 12 (beyond which the
-    first n Hermite functions and the Gaussian are below 1e-31), so that the kinks cost no accuracy."""
-    R = math.sqrt(4.0 * n + 2.0) + 12.0
-    cuts = [-R, *sorted(float(k) for k in kinks if -R < k < R), R]
-    t, w = _legendre(Q)
-    xs, ws = [], []
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        half = 0.5 * (hi - lo)
-        xs.append(lo + half * (t + 1.0))
-        ws.append(half * w)
-    x, w = np.concatenate(xs), np.concatenate(ws)
-    return x, np.sqrt(w * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
 
 
 def check_order(mod, order) -> int:

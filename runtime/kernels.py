@@ -37,6 +37,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -47,6 +48,7 @@ from .errors import FlowError
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
+KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
 TENSORS = ("K", "Theta", "G")
 LATER = {  # tensors of DESIGN §9 that pdlt kernel does not compute yet, and where they are tracked
     "V": "the four-point vertex (issue 7, item 3)",
@@ -133,11 +135,13 @@ def _mehler(f, g, M, rho, q, s, ta, tb, eta, with_theta, out):
     ta, tb: [k, 0] = sum_{j >= k} f_j^2 and [k, 1] = sum_{j >= k} (j+1) f_{j+1}^2 / K (each with the Parseval
     tail beyond M), relative ([k, 2], [k, 3]) to <sigma^2> and <sigma'^2>. Every 8 terms the sum stops once
     |rho|^k bounds what is left below ``eta`` of those sizes (Cauchy-Schwarz); the rest of the distance
-    and sum is then the exact suffix sums f^2 + g^2."""
+    and sum is then the exact suffix sums f^2 + g^2. Returns that bound where the sums stopped (early, or
+    after all M terms): this pair's truncation error, relative to those sizes."""
     a = abs(rho)
     flip = rho < 0.0
     sig, dsig, minus, plus = 0.0, 0.0, 0.0, 0.0
     pk, tk, ek = 1.0, 0.0, 1.0
+    stop = M
     for k in range(M):
         if k % 8 == 0 and k > 0:
             m = abs(pk)
@@ -147,6 +151,7 @@ def _mehler(f, g, M, rho, q, s, ta, tb, eta, with_theta, out):
                 rest = ta[k, 0] + tb[k, 0]
                 minus += rest
                 plus += rest
+                stop = k
                 break
         fk, gk = f[k], g[k]
         fg = fk * gk
@@ -162,6 +167,11 @@ def _mehler(f, g, M, rho, q, s, ta, tb, eta, with_theta, out):
         if flip:
             ek = -ek
     out[0], out[1], out[2], out[3] = sig, dsig / s, minus, plus
+    m = abs(rho) ** stop  # what is left of the two sums, relative to sqrt(<sigma_a^2><sigma_b^2>) (and of sigma')
+    rem = m * math.sqrt(ta[stop, 2] * tb[stop, 2])
+    if with_theta:
+        rem = max(rem, m * math.sqrt(ta[stop, 3] * tb[stop, 3]))
+    return rem
 
 
 # The arrays every pair reads, passed to numba as one tuple (see Plan, whose fields from K on they are):
@@ -190,31 +200,37 @@ def _pair_start(data, i, j):
 
 @njit(**_OPTS)
 def _pair_advance(pair, closed, data, l, a, b, kab, dist, total, tab, with_theta, buf):
-    """One layer l -> l + 1 of a pair of norm classes a, b: (K_ab, D, S, Theta_ab) of layer l + 1."""
+    """One layer l -> l + 1 of a pair of norm classes a, b: (K_ab, D, S, Theta_ab) of layer l + 1, and the truncation
+    bound of its Mehler sums (0 for a closed form)."""
     K, coef, Ms, tails, eta = data[0], data[3], data[4], data[5], data[6]
     cb, cw, lb, lw, params = data[9], data[10], data[11], data[12], data[13]
     ka, kb = K[l, a], K[l, b]
     theta, rho, q = _angle(ka, kb, dist, total)
+    rem = 0.0
     if closed:
         pair(ka, kb, kab, dist, total, theta, params, buf)
     else:
         root = math.sqrt(ka * kb)
-        _mehler(coef[l, a], coef[l, b], Ms[l], rho, q, root, tails[l, a], tails[l, b], eta[l], with_theta, buf)
+        rem = _mehler(coef[l, a], coef[l, b], Ms[l], rho, q, root, tails[l, a], tails[l, b], eta[l], with_theta, buf)
     kab, dist = cb[l + 1] + cw[l + 1] * buf[0], cw[l + 1] * buf[2]
     total = 4.0 * cb[l + 1] + cw[l + 1] * buf[3]
     tab = lb[l + 1] + lw[l + 1] * buf[0] + cw[l + 1] * buf[1] * tab
-    return kab, dist, total, tab
+    return kab, dist, total, tab, rem
 
 
 @njit(**_OPTS)
-def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_theta, buf):
+def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_theta, buf, err):
     """Run pair (i, j) from layer 1 through every layer, storing K_ij (and Theta_ij) at [slot, oi, oj] (and at
-    [slot, oj, oi] with ``mirror``) for the layers ``store`` gives a slot. Independent of how pairs are
-    grouped into blocks (the dot product runs in a fixed order)."""
-    K, cls, store = data[0], data[2], data[14]
+    [slot, oj, oi] with ``mirror``) for the layers ``store`` gives a slot; err[l] keeps the largest truncation
+    bound of the update from layer l + 1. Independent of how pairs are grouped into blocks (the dot product
+    runs in a fixed order)."""
+    K, T, cls, store = data[0], data[1], data[2], data[14]
     L = K.shape[0]
     kab, dist, total, tab = _pair_start(data, i, j)
+    same = dist == 0.0  # the same input twice: the single-input flow, exactly, at every layer
     for l in range(L):
+        if same:
+            kab, tab = K[l, cls[i]], T[l, cls[i]]
         s = store[l]
         if s >= 0:
             Kout[s, oi, oj] = kab
@@ -224,29 +240,32 @@ def _pair_through(pair, closed, data, i, j, Kout, Tout, oi, oj, mirror, with_the
                 Kout[s, oj, oi] = kab
                 if with_theta:
                     Tout[s, oj, oi] = tab
-        if l == L - 1:
-            break
-        kab, dist, total, tab = _pair_advance(pair, closed, data, l, cls[i], cls[j], kab, dist, total, tab,
-                                              with_theta, buf)  # fmt: skip
+        if l == L - 1 or same:
+            continue
+        kab, dist, total, tab, rem = _pair_advance(pair, closed, data, l, cls[i], cls[j], kab, dist, total, tab,
+                                                   with_theta, buf)  # fmt: skip
+        err[l] = max(err[l], rem)
 
 
 @njit(parallel=True, **_OPTS)
-def _pairs(pair, closed, data, r0, r1, Kout, Tout, with_theta):
-    """Rows r and N - 1 - r for r0 <= r < r1 (so that every task has about N pairs), every j > row."""
+def _pairs(pair, closed, data, r0, r1, Kout, Tout, with_theta, err):
+    """Rows r and N - 1 - r for r0 <= r < r1 (so that every task has about N pairs), every j > row; err[row, l]
+    the largest truncation bound of the row's pairs."""
     N = Kout.shape[1]
     for r in prange(r0, r1):
         buf = np.zeros(4)
         for j in range(r + 1, N):
-            _pair_through(pair, closed, data, r, j, Kout, Tout, r, j, True, with_theta, buf)
+            _pair_through(pair, closed, data, r, j, Kout, Tout, r, j, True, with_theta, buf, err[r])
         i = N - 1 - r
         if i != r:
             for j in range(i + 1, N):
-                _pair_through(pair, closed, data, i, j, Kout, Tout, i, j, True, with_theta, buf)
+                _pair_through(pair, closed, data, i, j, Kout, Tout, i, j, True, with_theta, buf, err[i])
 
 
 @njit(parallel=True, **_OPTS)
-def _block(pair, closed, data, r0, r1, c0, c1, Kb, Tb, with_theta):
-    """The block of rows r0..r1-1 and columns c0..c1-1 (diagonal entries from the single-input flows)."""
+def _block(pair, closed, data, r0, r1, c0, c1, Kb, Tb, with_theta, err):
+    """The block of rows r0..r1-1 and columns c0..c1-1 (diagonal entries from the single-input flows); err as
+    in ``_pairs``, per row of the block."""
     K, T, cls = data[0], data[1], data[2]
     store = data[14]
     for i in prange(r0, r1):
@@ -254,7 +273,7 @@ def _block(pair, closed, data, r0, r1, c0, c1, Kb, Tb, with_theta):
         for j in range(c0, c1):
             if i != j:  # always as (smaller, larger), as the triangle does
                 lo, hi = min(i, j), max(i, j)
-                _pair_through(pair, closed, data, lo, hi, Kb, Tb, i - r0, j - c0, False, with_theta, buf)
+                _pair_through(pair, closed, data, lo, hi, Kb, Tb, i - r0, j - c0, False, with_theta, buf, err[i - r0])
                 continue
             for l in range(K.shape[0]):
                 if store[l] >= 0:
@@ -312,16 +331,18 @@ def plan_pieces(plan: Plan):
     return mod._MODULE.pieces
 
 
-def compute_block(plan: Plan, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """K (and Theta) of rows r0..r1-1 and columns c0..c1-1 at the stored layers: (stored, rows, columns)."""
+def compute_block(plan: Plan, r0: int, r1: int, c0: int, c1: int):
+    """K (and Theta) of rows r0..r1-1 and columns c0..c1-1 at the stored layers, (stored, rows, columns), and the
+    largest truncation bound of the block's Mehler sums per layer."""
     pieces = plan_pieces(plan)
     Kb = np.zeros((plan.n_store, r1 - r0, c1 - c0))
     Tb = np.zeros_like(Kb) if plan.theta else np.zeros((1, 1, 1))
-    _block(pieces.pair, plan.closed, plan_data(plan), r0, r1, c0, c1, Kb, Tb, plan.theta)
-    return Kb, (Tb if plan.theta else None)
+    err = np.zeros((r1 - r0, plan.K.shape[0]))
+    _block(pieces.pair, plan.closed, plan_data(plan), r0, r1, c0, c1, Kb, Tb, plan.theta, err)
+    return Kb, (Tb if plan.theta else None), np.max(err, axis=0, initial=0.0)
 
 
-def compute_triangle(plan: Plan, progress: Callable | None) -> tuple[np.ndarray, np.ndarray | None]:
+def compute_triangle(plan: Plan, progress: Callable | None):
     """Every pair in this process, balanced over the cores; the same numbers as ``compute_block``."""
     pieces = plan_pieces(plan)
     N = plan.x.shape[0]
@@ -337,11 +358,12 @@ def compute_triangle(plan: Plan, progress: Callable | None) -> tuple[np.ndarray,
     data = plan_data(plan)
     chunks = max(1, min(rows, 50))
     edges = np.linspace(0, rows, chunks + 1).astype(np.int64)
+    err = np.zeros((N, plan.K.shape[0]))
     for c in range(chunks):
-        _pairs(pieces.pair, plan.closed, data, int(edges[c]), int(edges[c + 1]), Kout, Tout, plan.theta)
+        _pairs(pieces.pair, plan.closed, data, int(edges[c]), int(edges[c + 1]), Kout, Tout, plan.theta, err)
         if progress is not None:
             progress(int(edges[c + 1]), rows)
-    return Kout, (Tout if plan.theta else None)
+    return Kout, (Tout if plan.theta else None), np.max(err, axis=0)
 
 
 @dataclass
@@ -496,16 +518,45 @@ def _gauss_hermite(Q: int) -> tuple[np.ndarray, np.ndarray]:
     return x, np.sqrt(w / math.sqrt(2.0 * math.pi))
 
 
-def _coefficients(values, K: np.ndarray, M: int, params) -> tuple[np.ndarray, np.ndarray]:
-    """The first M + 1 Hermite coefficients of sigma(sqrt(K) x) for every K, by Gauss-Hermite with 3M + 48 nodes,
-    and the size of their change from 2M + 32 nodes (the quadrature error estimate)."""
+def _coefficients(values, K: np.ndarray, M: int, params, kinks=()) -> tuple[np.ndarray, np.ndarray]:
+    """The first M + 1 Hermite coefficients of sigma(sqrt(K) x) for every K, by Gauss-Hermite with 3M + 48 nodes
+    (Gauss-Legendre on the pieces between the kinks, as many per piece, where sigma has kinks), and the size of
+    their change from 2M + 32 nodes (the quadrature error estimate)."""
     out = []
     for Q in (2 * M + 32, 3 * M + 48):
-        x, sw = _gauss_hermite(Q)
         coef = np.zeros((K.size, M + 1))
-        _hermite_coefficients(values, x, sw, K, params, coef)
+        if kinks:
+            for u in range(K.size):
+                x, sw = piecewise_rule(Q, np.asarray(kinks) / math.sqrt(K[u]), M + 1)
+                _hermite_coefficients(values, x, sw, K[u : u + 1], params, coef[u : u + 1])
+        else:
+            x, sw = _gauss_hermite(Q)
+            _hermite_coefficients(values, x, sw, K, params, coef)
         out.append(coef)
     return out[1], out[1] - out[0]
+
+
+@cache
+def _legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.special import roots_legendre  # asymptotic nodes for large m: O(m), where numpy's leggauss is O(m^3)
+
+    return roots_legendre(m)
+
+
+def piecewise_rule(Q: int, kinks: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes x and square-root weights sw of a rule for E[f(X)] with X ~ N(0, 1) and f smooth between ``kinks``
+    (in x): Gauss-Legendre with Q nodes on each piece of [-R, R], R = sqrt(4 n + 2) + 12 (beyond which the
+    first n Hermite functions and the Gaussian are below 1e-31), so that the kinks cost no accuracy."""
+    R = math.sqrt(4.0 * n + 2.0) + 12.0
+    cuts = [-R, *sorted(float(k) for k in kinks if -R < k < R), R]
+    t, w = _legendre(Q)
+    xs, ws = [], []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        half = 0.5 * (hi - lo)
+        xs.append(lo + half * (t + 1.0))
+        ws.append(half * w)
+    x, w = np.concatenate(xs), np.concatenate(ws)
+    return x, np.sqrt(w * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
 
 
 def _check_memory(name: str, N: int, n_store: int, n_tensors: int, coef_bytes: int) -> None:
@@ -522,20 +573,24 @@ def _check_memory(name: str, N: int, n_store: int, n_tensors: int, coef_bytes: i
 
 def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, tolerance: float, theta: bool):
     """Per layer l < L: the Hermite coefficients of every distinct input at K[l], the terms M_l, their suffix
-    sums (``_mehler``), the early-stopping size eta_l and the bound. Each layer aims at tolerance / (L - 1), so
-    that the bounds of all layers add up to the tolerance: a thousandth of it for stopping early (a few
-    terms more than a looser budget, and digits that a looser one would give away), the rest for the
-    truncation at M_l and the coefficients' quadrature. Where roundoff (4 M eps) stops the bound from
-    falling it settles for less, and it refuses above the tolerance."""
+    sums (``_mehler``), the early-stopping size eta_l and the coefficients' quadrature bound (with roundoff,
+    4 M eps). Each layer aims at tolerance / (L - 1), so that the bounds of all layers add up to the tolerance:
+    a thousandth of it for stopping early (a few terms more than a looser budget, and digits that a looser one
+    would give away), the rest for the truncation at M_l and the quadrature. M_l doubles until the truncation
+    is within budget even at correlation 1, up to M_MAX (KINKED_MAX where sigma has a kink: its coefficients
+    fall like a power, and pairs away from coincidence need far fewer, |rho|^k); each pair then reports its
+    own truncation bound (``_mehler``), and the caller refuses pairs that miss. Coefficients of a kinked sigma
+    are integrated piece by piece between its kinks."""
     target = tolerance / max(len(K), 1)
     L1, U = s2.shape
     Ms = np.zeros(L1 + 1, dtype=np.int64)
-    bounds, eta = np.zeros(L1 + 1), np.full(L1 + 1, max(target * 1e-3, 1e-16))
+    quads, eta = np.zeros(L1 + 1), np.full(L1 + 1, max(target * 1e-3, 1e-16))
     tables = []
+    top = KINKED_MAX if mod.kinks else M_MAX
     for l in range(L1):
         M = M_START
         while True:
-            coef, change = _coefficients(values, K[l], M, params)
+            coef, change = _coefficients(values, K[l], M, params, mod.kinks)
             # Parseval tails bound the truncation; the coefficients' quadrature error enters the sums by
             # Cauchy-Schwarz, relative to sqrt(<sigma^2>) of each input (and likewise for sigma')
             rest = np.abs(s2[l] - np.sum(coef[:, :M] ** 2, axis=1))
@@ -549,18 +604,17 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
                 tail, quad = max(tail, dtail), max(quad, dquad)
             floor = 4 * M * numerics.EPS
             bound = max(tail + quad, floor)
-            if bound <= 0.999 * target or bound <= 4 * floor or M >= M_MAX:
+            if bound <= 0.999 * target or bound <= 4 * floor or M >= top:
                 break
             M *= 2
-        if not bound <= tolerance:
+        if not quad + floor <= tolerance:  # no pair can do better than the coefficients it is summed from
             worst = float(np.max(K[l]))
             raise FlowError(
-                f"the Mehler (Hermite) series of {mod.name} at layer {l + 1} (K up to {worst:.4g}) does not reach "
-                f"relative accuracy {tolerance:g} with {M_MAX} terms (bound {bound:.1e}): the series converges slowly "
-                f"where sigma or sigma' has a kink, or K is large; pass a larger tolerance"
+                f"the Hermite coefficients of {mod.name} at layer {l + 1} (K up to {worst:.4g}) are not resolved to "
+                f"relative accuracy {tolerance:g} (bound {quad + floor:.1e}): K is large; pass a larger tolerance"
             )
         Ms[l] = M + 1
-        bounds[l] = bound + eta[l]
+        quads[l] = quad + floor
         suffix = np.zeros((U, M + 2, 4))
         suffix[:, : M + 1, 0] = np.cumsum((coef[:, : M + 1] ** 2)[:, ::-1], axis=1)[:, ::-1]
         suffix[:, :M, 1] = np.cumsum((k * coef[:, 1:] ** 2 / K[l][:, None])[:, ::-1], axis=1)[:, ::-1]
@@ -575,7 +629,7 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
     for l, (table, suffix) in enumerate(tables):
         coef[l, :, : table.shape[1]] = table
         tails[l, :, : suffix.shape[1]] = suffix
-    return coef, Ms, bounds, tails, eta
+    return coef, Ms, quads, tails, eta
 
 
 def kernel_matrices(
@@ -677,21 +731,39 @@ def kernel_matrices(
         )
 
     method = "closed" if mod.pair_exact else "hermite"
+    quads = np.zeros(depth)
     if method == "hermite" and depth > 1:
-        coef, Ms, bounds, tails, eta = _series(
+        coef, Ms, quads, tails, eta = _series(
             mod, p.values, K[:-1], s2[: depth - 1], d2[: depth - 1], pvals, tolerance, theta
         )
-        errors[1:] = np.maximum(errors[1:], bounds[: depth - 1])
         terms = np.concatenate(([0], Ms[: depth - 1]))
     else:
         coef, Ms, terms = np.zeros((1, 1, 1)), np.zeros(depth, dtype=np.int64), np.zeros(depth, dtype=np.int64)
         tails, eta = np.zeros((1, 1, 1, 4)), np.zeros(depth)
-    errors = np.cumsum(errors)  # what the layers' bounds add up to by each layer
-    if not errors[-1] <= tolerance:
+
+    def layer_errors(worst):
+        """Per layer, the accumulated bound: the diagonal's, and the pairs' quadrature plus their own truncation."""
+        per = errors.copy()
+        per[1:] = np.maximum(per[1:], quads[: depth - 1] + worst[: depth - 1])
+        return np.cumsum(per)
+
+    if not layer_errors(np.zeros(depth))[-1] <= tolerance:
         raise FlowError(
-            f"the error bounds of the {depth} layers of {mod.name} add up to {errors[-1]:.1e}, above tolerance "
-            f"{tolerance:g}: pass a larger tolerance or use fewer layers"
+            f"the error bounds of the {depth} layers of {mod.name} add up to {layer_errors(np.zeros(depth))[-1]:.1e}, "
+            f"above tolerance {tolerance:g}: pass a larger tolerance or use fewer layers"
         )
+
+    def truncation(worst):
+        """Refuse the run if the pairs' own truncation bounds (the most correlated pairs first) miss the budget."""
+        result.error = layer_errors(worst)
+        bad = np.flatnonzero(~(result.error <= tolerance))
+        if bad.size:
+            l = int(bad[0])
+            raise FlowError(
+                f"the Mehler (Hermite) series of {mod.name} at layer {l} do not reach relative accuracy {tolerance:g} "
+                f"for every pair with {int(terms[l])} terms (bound {result.error[l]:.1e}): they converge slowly for "
+                f"nearly equal inputs where sigma or sigma' has a kink, or K is large; pass a larger tolerance"
+            )
 
     slot = np.full(depth, -1, dtype=np.int64)
     slot[store - 1] = np.arange(store.size)
@@ -719,7 +791,7 @@ def kernel_matrices(
         theta,
     )
     hyper = {"C_b": cb, "C_W": cw, "lambda_b": lb, "lambda_W": lw}
-    result = KernelMatrices(mod.name, store, None, None, method, terms, errors, hyper)
+    result = KernelMatrices(mod.name, store, None, None, method, terms, layer_errors(np.zeros(depth)), hyper)
     finite = None
     if with_g:
         from .finite import mean_kernel, width_ratios
@@ -728,14 +800,15 @@ def kernel_matrices(
 
         def finite(run):  # the finite-width pass, with the way its blocks of pairs run
             result.G, G_error = mean_kernel(mod, plan, order, ratios, tolerance, run)
-            result.G_error = np.maximum(G_error, errors)
+            result.G_error = np.maximum(G_error, result.error)
 
     if out is not None and str(out).endswith(".zarr") or scheduler is not None:
         from .scaleout import run_blocks
 
-        return run_blocks(plan, result, out, scheduler, chunk_size, progress, finite)
+        return run_blocks(plan, result, out, scheduler, chunk_size, progress, truncation, finite)
     _check_memory(mod.name, N, store.size, 1 + theta + with_g * (order + 1), coef.nbytes + tails.nbytes)
-    result.K, result.Theta = compute_triangle(plan, progress)
+    result.K, result.Theta, worst = compute_triangle(plan, progress)
+    truncation(worst)
     if finite is not None:
         from .finite import in_process
 

@@ -131,9 +131,19 @@ def _client(scheduler: str):
         raise FlowError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
-def run_blocks(plan: Plan, result: KernelMatrices, out, scheduler: str | None, chunk_size: int | None,
-               progress: Callable | None, finite: Callable | None = None) -> KernelMatrices:  # fmt: skip
+def run_blocks(
+    plan: Plan,
+    result: KernelMatrices,
+    out,
+    scheduler: str | None,
+    chunk_size: int | None,
+    progress: Callable | None,
+    truncation: Callable,
+    finite: Callable | None = None,
+) -> KernelMatrices:
     """Fill ``result.K`` (and ``Theta``) block by block, here or on ``scheduler``; write ``out`` if given.
+    ``truncation(worst)`` takes the largest truncation bound per layer of the pairs' Mehler sums (it refuses
+    the run, before anything is renamed into place, when they miss the tolerance).
     ``finite(run)`` (the finite-width pass of ``kernels``) then computes G with the same blocks and cluster,
     into the same sink: the store is renamed into place only once G is in it too."""
     n = plan.x.shape[0]
@@ -150,13 +160,17 @@ def run_blocks(plan: Plan, result: KernelMatrices, out, scheduler: str | None, c
     blocks = block_edges(n, chunk)
     client, cluster = _client(scheduler) if scheduler is not None else (None, None)
     try:
+        worst = np.zeros(plan.K.shape[0])
         if client is None:
             for done, edges in enumerate(blocks, start=1):
-                sink.put(*edges, *compute_block(plan, *edges))
+                kb, tb, err = compute_block(plan, *edges)
+                sink.put(*edges, kb, tb)
+                worst = np.maximum(worst, err)
                 if progress is not None:
                     progress(done, len(blocks))
         else:
-            _on_cluster(client, plan, blocks, sink, progress)
+            worst = _on_cluster(client, plan, blocks, sink, progress)
+        truncation(worst)
         if finite is not None:
             finite(_metric_runner(plan, blocks, sink, client, progress))
         result.K, result.Theta = sink.finish()
@@ -175,15 +189,19 @@ def run_blocks(plan: Plan, result: KernelMatrices, out, scheduler: str | None, c
     return result
 
 
-def _on_cluster(client, plan: Plan, blocks, sink, progress: Callable | None) -> None:
+def _on_cluster(client, plan: Plan, blocks, sink, progress: Callable | None) -> np.ndarray:
     from distributed import as_completed
 
     shared = client.scatter(plan, broadcast=True)
     futures = {client.submit(compute_block, shared, *edges, pure=False): edges for edges in blocks}
+    worst = np.zeros(plan.K.shape[0])
     for done, future in enumerate(as_completed(futures), start=1):
-        sink.put(*futures[future], *future.result())
+        kb, tb, err = future.result()
+        sink.put(*futures[future], kb, tb)
+        worst = np.maximum(worst, err)
         if progress is not None:
             progress(done, len(blocks))
+    return worst
 
 
 def _metric_runner(plan: Plan, blocks, sink, client, progress: Callable | None):

@@ -59,7 +59,8 @@ def test_the_command_prints_text_and_json(capsys, tmp_path, monkeypatch):
     ("argv", "message"),
     [
         (["--depth", "1", "--width", "8"], "--depth must be >= 2"),
-        (["--depth", "3", "--width", "8", "--samples", "10"], "--samples must be >= 100"),
+        (["--depth", "3", "--width", "8", "--samples", "10"], "--samples must be >= 150"),
+        (["--depth", "2", "--width", "16", "--samples", "100"], "--samples must be >= 150"),
         (["--depth", "3", "--width", "8", "--samples", "10000000000"], "above 2e10"),
         (["--depth", "3", "--width", "8", "--seed", "-1"], "--seed must be >= 0"),
     ],
