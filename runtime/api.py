@@ -281,6 +281,11 @@ def _unresolved(name: str, top: int, coeffs: np.ndarray, errors: np.ndarray, l: 
             f"{l - 1} (K = {K1:.3g} at layer 1), too small for its Gaussian expectations to be resolved in "
             f"double precision; use fewer layers, or C_b and C_W nearer a critical point (pdlt criticality)"
         )
+    if not np.isfinite(errors[l - 1]) and K > 1e9:
+        return FlowError(
+            f"the kernel of {name} is too large to integrate at layer {l - 1} (K = {K:.3g}): the quadrature would need "
+            f"more than {2 * numerics.TRAPEZOID_MAX:,} nodes; use a smaller C_W or smaller inputs"
+        )
     if not np.isfinite(errors[l - 1]):
         return FlowError(
             f"a Gaussian expectation of {name} diverges or is not resolved at K = {K:.6g} "

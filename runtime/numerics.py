@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, types
 
 EPS = 2.220446049250313e-16
+TRAPEZOID_MAX = 2**20  # most nodes on each side of the trapezoid rule (K up to ~1e10 for the registry)
 INV_SQRT_2PI = 0.3989422804014327
 
 DIMS_FIELDS = ("order", "top", "nrows", "max_i", "n_params", "qtop")
@@ -121,6 +122,10 @@ def _trapezoid(integrands, K, params, check, perp, dims, qcount, rule, mu, err, 
     nrows, cols, qtop = dims[NROWS], dims[MAX_I] + 1, dims[QTOP]
     sk = math.sqrt(K)
     h = min(rule[H_MAX], rule[BETA] / sk)
+    if rule[X_MAX] / h > TRAPEZOID_MAX:  # K so large that the spacing would need more nodes than memory holds:
+        mu[:, :] = math.nan  # not resolved (callers refuse with the reason), rather than allocating gigabytes
+        err[:, :] = math.inf
+        return
     n = int(math.ceil(rule[X_MAX] / h))
     even = rule[EVEN] != 0.0
     acc = np.zeros((nrows, cols))

@@ -82,3 +82,12 @@ def test_a_depth_that_would_not_fit_is_refused_before_allocating(monkeypatch):
     with pytest.raises(FlowError, match=r"depth 10000000 needs about 2\.7 GiB .* more than half of the 1\.0 GiB"):
         relu.flow(10_000_000, width=64, C_W=2.0)
     assert relu.flow(1000, width=64, C_W=2.0).depth == 1000  # 0.3 MB: fine
+
+
+def test_a_kernel_too_large_to_integrate_is_refused_not_allocated():
+    """tanh at K ~ 1e15 would need ~2e9 trapezoid nodes (hypothesis found the MemoryError): refused in one line."""
+    from pdlt import generated
+    from pdlt.runtime.errors import FlowError
+
+    with pytest.raises(FlowError, match="too large to integrate at layer 1"):
+        generated.load("tanh").flow(5, width=16, C_W=1.7e15)
