@@ -66,15 +66,7 @@ def _single_flows(
             numerics.moments_unchecked(
                 exact, integrands, dims, qcount, rule, gl, breaks, C[l, u, 1, 0], params, True, False, mu, e, mag
             )
-            worst = 0.0
-            for a in range(1, top + 1):
-                for i in range(cols):
-                    if e[a, i] > 0.0:
-                        size = mag[a, i] if i < qcount[a] else abs(mu[a, i])
-                        worst = max(worst, e[a, i] / max(size, 1e-300))
-                    if not math.isfinite(mu[a, i]):
-                        worst = math.inf
-            err[l, u] = worst
+            err[l, u] = numerics.worst_relative_error(mu, e, mag, qcount, top)
             MU[l, u] = mu
             cumulants_fn(mu, s)
             cbl[0], cwl[0] = cb[l + 1], cw[l + 1]

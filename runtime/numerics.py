@@ -285,6 +285,22 @@ def step(step_fn, dims, c, s, cb, cw, r, out):
 
 
 @njit(**_OPTS)
+def worst_relative_error(mu, err, mag, qcount, top):
+    """The largest relative error estimate of the moments mu[a, i], a = 1..top (infinite if one is not finite):
+    a quadrature's relative to the integral of |integrand|, a closed form's to its value, so that one which
+    cancels (hard tanh's <sigma^6> at large K) is not passed silently."""
+    worst = 0.0
+    for a in range(1, top + 1):
+        for i in range(mu.shape[1]):
+            if err[a, i] > 0.0:
+                size = mag[a, i] if i < qcount[a] else abs(mu[a, i])
+                worst = max(worst, err[a, i] / max(size, 1e-300))
+            if not math.isfinite(mu[a, i]):
+                worst = math.inf
+    return worst
+
+
+@njit(**_OPTS)
 def flow_coefficients(
     exact, integrands, cumulants_fn, step_fn, dims, qcount, rule, gl, breaks, widths, cb, cw, input_norm2, params,
     check, coeffs, errors,
@@ -316,17 +332,7 @@ def flow_coefficients(
             errors[l] = math.nan
             break
         moments_unchecked(exact, integrands, dims, qcount, rule, gl, breaks, K, params, check, False, mu, err, mag)
-        worst = 0.0
-        for a in range(1, top + 1):
-            for i in range(cols):
-                if err[a, i] > 0.0:
-                    # quadrature: relative to the integral of |integrand|; a closed form: to its value,
-                    # so that one which cancels (hard tanh's <sigma^6> at large K) is not passed silently
-                    size = mag[a, i] if i < qcount[a] else abs(mu[a, i])
-                    worst = max(worst, err[a, i] / max(size, 1e-300))
-                if not math.isfinite(mu[a, i]):
-                    worst = math.inf
-        errors[l] = worst
+        errors[l] = worst_relative_error(mu, err, mag, qcount, top)
         cumulants_fn(mu, s)
         r = 1.0 if l == 1 else widths[l - 1] / widths[l - 2]
         step_fn(coeffs[l - 1], s, cb, cw, r, coeffs[l])

@@ -85,9 +85,6 @@ def book_order_one(sigma, x, depth, C_b, C_W, ratios, n=120, grid=_grid):
     return np.array(Ks), np.array(G1s)
 
 
-SIGMAS = {"tanh": np.tanh, "erf": None, "gelu": None}
-
-
 def _sigma(name):
     from scipy.special import erf
 
