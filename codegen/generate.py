@@ -11,7 +11,7 @@ from pathlib import Path
 from pdlt.derive.activations import REGISTRY, Activation
 from pdlt.derive.errors import UserError
 
-from .lower import lower, lower_pair_metric
+from .lower import lower, lower_ntk, lower_pair_metric
 from .render import environment, module_context, render_module
 from .write import write_atomic
 
@@ -48,6 +48,12 @@ def pair_metric_text(command: str) -> str:
     return environment().get_template("pair_metric.py.jinja").render(**module_context(ir))
 
 
+def ntk_text(command: str) -> str:
+    """The shared ntk-sector module (activation-independent)."""
+    ir = lower_ntk(command)
+    return environment().get_template("ntk.py.jinja").render(**module_context(ir))
+
+
 def index_text(shipped: dict[str, int]) -> str:
     return environment().get_template("index.py.jinja").render(command=REGENERATE, shipped=shipped)
 
@@ -62,6 +68,9 @@ def shipped_files(order: int = SHIPPED_ORDER, progress: Callable[[str], None] | 
     if progress:
         progress("rendering generated/pair_metric.py")
     files["pair_metric.py"] = pair_metric_text(REGENERATE)
+    if progress:
+        progress("rendering generated/ntk.py")
+    files["ntk.py"] = ntk_text(REGENERATE)
     files["__init__.py"] = index_text({name: order for name in sorted(REGISTRY)})
     return files
 

@@ -36,7 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="hidden widths n_1,...,n_(L-1): the standard parametrization's NTK needs them; G uses their ratios",
     )
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
-    p.add_argument("--tensors", default="K,Theta", help="comma-separated subset of K,Theta,G (default K,Theta)")
+    p.add_argument(
+        "--tensors",
+        default="K,Theta",
+        help="comma-separated subset of K,Theta,G,V,A,B,D,F (default K,Theta); V,A,B,D,F: one input so far",
+    )
     p.add_argument("--order", type=int, help="order in 1/n of G, 1 or 2 (default 1): G[k] multiplies 1/n_(l-1)^k")
     p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")
     p.add_argument(

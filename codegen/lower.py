@@ -16,7 +16,7 @@ import mpmath
 import sympy as sp
 
 from pdlt.derive import notation as nt
-from pdlt.derive import pair_metric, pairs, sectors
+from pdlt.derive import ntk, pair_metric, pairs, sectors
 from pdlt.derive.activations import Activation, ActivationError
 from pdlt.derive.quadrature import CALIBRATION_KERNELS, GL_DEGREES, TOLERANCE
 from pdlt.derive.sectors import DSIGMA, SIGMA, Integrand, Rule, Sector, Stage
@@ -38,7 +38,9 @@ STAGES = {
     ("delta", "step"): ("_delta_step", "DELTA_STEP", ("state", "chi", "C_b", "C_W", "mu", "out"), "y"),
     ("pair_metric", "cumulants"): ("_pair_cumulants", "PAIR_CUMULANTS", ("m", "mua", "mub", "s"), "w"),
     ("pair_metric", "step"): ("_pair_step", "PAIR_STEP", ("c", "s", "cb", "cw", "r", "out"), "v"),
+    ("ntk", "step"): ("_ntk_step", "NTK_STEP", ("t", "e", "hyper", "r", "out"), "q"),
 }
+NTK_HYPER = ("C_b", "C_W", "lambda_b", "lambda_W")  # the order of ``hyper`` in the ntk step
 PAIR_ORDERS = (1, 2)  # orders of the generated pair sector (order 3 derives in 80 s to 1.1 million operations)
 
 
@@ -154,11 +156,13 @@ def integrands_function(layout: Layout) -> Function:
     return Function("_integrands", "INTEGRANDS", ("x", "count", "sk", "params", "perp", "values"), doc, body)
 
 
-def values_function() -> Function:
-    """sigma on a grid of nodes, for the runtime's Hermite expansions of sigma(sqrt(K) x)."""
-    body = (Loop("j", "count", (Assign("out[j]", "sigma(scale * x[j], params)"),)),)
-    doc = "out[j] = sigma(scale * x[j]) for j < count."
-    return Function("_values", "VALUES", ("x", "count", "scale", "params", "out"), doc, body)
+def values_function(derivative: bool = False) -> Function:
+    """sigma (or sigma') on a grid of nodes, for the runtime's Hermite expansions of sigma(sqrt(K) x) and the
+    NTK sector's expectations."""
+    name, f, what = ("_dvalues", "dsigma", "sigma'") if derivative else ("_values", "sigma", "sigma")
+    body = (Loop("j", "count", (Assign("out[j]", f"{f}(scale * x[j], params)"),)),)
+    doc = f"out[j] = {what}(scale * x[j]) for j < count."
+    return Function(name, "VALUES", ("x", "count", "scale", "params", "out"), doc, body)
 
 
 def pair_function(act: Activation, rule: pairs.PairRule) -> Function:
@@ -292,6 +296,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         exact_function(layout, mapping),
         *(stage_function(sector, stage, mapping) for sector in (single, delta) for stage in sector.stages),
         values_function(),
+        values_function(derivative=True),
         pair_function(act, pair),
     )
     return ModuleIR(act.name, sp.sstr(act.expr), order, command, public + private, functions)
@@ -320,3 +325,21 @@ def lower_pair_metric(command: str = "python -m pdlt.codegen") -> ModuleIR:
         ]  # fmt: skip
         functions += [stage_function(sector, stage, mapping, f"_{order}") for stage in sector.stages]
     return ModuleIR("pair_metric", "", max(PAIR_ORDERS), command, tuple(constants), tuple(functions))
+
+
+def lower_ntk(command: str = "python -m pdlt.codegen") -> ModuleIR:
+    """The shared module of the ntk sector (activation-independent): one input's NTK statistics step."""
+    sector = sectors.ntk()
+    mapping = {nt.r: "r", **{sym: f"hyper[{j}]" for j, sym in enumerate((nt.C_b, nt.C_W, ntk.lam_b, ntk.lam_W))}}
+    table = []
+    for _, sym in sector.field("e").entries:
+        e = ntk.describe(sym)
+        table.append((sum(k == 0 for _, k in e.atoms), sum(k == 1 for _, k in e.atoms), len(e.derivs)))
+    constants = (
+        Constant("TENSORS", ntk.TENSORS, "the state t[i] of one layer: K, the NTK mean H, and the 1/n coefficients"),
+        Constant("HYPER", NTK_HYPER, "hyper[j] of the new layer, in this order"),
+        Constant("NTK_EXPECTATIONS", tuple(table),
+                 "(a, b, m) of e[n] = <d^m/dz^m (sigma^a sigma'^b)>_K, the z-derivatives those of the Gaussian weight"),
+    )  # fmt: skip
+    functions = tuple(stage_function(sector, stage, mapping) for stage in sector.stages)
+    return ModuleIR("ntk", "", 1, command, constants, functions)

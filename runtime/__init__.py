@@ -18,4 +18,5 @@ This package imports nothing heavy on its own: ``import pdlt.runtime.errors`` st
 
 # 2: the delta sector carries ddK[0] (four state entries, seven output columns);
 # 3: modules provide sigma on a grid (VALUES) and the closed-form pair expectations (PAIR)
-RUNTIME_ABI = 4
+# 4: modules record their KINKS; 5: modules provide sigma' on a grid too (_dvalues)
+RUNTIME_ABI = 5

@@ -70,6 +70,7 @@ class Pieces(NamedTuple):
     susceptibilities: Callable  # SUSCEPTIBILITIES: chi_parallel, chi_perp, h
     delta_step: Callable  # DELTA_STEP: one layer of the two-input delta expansion
     values: Callable  # VALUES: sigma on a grid (the Mehler series of kernel matrices)
+    dvalues: Callable  # VALUES: sigma' on a grid (the NTK sector's expectations)
     pair: Callable  # PAIR: closed-form pair expectations at an angle (empty without a closed form)
 
 

@@ -49,14 +49,9 @@ from .errors import FlowError
 _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
-TENSORS = ("K", "Theta", "G")
-LATER = {  # tensors of DESIGN §9 that pdlt kernel does not compute yet, and where they are tracked
-    "V": "the four-point vertex (issue 7, item 3)",
-    "A": "the NTK variance (issue 8)",
-    "B": "the NTK variance (issue 8)",
-    "D": "the NTK-preactivation cross-correlation (issue 8)",
-    "F": "the NTK-preactivation cross-correlation (issue 8)",
-}
+TENSORS = ("K", "Theta", "G", "V", "A", "B", "D", "F")
+FOUR = ("V", "A", "B", "D", "F")  # four-index tensors: one input so far (issue 7 item 3, issue 8)
+LATER = {name: "dNTK" for name in "PQ"} | {name: "ddNTK" for name in "RSTU"}  # of DESIGN §9, not computed yet
 
 
 @njit(**_OPTS)
@@ -378,7 +373,10 @@ class KernelMatrices:
     series): the accumulated error where the recursion does not amplify errors (susceptibilities <= 1).
     ``G[s]`` (order + 1, N, N), when asked for: the finite-width mean kernel at layer ``layers[s]``,
     E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
-    ``G_error[l-1]`` is its accumulated relative error bound, like ``error``."""
+    ``G_error[l-1]`` is its accumulated relative error bound, like ``error``.
+    ``V``, ``A``, ``B``, ``D``, ``F`` (stored layers, N, N, N, N), when asked for (one input so far): the coefficients
+    of 1/n_(l-1) of the four-point vertex, the NTK variance (book 8.82) and the NTK-preactivation cross-correlation
+    (book 8.67), axes in the book's subscript order; ``four_error[l-1]`` their accumulated relative error bound."""
 
     activation: str
     layers: np.ndarray
@@ -390,6 +388,13 @@ class KernelMatrices:
     hyper: dict = field(default_factory=dict)
     G: Any = None
     G_error: Any = None
+    four: dict = field(default_factory=dict)  # name -> (stored layers, N, N, N, N)
+    four_error: Any = None
+
+    def __getattr__(self, name):
+        if name in FOUR:
+            return self.__dict__.get("four", {}).get(name)
+        raise AttributeError(name)
 
     @property
     def order(self) -> int | None:
@@ -422,6 +427,7 @@ class KernelMatrices:
             out["Theta"] = self.Theta
         if self.G is not None:
             out["G"] = self.G
+        out.update(self.four)
         return out
 
     def save(self, path: str) -> None:
@@ -445,10 +451,17 @@ class KernelMatrices:
         stored = ", ".join(map(str, self.layers[:8])) + (", ..." if len(self.layers) > 8 else "")
         theta = ", Theta" if self.Theta is not None else ""
         theta += f", G (order {self.order})" if self.G is not None else ""
+        theta += "".join(f", {name}" for name in self.four)
         return (
             f"KernelMatrices({self.activation}, N={n}, layers=[{stored}], tensors=K{theta}, "
             f"method={self.method}, max error bound={float(np.max(self.error, initial=0.0)):.1e})"
         )
+
+
+def sector_tensors() -> tuple[str, ...]:
+    from .ntk import sector
+
+    return sector().TENSORS
 
 
 def per_layer(name: str, value, depth: int, strict: bool) -> np.ndarray:
@@ -659,9 +672,20 @@ def kernel_matrices(
     tensors = tuple(tensors)
     for t in tensors:
         if t in LATER:
-            raise FlowError(f"tensor {t} ({LATER[t]}) is not computed yet; available: {', '.join(TENSORS)}")
+            raise FlowError(
+                f"tensor {t} (the {LATER[t]}, issue 8) is not computed yet; available: {', '.join(TENSORS)}"
+            )
         if t not in TENSORS:
             raise FlowError(f"unknown tensor {t!r}; available: {', '.join(TENSORS)}")
+    four = tuple(t for t in FOUR if t in tensors)
+    if four and x.shape[0] > 1:
+        raise FlowError(
+            f"{', '.join(four)} {'is' if len(four) == 1 else 'are'} computed for one input so far "
+            f"(N = {x.shape[0]} needs four-input expectations: "
+            "issue 7 item 3 and issue 8); pass a single input"
+        )
+    if four and (scheduler is not None or str(out).endswith(".zarr")):
+        raise FlowError(f"{', '.join(four)} of one input are computed in process: write a .npz file, no scheduler")
     if "K" not in tensors:
         tensors = ("K", *tensors)
     theta, with_g = "Theta" in tensors, "G" in tensors
@@ -669,7 +693,7 @@ def kernel_matrices(
         from .finite import check_order
 
         order = check_order(mod, order)
-    if theta and not mod.has_perp:
+    if (theta or {"A", "B", "D", "F"} & set(four)) and not mod.has_perp:
         raise FlowError(f"{mod.name} jumps, so sigma' and the NTK are not defined")
     if not (0 < float(tolerance) < 1):
         raise FlowError(f"tolerance must be between 0 and 1, got {tolerance}")
@@ -802,6 +826,15 @@ def kernel_matrices(
             result.G, G_error = mean_kernel(mod, plan, order, ratios, tolerance, run)
             result.G_error = np.maximum(G_error, result.error)
 
+    if four:
+        from .finite import width_ratios
+        from .ntk import ntk_flow
+
+        state, result.four_error = ntk_flow(mod, depth, float(norms[0]), np.stack([cb, cw, lb, lw], axis=1),
+                                            width_ratios(widths, depth), pvals, tolerance)  # fmt: skip
+        names = sector_tensors()
+        for t in four:
+            result.four[t] = state[store - 1, names.index(t)].reshape(store.size, 1, 1, 1, 1)
     if out is not None and str(out).endswith(".zarr") or scheduler is not None:
         from .scaleout import run_blocks
 

@@ -53,6 +53,7 @@ PAIR = types.void(_F8, _F8, _F8, _F8, _F8, _F8, _V1, _V1)
 # what the shared pdlt.generated.pair_metric provides: (m, mu_a, mu_b, s) and (c, s, cb, cw, r, out)
 PAIR_CUMULANTS = types.void(_V1, _V2, _V2, _V1)
 PAIR_STEP = types.void(_V2, _V1, _V1, _V1, _F8, _V2)
+NTK_STEP = types.void(_V1, _V1, _V1, _F8, _V1)  # (t, e, hyper, r, out): the ntk sector's layer step
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 

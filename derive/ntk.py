@@ -1,0 +1,502 @@
+"""The NTK sector at leading order in 1/n, derived from the stochastic forward equations (book ch. 8, issue 8).
+
+Nothing here is transcribed from the book's results. The engine starts from the two forward equations of layer
+l + 1 given layer l (book 8.9 and 8.12),
+
+    z_{i;a}     = b_i + sum_j W_ij sigma_{j;a}
+    H_{i1 i2;ab} = delta_{i1 i2} [lambda_b + lambda_W / n_l sum_j sigma_{j;a} sigma_{j;b}]
+                  + sum_{j1 j2} W_{i1 j1} W_{i2 j2} sigma'_{j1;a} sigma'_{j2;b} H_{j1 j2;ab},
+
+picks output neurons (rows) so that one term of each defining decomposition survives (book 8.82, 8.67, 4.77:
+``A = n kappa(H_11, H_22)``, ``B = n kappa(H_12, H_12)``, ``D = n kappa(z_1, z_1, H_22)``,
+``F = n kappa(z_1, z_2, H_12)``, ``V = n kappa(z_1, z_1, z_2, z_2)``) and computes each joint cumulant by
+
+1. the law of total cumulance over layer l: kappa(X...) = sum over partitions of kappa_l(kappa_c(blocks)),
+   where kappa_c is the cumulant given layer l (joint cumulants of three or more conditional cumulants are
+   O(1/n^2) and dropped);
+2. Wick's theorem for W and b given layer l (``E W_ij W_kl = delta delta C_W / n_l``, ``E b b = C_b``): every
+   conditional moment is a sum over hidden neurons of products of sigma^(k)(z_{j;a}) and H_{j1 j2};
+3. the layer-l expectation of such neuron sums to leading order: sum over set partitions of the hidden indices
+   (distinct neurons, n_l^blocks of them; n_l (n_l - 1) ... where a covariance needs it), each neuron's own
+   variables Gaussian with kernel K at leading order, H_jj = H + dH_jj, H_{jk} = dH_{jk} (j != k), and one
+   connected cumulant of layer l across neurons, all O(1/n_{l-1}), taken from the decompositions themselves:
+
+       kappa(z_{j;b1}, z_{j;b2}, z_{k;b3}, z_{k;b4}) = V_(b1 b2)(b3 b4),
+       kappa(z_{j;b1}, z_{j;b2}, dH_{kk;cd}) = D_{b1 b2 c d},  kappa(z_{p;b}, z_{q;b'}, dH_{pq;cd}) = F_{b c b' d},
+       kappa(dH_{jj;ab}, dH_{kk;cd}) = A_(ab)(cd),
+       kappa(dH_{pq;ab}, dH_{pq;cd}) = B_{a c b d},  kappa(dH_{pq;ab}, dH_{qp;cd}) = B_{a d b c}   (all / n_{l-1}),
+
+   where a z leg of a cumulant acts on that neuron's function as a derivative (the cumulant expansion of a
+   nearly Gaussian law: 1/4 for the two pairs of V, 1/2 for the pair of D, 1 otherwise).
+
+Every Gaussian expectation is kept as ``<d_{b1} ... d_{bm} Phi>_K`` for a product Phi of sigma^(k)(z_a): the
+derivatives are those of the Gaussian weight (Price's theorem), so kinks are harmless and nothing like a
+delta function squared ever appears; ``expanded`` applies the product rule for display. Sample labels are
+strings (symbolic, assumed distinct: the generic recursions) or integers (concrete inputs: one input is
+label 0); derivative labels range over the labels of the function they act on, so both are exact.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cache
+from itertools import combinations, permutations, product
+
+import sympy as sp
+
+from . import notation as nt
+
+n = sp.Symbol("n_l", positive=True)  # width of layer l (the hidden layer being summed over)
+lam_b = sp.Symbol("lambda_b", real=True)  # of the new layer l + 1
+lam_W = sp.Symbol("lambda_W", real=True)
+SLOTS = ("a1", "a2", "a3", "a4")  # the generic sample labels of a four-index tensor
+TENSORS = ("K", "H", "V", "A", "B", "D", "F")  # the state of one layer, in the order of the step
+
+
+# ---------------------------------------------------------------------------------------------- symbols
+
+
+@dataclass(frozen=True, order=True)
+class GExp:
+    """<d_{derivs} prod_i sigma^(k_i)(z_{label_i})>_K: a Gaussian expectation with derivatives of the weight."""
+
+    atoms: tuple[tuple[str, int], ...]  # sorted (label, k) pairs, as strings for labels
+    derivs: tuple[str, ...]  # sorted labels
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(sorted({a for a, _ in self.atoms}))
+
+
+_REGISTRY: dict[sp.Symbol, object] = {}
+
+
+def _key(label) -> str:
+    return str(label)
+
+
+def gexp(atoms, derivs=()) -> sp.Expr:
+    """The symbol of <d_derivs prod sigma^(k)(z_label)>; zero when a derivative's label is not in the product."""
+    at = tuple(sorted((_key(a), k) for a, k in atoms))
+    ds = tuple(sorted(_key(d) for d in derivs))
+    if not at:
+        return sp.Integer(0) if ds else sp.Integer(1)
+    present = {a for a, _ in at}
+    if any(d not in present for d in ds):
+        return sp.Integer(0)
+    e = GExp(at, ds)
+    name = "E[" + "*".join(f"s{k}({a})" for a, k in at) + (";d(" + ",".join(ds) + ")" if ds else "") + "]"
+    sym = sp.Symbol(name, real=True)
+    _REGISTRY[sym] = e
+    return sym
+
+
+_PAIRS = {frozenset((0, 1)), frozenset((2, 3))}
+_PAIRED = tuple(p for p in permutations(range(4)) if {frozenset(p[:2]), frozenset(p[2:])} == _PAIRS)
+_ORBITS = {  # slot permutations under which each tensor is symmetric (from its defining decomposition)
+    "K": ((0, 1), (1, 0)),
+    "H": ((0, 1), (1, 0)),
+    "V": _PAIRED,
+    "A": _PAIRED,
+    "D": ((0, 1, 2, 3), (1, 0, 2, 3), (0, 1, 3, 2), (1, 0, 3, 2)),
+    "B": ((0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0)),
+    "F": ((0, 1, 2, 3),),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    slots: tuple[str, ...]
+
+
+def tensor(name: str, *slots) -> sp.Symbol:
+    """The symbol of a layer-l tensor entry, its slots put in canonical order by the tensor's symmetries."""
+    keys = tuple(_key(s) for s in slots)
+    canon = min(tuple(keys[i] for i in p) for p in _ORBITS[name])
+    sym = sp.Symbol(f"{name}[{','.join(canon)}]", real=True)
+    _REGISTRY[sym] = TensorEntry(name, canon)
+    return sym
+
+
+def describe(sym: sp.Symbol):
+    """The GExp or TensorEntry behind a symbol made here."""
+    return _REGISTRY[sym]
+
+
+# ------------------------------------------------------------------------------ forward equations, Wick
+
+
+@dataclass(frozen=True)
+class Term:
+    """coef * sum over ``hidden`` neurons of prod W[row, j] * prod b[row] * prod atoms.
+
+    Atoms: ("s", k, j, label) for sigma^(k)(z_{j;label}); ("H", j1, j2, a, b) for H_{j1 j2;ab} of layer l."""
+
+    coef: sp.Expr
+    W: tuple = ()
+    b: tuple = ()
+    atoms: tuple = ()
+    hidden: tuple = ()
+
+
+class _Fresh:
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self) -> str:
+        self.count += 1
+        return f"j{self.count}"
+
+
+def z_field(row: int, a, fresh) -> list[Term]:
+    j = fresh()
+    return [Term(sp.Integer(1), b=(row,)), Term(sp.Integer(1), W=((row, j),), atoms=(("s", 0, j, a),), hidden=(j,))]
+
+
+def h_field(r1: int, r2: int, a, b, fresh) -> list[Term]:
+    terms = []
+    if r1 == r2:
+        j = fresh()
+        terms += [Term(lam_b), Term(lam_W / n, atoms=(("s", 0, j, a), ("s", 0, j, b)), hidden=(j,))]
+    j1, j2 = fresh(), fresh()
+    atoms = (("s", 1, j1, a), ("s", 1, j2, b), ("H", j1, j2, a, b))
+    terms.append(Term(sp.Integer(1), W=((r1, j1), (r2, j2)), atoms=atoms, hidden=(j1, j2)))
+    return terms
+
+
+def _times(x: list[Term], y: list[Term]) -> list[Term]:
+    return [Term(s.coef * t.coef, s.W + t.W, s.b + t.b, s.atoms + t.atoms, s.hidden + t.hidden) for s in x for t in y]
+
+
+def _matchings(items: list):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for i in range(len(rest)):
+        for m in _matchings(rest[:i] + rest[i + 1 :]):
+            yield [(first, rest[i]), *m]
+
+
+def _rename(atoms: tuple, where: dict) -> tuple:
+    out = []
+    for atom in atoms:
+        if atom[0] == "s":
+            out.append(("s", atom[1], where.get(atom[2], atom[2]), atom[3]))
+        else:
+            out.append(("H", where.get(atom[1], atom[1]), where.get(atom[2], atom[2]), atom[3], atom[4]))
+    return tuple(out)
+
+
+def wick(terms: list[Term]) -> list[Term]:
+    """E over W and b of layer l + 1 given layer l: the pairings of each row's weights identify hidden neurons."""
+    out = []
+    for t in terms:
+        rows_W, rows_b = defaultdict(list), defaultdict(int)
+        for row, j in t.W:
+            rows_W[row].append(j)
+        for row in t.b:
+            rows_b[row] += 1
+        if any(c % 2 for c in rows_b.values()) or any(len(v) % 2 for v in rows_W.values()):
+            continue
+        coef = t.coef
+        for c in rows_b.values():
+            coef *= _double_factorial(c - 1) * nt.C_b ** (c // 2)
+        for choice in product(*(list(_matchings(v)) for v in rows_W.values())):
+            parent = {j: j for j in t.hidden}
+            pairs = 0
+            for matching in choice:
+                for x, y in matching:
+                    parent[_root(parent, x)] = _root(parent, y)
+                    pairs += 1
+            where = {j: _root(parent, j) for j in t.hidden}
+            hidden = tuple(sorted(set(where.values())))
+            out.append(Term(coef * (nt.C_W / n) ** pairs, atoms=_rename(t.atoms, where), hidden=hidden))
+    return out
+
+
+def _root(parent: dict, j: str) -> str:
+    while parent[j] != j:
+        j = parent[j]
+    return j
+
+
+def _double_factorial(k: int) -> int:
+    return 1 if k <= 0 else k * _double_factorial(k - 2)
+
+
+def _set_partitions(items: list):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for p in _set_partitions(rest):
+        yield [[first], *p]
+        for i in range(len(p)):
+            yield [*p[:i], [first, *p[i]], *p[i + 1 :]]
+
+
+# --------------------------------------------------------------------------- layer-l expectations
+
+
+@dataclass(frozen=True)
+class _Block:
+    sigma: tuple  # (label, k) atoms on this neuron
+    legs: tuple  # ("diag", a, b) for dH_jj, with the rest of the block's function as its coefficient
+
+
+def _blocks(atoms: tuple, partition: list[list[str]], diag_as_leg: frozenset):
+    """Map hidden names to blocks; returns (sigma atoms per block, H factors, diagonal legs, off-diagonal legs).
+
+    ``diag_as_leg``: indices (into the H atoms) of diagonal H_jj taken as their fluctuation dH_jj, the rest as H."""
+    where = {j: i for i, block in enumerate(partition) for j in block}
+    sig = [[] for _ in partition]
+    means, diag, off = [], [], []
+    h_index = 0
+    for atom in atoms:
+        if atom[0] == "s":
+            sig[where[atom[2]]].append((atom[3], atom[1]))
+            continue
+        p, q = where[atom[1]], where[atom[2]]
+        if p == q:
+            if h_index in diag_as_leg:
+                diag.append((p, atom[3], atom[4]))
+            else:
+                means.append(tensor("H", atom[3], atom[4]))
+            h_index += 1
+        else:
+            off.append((p, q, atom[3], atom[4]))
+    return sig, means, diag, off
+
+
+def _labels(atoms) -> list:
+    return sorted({a for a, _ in atoms}, key=str)
+
+
+def _g(atoms, derivs=()) -> sp.Expr:
+    return gexp(atoms, derivs)
+
+
+def _insertions(sig, diag, off):
+    """Every single cross-neuron cumulant of layer l that absorbs all the legs: (blocks touched, value / n_{l-1}),
+    the untouched blocks' Gaussian expectations not included."""
+    out = []
+    nb = len(sig)
+    if not diag and not off:
+        for j, k in combinations(range(nb), 2):
+            value = sum(
+                tensor("V", b1, b2, b3, b4) * _g(sig[j], (b1, b2)) * _g(sig[k], (b3, b4))
+                for b1, b2 in product(_labels(sig[j]), repeat=2)
+                for b3, b4 in product(_labels(sig[k]), repeat=2)
+            )
+            out.append(({j, k}, sp.Rational(1, 4) * value))
+    elif len(diag) == 1 and not off:
+        k, c, d = diag[0]
+        for j in range(nb):
+            if j == k:
+                continue
+            value = sum(
+                tensor("D", b1, b2, c, d) * _g(sig[j], (b1, b2)) for b1, b2 in product(_labels(sig[j]), repeat=2)
+            )
+            out.append(({j, k}, sp.Rational(1, 2) * value * _g(sig[k])))
+    elif len(off) == 1 and not diag:
+        p, q, c, d = off[0]
+        value = sum(
+            tensor("F", b, c, bp, d) * _g(sig[p], (b,)) * _g(sig[q], (bp,))
+            for b in _labels(sig[p])
+            for bp in _labels(sig[q])
+        )
+        out.append(({p, q}, value))
+    elif len(diag) == 2 and not off:
+        (j, a, b), (k, c, d) = diag
+        if j != k:
+            out.append(({j, k}, tensor("A", a, b, c, d) * _g(sig[j]) * _g(sig[k])))
+    elif len(off) == 2 and not diag:
+        (p, q, a, b), (p2, q2, c, d) = off
+        if (p, q) == (p2, q2):
+            out.append(({p, q}, tensor("B", a, c, b, d) * _g(sig[p]) * _g(sig[q])))
+        elif (p, q) == (q2, p2):
+            out.append(({p, q}, tensor("B", a, d, b, c) * _g(sig[p]) * _g(sig[q])))
+    return out
+
+
+def _diag_indices(atoms, partition) -> list[int]:
+    where = {j: i for i, block in enumerate(partition) for j in block}
+    hs = [a for a in atoms if a[0] == "H"]
+    return [i for i, a in enumerate(hs) if where[a[1]] == where[a[2]]]
+
+
+class _Orders(dict):
+    """n-exponent -> coefficient (insertions count as 1/n_l with a width ratio r)."""
+
+    def add(self, e: int, value: sp.Expr):
+        if value != 0:
+            self[e] = self.get(e, 0) + value
+
+
+def _coef_parts(coef: sp.Expr) -> tuple[int, sp.Expr]:
+    power = sp.degree(sp.expand(coef * n**8), n) - 8 if coef.has(n) else 0
+    return power, sp.expand(coef / n**power)
+
+
+def expectation(terms: list[Term], target: int) -> sp.Expr:
+    """E_l of a sum of neuron sums, the coefficient of 1/n^target; a nonzero lower order is an error
+    (it would need the 1/n corrections to the layer-l means, which this sector does not carry)."""
+    orders = _Orders()
+    for t in terms:
+        power, coef = _coef_parts(t.coef)
+        for part in _set_partitions(list(t.hidden)):
+            count = power + len(part)
+            diag_all = _diag_indices(t.atoms, part)
+            for k in range(len(diag_all) + 1):
+                for legs in combinations(diag_all, k):
+                    sig, means, diag, off = _blocks(t.atoms, part, frozenset(legs))
+                    if not diag and not off:
+                        orders.add(count, coef * sp.Mul(*means) * sp.Mul(*(_g(s) for s in sig)))
+                        continue
+                    for touched, value in _insertions(sig, diag, off):
+                        rest = sp.Mul(*(_g(s) for i, s in enumerate(sig) if i not in touched))
+                        orders.add(count - 1, nt.r * coef * sp.Mul(*means) * value * rest)
+    return _pick(orders, target)
+
+
+def _pick(orders: _Orders, target: int) -> sp.Expr:
+    for e, value in orders.items():
+        if e > -target and sp.expand(value) != 0:
+            raise AssertionError(f"order n^{e} survives below the target 1/n^{target}: {value}")
+    return sp.expand(orders.get(-target, 0))
+
+
+def covariance(x: list[Term], y: list[Term], target: int) -> sp.Expr:
+    """Cov_l of two sums of neuron sums at 1/n^target (only cumulants that link x's neurons to y's)."""
+    orders = _Orders()
+    for s in x:
+        for t in y:
+            ps, cs = _coef_parts(s.coef)
+            pt, ct = _coef_parts(t.coef)
+            if not s.hidden or not t.hidden:
+                continue
+            coef = cs * ct
+            atoms = s.atoms + t.atoms
+            left = set(s.hidden)
+            for part in _set_partitions(list(s.hidden + t.hidden)):
+                count = ps + pt + len(part)
+                mixed = any(set(b) & left and set(b) - left for b in part)
+                sides = [bool(set(b) & left) for b in part]
+                diag_all = _diag_indices(atoms, part)
+                for k in range(len(diag_all) + 1):
+                    for legs in combinations(diag_all, k):
+                        sig, means, diag, off = _blocks(atoms, part, frozenset(legs))
+                        base = coef * sp.Mul(*means)
+                        if not diag and not off:
+                            gauss = sp.Mul(*(_g(s_) for s_ in sig))
+                            if mixed:
+                                orders.add(count, base * gauss)
+                            else:  # n(n-1)...: the neurons of x and y are distinct from each other
+                                p1 = sum(sides)
+                                orders.add(count - 1, -p1 * (len(part) - p1) * base * gauss)
+                        if mixed:
+                            continue  # a cumulant on top of a shared neuron is higher order
+                        for touched, value in _insertions(sig, diag, off):
+                            if not any(sides[i] for i in touched) or all(sides[i] for i in touched):
+                                continue  # within x or within y: cancels against E[x] E[y]
+                            rest = sp.Mul(*(_g(s_) for i, s_ in enumerate(sig) if i not in touched))
+                            orders.add(count - 1, nt.r * base * value * rest)
+    return _pick(orders, target)
+
+
+# ------------------------------------------------------------------------------- cumulants of layer l+1
+
+
+def _moment(fields: list[list[Term]]) -> list[Term]:
+    out = [Term(sp.Integer(1))]
+    for f in fields:
+        out = _times(out, f)
+    return wick(out)
+
+
+def _conditional_cumulant(fields: list[list[Term]]) -> list[Term]:
+    """kappa_c of the fields given layer l, by Moebius inversion of the Wick moments."""
+    out = []
+    for part in _set_partitions(list(range(len(fields)))):
+        sign = (-1) ** (len(part) - 1) * sp.factorial(len(part) - 1)
+        prod_terms = [Term(sp.Integer(sign))]
+        for block in part:
+            prod_terms = _times(prod_terms, _moment([fields[i] for i in block]))
+        out += prod_terms
+    return [t for t in out if t.coef != 0]
+
+
+def cumulant(fields: list[list[Term]], target: int) -> sp.Expr:
+    """kappa(fields) of layer l + 1 at 1/n^target by the law of total cumulance over layer l."""
+    total = sp.Integer(0)
+    for part in _set_partitions(list(range(len(fields)))):
+        inner = [_conditional_cumulant([fields[i] for i in block]) for block in part]
+        if len(inner) == 1:
+            total += expectation(inner[0], target)
+        elif len(inner) == 2:
+            total += covariance(inner[0], inner[1], target)
+        # three or more conditional cumulants: a joint cumulant of neuron averages, O(1/n^2)
+    return sp.expand(total)
+
+
+# ------------------------------------------------------------------------------------------- the step
+
+
+@cache
+def derive_ntk_step(labels: tuple = SLOTS) -> dict[str, sp.Expr]:
+    """The leading-order recursion of every tensor of the sector for the sample labels (a1, a2, a3, a4):
+    name -> layer-(l+1) entry in terms of layer-l entries (``tensor``) and expectations (``gexp``) at K(l).
+
+    K and H carry the labels (a1, a2); V, A, D the book's (a1 a2)(a3 a4); B_{a1 a2 a3 a4} and F_{a1 a2 a3 a4}
+    in the book's slot order (the NTK factors of B are (a1, a3) and (a2, a4); F's preactivations a1, a3)."""
+    a1, a2, a3, a4 = labels
+    f = _Fresh()
+    return {
+        "K": cumulant([z_field(1, a1, f), z_field(1, a2, f)], 0),
+        "H": cumulant([h_field(1, 1, a1, a2, f)], 0),
+        "V": cumulant([z_field(1, a1, f), z_field(1, a2, f), z_field(2, a3, f), z_field(2, a4, f)], 1),
+        "A": cumulant([h_field(1, 1, a1, a2, f), h_field(2, 2, a3, a4, f)], 1),
+        "B": cumulant([h_field(1, 2, a1, a3, f), h_field(1, 2, a2, a4, f)], 1),
+        "D": cumulant([z_field(1, a1, f), z_field(1, a2, f), h_field(2, 2, a3, a4, f)], 1),
+        "F": cumulant([z_field(1, a1, f), z_field(2, a3, f), h_field(1, 2, a2, a4, f)], 1),
+    }
+
+
+def expanded(expr: sp.Expr) -> sp.Expr:
+    """Apply the product rule to every <d... Phi>: derivatives land on the sigma factors of their label
+    (for smooth sigma; the weight form is what the numerics use)."""
+    subs = {}
+    for sym in expr.free_symbols:
+        e = _REGISTRY.get(sym)
+        if isinstance(e, GExp) and e.derivs:
+            subs[sym] = _product_rule(e.atoms, e.derivs)
+    return sp.expand(expr.xreplace(subs))
+
+
+def _product_rule(atoms, derivs) -> sp.Expr:
+    terms = {tuple(atoms): sp.Integer(1)}
+    for d in derivs:
+        new: dict = defaultdict(lambda: sp.Integer(0))
+        for at, c in terms.items():
+            for i, (label, k) in enumerate(at):
+                if label == d:
+                    new[at[:i] + ((label, k + 1),) + at[i + 1 :]] += c
+        terms = new
+    return sp.Add(*(c * gexp(at) for at, c in terms.items()))
+
+
+def relabel(expr: sp.Expr, mapping: dict) -> sp.Expr:
+    """The same recursion at other sample labels (e.g. the generic a1..a4 -> inputs 0, 1, 0, 1). Exact on the
+    ``expanded`` form, where a derivative is tied to the factor it acts on; the weight form sums each derivative
+    over the distinct labels of its function, so relabel that one only by re-deriving at the new labels."""
+    subs = {}
+    for sym in expr.free_symbols:
+        e = _REGISTRY.get(sym)
+        if isinstance(e, GExp):
+            subs[sym] = gexp([(mapping.get(a, a), k) for a, k in e.atoms], [mapping.get(d, d) for d in e.derivs])
+        elif isinstance(e, TensorEntry):
+            subs[sym] = tensor(e.name, *(mapping.get(s, s) for s in e.slots))
+    return sp.expand(expr.xreplace(subs))

@@ -1,0 +1,219 @@
+"""One input's NTK statistics (pdlt.runtime.ntk with pdlt.generated.ntk) against the book's oracle facts
+(reference part 2, section 10), 30-digit expectations and the symbolic step (issue 8).
+
+- Facts 2 and 6: at criticality every scale-invariant activation has exact solutions for all layers (9.42)-(9.52)
+  and the exact cubic A of section 3.6; they hold to rounding (the expectations are polynomial moments, the
+  quadrature is exact up to roundoff there), allowance 1e-13 relative.
+- Fact 3: tanh with the learning rates (9.96) approaches the printed large-depth coefficients; the book's ansatz
+  (9.22) puts the corrections at O(log l / l), so the distance to each coefficient must shrink by at least 5 from
+  l = 10^4 to 10^5 (8 for log l / l) and be below 0.2 % at 10^5 (fitted constants of the log l / l law are 2-3).
+- Fact 7: the Bayes-equivalent learning rates give Theta(L) = K(L), B = F = 0 and A = D = V at the output.
+- The vertex V agrees with the single-input flow (an independent derivation: the law of total cumulance on
+  the metric), and K, Theta with the kernel matrices at N = 1.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from pdlt.derive import notation as nt
+from pdlt.derive import ntk as dntk
+from pdlt.derive.activations import REGISTRY
+from pdlt.derive.sectors import ntk as ntk_sector
+from pdlt.generated import load
+from pdlt.generated import ntk as gntk
+from pdlt.runtime.errors import FlowError
+from pdlt.runtime.finite import width_ratios
+from pdlt.runtime.ntk import expectations, ntk_flow
+
+NAMES = ("K", "H", "V", "A", "B", "D", "F")
+
+
+def flow(name, depth, C_b=0.0, C_W=1.0, lb=1.0, lw=1.0, norm2=1.0, widths=None, tolerance=1e-9, **params):
+    mod = load(name)._MODULE
+    hyper = np.zeros((depth, 4))
+    hyper[:, 0], hyper[:, 1], hyper[:, 2], hyper[:, 3] = C_b, C_W, lb, lw
+    T, err = ntk_flow(mod, depth, norm2, hyper, width_ratios(widths, depth), mod.param_values(params), tolerance)
+    return {n: T[:, i] for i, n in enumerate(NAMES)}, err
+
+
+SCALE_INVARIANT = [("relu", 1.0, 0.0, {}), ("leaky_relu", 1.0, 0.3, {"slope": 0.3}), ("linear", 1.0, 1.0, {}),
+                   ("abs", 1.0, -1.0, {})]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,a_plus,a_minus,params", SCALE_INVARIANT)
+def test_scale_invariant_solutions_are_exact_at_every_layer(name, a_plus, a_minus, params):
+    A2, A4 = (a_plus**2 + a_minus**2) / 2, (a_plus**4 + a_minus**4) / 2
+    lb, lw, norm2, L = 0.7, 1.3, 0.8, 12
+    got, _ = flow(name, L, C_W=1 / A2, lb=lb, lw=lw, norm2=norm2, **params)
+    Ks = norm2 / A2  # K(1) = C_W |x|^2/n_0 with C_W = 1/A2
+    rho, kap = A4 / A2**2, A2 * Ks
+    for i, l in enumerate(range(1, L + 1)):
+        want = {
+            "K": Ks,
+            "H": (lb + lw * kap) * l,
+            "V": (l - 1) * (3 * rho - 1) * Ks**2,
+            "D": l * (l - 1) / 2 * (lb * (rho - 1) * Ks + lw * A2 * (4 * rho - 2) * Ks**2),
+            "F": l * (l - 1) / 2 * rho * (lb + lw * kap) * Ks,
+            "B": l * (l - 1) * (2 * l - 1) / 6 * rho * (lb + lw * kap) ** 2,
+            "A": l * (l - 1) / 6 * ((rho - 1) * lb**2 * (2 * l - 1) + 6 * (rho - 1) * lb * lw * kap * l
+                                    + lw**2 * kap**2 * ((10 * rho - 6) * l - 2 * rho)),
+        }  # fmt: skip
+        for n, w in want.items():
+            assert abs(got[n][i] - w) <= 1e-13 * max(abs(w), Ks**2, 1.0), (n, l, got[n][i], w)
+
+
+@pytest.fixture(scope="module")
+def deep_tanh():
+    L = 100_000
+    ells = np.arange(1, L + 1)
+    mod = load("tanh")._MODULE
+    hyper = np.zeros((L, 4))
+    hyper[:, 1], hyper[:, 2], hyper[:, 3] = 1.0, 1.0 / ells, 1.0  # (9.96) with lambda~_b = lambda~_W = 1
+    T, _ = ntk_flow(mod, L, 1.0, hyper, width_ratios(None, L), mod.param_values({}), 1e-6)
+    return T
+
+
+def test_tanh_large_depth_coefficients_are_the_books(deep_tanh):
+    theta = 1.0 + 1.0 / 2  # lambda~_b + lambda~_W / 2
+    want = {"A": 4 / 27 / theta**2, "B": 1 / 3, "D": -2 / 9 / theta, "F": 1 / 4, "V": 2 / 3}
+
+    def ratio(name, l):
+        K, H, V, A, B, D, F = deep_tanh[l - 1]
+        value = {"A": A / H**2, "B": B / H**2, "D": D / (K * H), "F": F / (K * H), "V": V / K**2}[name]
+        return value / l
+
+    for name, c in want.items():
+        far, farther = abs(ratio(name, 10_000) - c), abs(ratio(name, 100_000) - c)
+        assert farther <= far / 5, (name, far, farther)
+        assert farther <= 2e-3 * abs(c), (name, farther)
+    assert abs(deep_tanh[-1, 1] - theta) < 1e-3  # Theta -> lambda~_b + lambda~_W sigma_1^2 / (-a_1)
+    assert abs(deep_tanh[-1, 0] * 100_000 - 0.5) < 1e-3  # K -> 1 / ((-a_1) l), a_1 = -2
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "swish"])
+def test_bayes_equivalent_learning_rates(name):
+    L, C_b, C_W = 5, 0.1, 1.4
+    mod = load(name)._MODULE
+    hyper = np.zeros((L, 4))
+    hyper[:, 0], hyper[:, 1] = C_b, C_W
+    hyper[-1, 2], hyper[-1, 3] = C_b, C_W  # lambda = 0 below the output layer, lambda = C at it
+    T, _ = ntk_flow(mod, L, 0.9, hyper, width_ratios(None, L), mod.param_values({}), 1e-9)
+    K, H, V, A, B, D, F = T[-1]
+    scale = abs(V)
+    assert abs(H - K) <= 1e-14 * K
+    assert abs(B) <= 1e-14 * scale and abs(F) <= 1e-14 * scale
+    assert abs(A - V) <= 1e-12 * scale and abs(D - V) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "elu", "hard_tanh", "sin"])
+def test_vertex_and_means_agree_with_the_other_sectors(name):
+    """V from the Wick derivation equals c[2][1] of the law-of-total-cumulance flow; K and Theta equal the
+    kernel matrices' at one input (with per-layer learning rates)."""
+    L, C_b, C_W = 6, 0.05, 1.3
+    got, err = flow(name, L, C_b=C_b, C_W=C_W, lb=0.4, lw=0.9, norm2=0.7)
+    ref = load(name).flow(L, width=10**6, C_b=C_b, C_W=C_W, input_norm2=0.7)
+    assert np.allclose(got["V"], ref.V, rtol=1e-10, atol=0)
+    assert np.allclose(got["K"], ref.K, rtol=1e-12, atol=0)
+    x = np.full((1, 4), np.sqrt(0.7))
+    km = load(name).kernel(x, L, C_b=C_b, C_W=C_W, lambda_b=0.4, lambda_W=0.9, tensors=("Theta", "V"), tolerance=1e-8)
+    assert np.allclose(km.K[:, 0, 0], got["K"], rtol=1e-12, atol=0)
+    assert np.allclose(km.Theta[:, 0, 0], got["H"], rtol=1e-10, atol=0)
+    assert np.allclose(km.V[:, 0, 0, 0, 0], got["V"], rtol=1e-12, atol=0)
+    assert err[-1] < 1e-9
+
+
+# ----------------------------------------------------------------------------- expectations and the step
+
+
+def _mp_expectation(name, a, b, m, K, params=None):
+    act = REGISTRY[name]
+    subs = {sym: sp.nsimplify(v) for sym, v in act.params}
+    pieces = [(p.lo, p.hi, sp.lambdify(nt.z, p.expr.subs(subs), "mpmath")) for p in act.pieces]
+    dpieces = [sp.lambdify(nt.z, p.expr.subs(subs), "mpmath") for p in act.derivative().pieces]
+    with mpmath.workdps(40):
+        K = mpmath.mpf(K)
+        sk = mpmath.sqrt(K)
+        he = [lambda x: 1, lambda x: x, lambda x: x * x - 1][m]
+
+        def weight(z):
+            return he(z / sk) * mpmath.exp(-z * z / (2 * K))
+
+        total = 0
+        for (lo, hi, f), df in zip(pieces, dpieces):
+            lo = -mpmath.inf if lo == -sp.oo else mpmath.mpf(float(lo))
+            hi = mpmath.inf if hi == sp.oo else mpmath.mpf(float(hi))
+            points = [lo, 0, hi] if lo < 0 < hi else [lo, hi]
+            total += mpmath.quad(lambda z, f=f, df=df: f(z) ** a * df(z) ** b * weight(z), points)
+        return total / mpmath.sqrt(2 * mpmath.pi * K) / K ** (mpmath.mpf(m) / 2)
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu", "gelu", "elu", "hard_tanh", "softplus"])
+@pytest.mark.parametrize("K", [0.05, 1.0, 30.0])
+def test_expectations_against_mpmath(name, K):
+    """Each expectation within ten times its own error estimate (plus 1e-14 of its size) of 30 digits, and that
+    estimate below 1e-12 of the size (the integral of the integrand's absolute value)."""
+    mod = load(name)._MODULE
+    e, err, mag = expectations(mod, K, mod.param_values({}))
+    for n, (a, b, m) in enumerate(gntk.NTK_EXPECTATIONS):
+        ref = float(_mp_expectation(name, a, b, m, K))
+        assert abs(e[n] - ref) <= 10 * err[n] + 1e-14 * mag[n], (name, K, (a, b, m), e[n], ref, err[n])
+        assert err[n] <= 1e-12 * mag[n], (name, K, (a, b, m), err[n], mag[n])
+
+
+@njit
+def _call(fn, t, e, hyper, r, out):
+    fn(t, e, hyper, r, out)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    values=st.lists(st.floats(min_value=-2.0, max_value=2.0), min_size=19, max_size=19),
+    ratio=st.floats(min_value=0.25, max_value=4.0),
+)
+def test_generated_step_is_the_sector(values, ratio):
+    """The generated step at random numbers equals the sector's expressions (allowance 1e-12 relative to the sum
+    of the absolute values of each expression's terms, what reordering a floating-point sum can change)."""
+    sec = ntk_sector()
+    t, e, hyper = np.array(values[:7]), np.array(values[7:15]), np.array(values[15:19])
+    hyper[1] = abs(hyper[1]) + 0.1
+    out = np.zeros(7)
+    _call(gntk._ntk_step, t, e, hyper, ratio, out)
+    vals = {sym: t[k] for (k,), sym in sec.field("t").entries}
+    vals.update({sym: e[k] for (k,), sym in sec.field("e").entries})
+    vals.update({nt.C_b: hyper[0], nt.C_W: hyper[1], dntk.lam_b: hyper[2], dntk.lam_W: hyper[3], nt.r: ratio})
+    for (k,), expr in sec.stages[0].rules:
+        parts = [float(term.xreplace(vals)) for term in sp.Add.make_args(sp.expand(expr))]
+        assert abs(out[k] - sum(parts)) <= 1e-12 * (1 + sum(abs(p) for p in parts)), (k, out[k], sum(parts))
+
+
+def test_unequal_widths_scale_the_fluctuations_by_their_ratio():
+    """Every finite-width term of step l -> l+1 carries n_l / n_(l-1): with widths (n, 2n, ...) the layer-3 values
+    are those of the flow run with that ratio by hand."""
+    base, _ = flow("tanh", 3, C_W=1.2, widths=[10, 10])
+    wide, _ = flow("tanh", 3, C_W=1.2, widths=[10, 20])
+    mod = load("tanh")._MODULE
+    e, _, _ = expectations(mod, base["K"][1], mod.param_values({}))
+    t = np.array([base[n][1] for n in NAMES])
+    out = np.zeros(7)
+    _call(gntk._ntk_step, t, e, np.array([0.0, 1.2, 1.0, 1.0]), 2.0, out)
+    assert np.allclose([wide[n][2] for n in NAMES], out, rtol=1e-14)
+    assert not np.isclose(wide["A"][2], base["A"][2])
+
+
+def test_refusals():
+    x = np.ones((2, 3))
+    with pytest.raises(FlowError, match="one input so far"):
+        load("tanh").kernel(x, 3, tensors=("A",))
+    with pytest.raises(FlowError, match="dNTK, issue 8"):
+        load("tanh").kernel(x[:1], 3, tensors=("P",))
+    with pytest.raises(FlowError, match="in process"):
+        load("tanh").kernel(x[:1], 3, tensors=("B",), out="x.zarr")
+    with pytest.raises(FlowError, match="not finite at layer 2"):
+        flow("linear", 4, C_W=1e200)
