@@ -43,7 +43,7 @@ def sample_metric(
 def _vectorized(act: Activation):
     """sigma on numpy arrays, piece by piece between breakpoints, parameters at their values."""
     values = dict(act.params)
-    pieces = [(float(p.lo), float(p.hi), sp.lambdify(z, p.expr.subs(values), "numpy")) for p in act.pieces]
+    pieces = [(float(p.lo), float(p.hi), sp.lambdify(z, p.expr.subs(values), ["scipy", "numpy"])) for p in act.pieces]
 
     def sigma(x: np.ndarray) -> np.ndarray:
         out = np.empty_like(x)

@@ -33,6 +33,14 @@ def test_sampled_linear_networks_have_the_exact_moments():
     assert abs(k[1] - 1.5**2 * ((1 + 2 / 8) ** 3 - 1)) <= 4 * se[1]
 
 
+@pytest.mark.parametrize("name", ["gelu", "erf", "softplus", "mish"])
+def test_every_special_function_samples_on_arrays(name):
+    """sigma is evaluated on whole arrays of preactivations: erf (gelu's) comes from scipy, not math, which would
+    refuse an array (found by the command-line fuzz test)."""
+    G = sample_metric(activations.get(name), [4], 0.0, 1.0, 1.0, 50, seed=0)
+    assert G.shape == (50,) and np.all(np.isfinite(G)) and np.all(G > 0)
+
+
 def test_the_order_two_expansion_holds_where_it_should():
     """tanh at width 32, depth 4: order 2 within 4 SE for E[G] and Var G, order 0 far outside for Var G
     (it predicts 0). The linear network is exact at order 1: its E[G] residual is noise at every order."""
