@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 import tracemalloc
+from functools import partial
 
 import numpy as np
 
@@ -133,7 +134,31 @@ def bench_kernels(sizes: tuple[int, ...], names: tuple[str, ...] = tuple(HYPER))
                 )
                 code = f"pdlt {name} K+G, order 1"
                 out["cases"].append({"N": n, "code": code, "seconds": sec_g, "peak_mib": mib, "ratio": sec_g / sec})
+    out["ntk"] = bench_ntk()
     return out
+
+
+NTK_DEPTHS = (1000, 10000)
+NTK_CRITICAL = {"tanh": 1.0, "relu": 2.0, "erf": math.pi / 4}  # C_W at criticality (C_b = 0)
+
+
+def bench_ntk(names: tuple[str, ...] = tuple(NTK_CRITICAL)) -> list[dict]:
+    """One input's K, Theta, V, A, B, D, F through NTK_DEPTHS layers (the ntk sector, issue 8) at criticality,
+    every expectation to 1e-6 over the whole depth (the run refuses otherwise)."""
+    from pdlt import generated
+
+    rows = []
+    x = np.ones((1, 4))
+    tensors = ("Theta", "V", "A", "B", "D", "F")
+    for name in names:
+        mod = generated.load(name)
+        cw = NTK_CRITICAL[name]
+        mod.kernel(x, 3, C_W=cw, tensors=tensors, tolerance=1e-8)  # compile outside the timing
+        for depth in NTK_DEPTHS:
+            run = partial(mod.kernel, x, depth, C_W=cw, tensors=tensors, layers=[depth], tolerance=1e-6)
+            sec, mib = _measure(run)
+            rows.append({"activation": name, "depth": depth, "seconds": sec, "peak_mib": mib})
+    return rows
 
 
 def report(results: dict) -> list[str]:
@@ -146,4 +171,8 @@ def report(results: dict) -> list[str]:
     for name, acc in results["accuracy"].items():
         numpy_part = f", numpy arc-cosine {acc['numpy_arccos']:.1e}" if acc["numpy_arccos"] is not None else ""
         lines.append(f"    {name:<6} pdlt {acc['pdlt']:.1e}{numpy_part}")
+    if results.get("ntk"):
+        lines.append("(f) one input's NTK statistics K, Theta, V, A, B, D, F through the depth:")
+        for row in results["ntk"]:
+            lines.append(f"    {row['activation']:<6} depth {row['depth']:>6} {row['seconds']:>9.3f} s")
     return lines

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, default=SHIPPED_ORDER, help=f"order in 1/n (default {SHIPPED_ORDER})")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--body", action="store_true", help="only the body, not a standalone document")
+    p.add_argument("--sector", choices=("all", "ntk"), default="all",
+                   help="all recursions (default), or only the NTK sector (A, B, D, F with K, V, H)")  # fmt: skip
     p.add_argument("--out", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_latex)
 

@@ -145,7 +145,13 @@ def cmd_latex(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out)
     act = resolve(args.activation, args.param) if args.activation else None
-    text = latex.body(args.order, act) if args.body else latex.document(args.order, act)
+    if getattr(args, "sector", "all") == "ntk":
+        if act is not None:
+            raise CliError("--sector ntk prints the recursions generic in sigma: give no activation")
+        section = "\\section*{The NTK at finite width: $A$, $B$, $D$, $F$}\n\n" + latex.ntk_section() + "\n"
+        text = section if args.body else latex.document(args.order, text=section)
+    else:
+        text = latex.body(args.order, act) if args.body else latex.document(args.order, act)
     if args.out:
         write_atomic(Path(args.out), text)
         _progress(f"wrote {args.out}")

@@ -206,6 +206,61 @@ def pair_section() -> str:
     return legend + "\n\n" + _align(lines)
 
 
+def _ntk_names(expr_list) -> dict[sp.Symbol, str]:
+    """LaTeX for the ntk sector's symbols: sample labels a_i -> alpha_i, the book's bracket for V and A."""
+    from . import ntk
+
+    def lab(a: str) -> str:
+        return rf"\alpha_{{{a[1:]}}}" if a.startswith("a") else a
+
+    factor = {0: r"\sigma", 1: r"\sigma'", 2: r"\sigma''"}
+    names: dict[sp.Symbol, str] = {nt.r: r"\rho_\ell", nt.C_b: "C_b", nt.C_W: "C_W",
+                                   ntk.lam_b: r"\lambda_b", ntk.lam_W: r"\lambda_W"}  # fmt: skip
+    for expr in expr_list:
+        for sym in expr.free_symbols:
+            d = ntk._REGISTRY.get(sym)
+            if isinstance(d, ntk.GExp):
+                inside = " ".join(f"{factor[k]}_{{{lab(a)}}}" for a, k in d.atoms)
+                parts = "".join(rf"\partial_{{{lab(b)}}}" for b in d.derivs)
+                names[sym] = rf"\langle {parts}({inside}) \rangle" if parts else rf"\langle {inside} \rangle"
+            elif isinstance(d, ntk.TensorEntry):
+                sl = [lab(a) for a in d.slots]
+                if d.name in ("V", "A"):
+                    names[sym] = rf"{d.name}_{{({sl[0]}{sl[1]})({sl[2]}{sl[3]})}}"
+                else:
+                    names[sym] = rf"{d.name}_{{{''.join(sl)}}}"
+    return names
+
+
+def ntk_section() -> str:
+    """The NTK sector at leading order (derive.ntk), generic in sigma and in the inputs alpha_1..alpha_4."""
+    from . import ntk
+
+    step = ntk.derive_ntk_step()
+    names = _ntk_names(step.values())
+    slots = {"K": r"K_{\alpha_1\alpha_2}", "H": r"H_{\alpha_1\alpha_2}",
+             "V": r"V_{(\alpha_1\alpha_2)(\alpha_3\alpha_4)}",
+             "A": r"A_{(\alpha_1\alpha_2)(\alpha_3\alpha_4)}"}  # fmt: skip
+    lines = []
+    for name in ntk.TENSORS:
+        lhs = slots.get(name, rf"{name}_{{\alpha_1\alpha_2\alpha_3\alpha_4}}")
+        lines.append(rf"{lhs}^{{(\ell+1)}} &= {_broken_sum(step[name], names, per_line=2)}")
+    legend = (
+        r"Leading order in $1/n$, derived from the stochastic forward equations (book 8.9, 8.12) by Wick "
+        r"contractions and the layer-$\ell$ cumulants that define each tensor (pdlt.derive.ntk): the kernel, the NTK "
+        r"mean $H$ (the frozen NTK $\Theta$ at this order), and the coefficients of $1/n_{\ell-1}$ of the vertex "
+        r"$V$, the NTK variance $A$, $B$ (book 8.82) and the NTK-preactivation cross-correlations $D$, $F$ "
+        r"(book 8.67), with the book's subscript order. Unlabelled quantities on the right are of layer $\ell$; "
+        r"$C_b, C_W, \lambda_b, \lambda_W$ of layer $\ell+1$; $\rho_\ell = n_\ell/n_{\ell-1}$. "
+        r"Expectations are over $z \sim \mathcal{N}(0, K^{(\ell)})$; $\partial_\beta$ is the derivative in "
+        r"$z_\beta$ carried by the Gaussian weight, "
+        r"$\langle\partial_{\beta_1}\partial_{\beta_2}\Phi\rangle = \sum K^{\beta_1\gamma_1}K^{\beta_2\gamma_2}"
+        r"\langle(z_{\gamma_1}z_{\gamma_2} - K_{\gamma_1\gamma_2})\Phi\rangle$, so a kink needs no "
+        r"$\sigma''$."
+    )
+    return legend + "\n\n" + _align(lines)
+
+
 def _defaults(act: Activation) -> Activation:
     return Activation(act.name, act.with_defaults(), act.description) if act.params else act
 
@@ -234,18 +289,20 @@ def body(order: int, act: Activation | None = None) -> str:
         delta_section(),
         "\\section*{Two inputs at finite width: the mean kernel and vertex}",
         pair_section(),
+        "\\section*{The NTK at finite width: $A$, $B$, $D$, $F$}",
+        ntk_section(),
     ]
     if act is not None:
         sections.append(activation_section(act, order))
     return "\n\n".join(sections) + "\n"
 
 
-def document(order: int, act: Activation | None = None) -> str:
-    """A standalone document that compiles with pdflatex (amsmath, amssymb)."""
+def document(order: int, act: Activation | None = None, text: str | None = None) -> str:
+    """A standalone document that compiles with pdflatex (amsmath, amssymb), around ``text`` or ``body``."""
     return (
         "\\documentclass[11pt]{article}\n"
         "\\usepackage{amsmath,amssymb}\n"
         "\\usepackage[margin=2cm,landscape]{geometry}\n"
         "\\allowdisplaybreaks\n"
-        "\\begin{document}\n\n" + body(order, act) + "\n\\end{document}\n"
+        "\\begin{document}\n\n" + (body(order, act) if text is None else text) + "\n\\end{document}\n"
     )

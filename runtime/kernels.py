@@ -756,7 +756,7 @@ def kernel_matrices(
 
     method = "closed" if mod.pair_exact else "hermite"
     quads = np.zeros(depth)
-    if method == "hermite" and depth > 1:
+    if method == "hermite" and depth > 1 and N > 1:  # one input has no pairs: no series to sum
         coef, Ms, quads, tails, eta = _series(
             mod, p.values, K[:-1], s2[: depth - 1], d2[: depth - 1], pvals, tolerance, theta
         )

@@ -222,3 +222,31 @@ def test_kinked_expectations_stay_in_weight_form():
             d = ntk._REGISTRY.get(sym)
             if isinstance(d, ntk.GExp):
                 assert all(k <= 1 for _, k in d.atoms)
+
+
+def test_latex_prints_every_recursion_in_the_books_notation(capsys):
+    from pdlt.codegen.cli import main
+    from pdlt.derive.latex import ntk_section
+
+    text = ntk_section()
+    four = r"_{\alpha_1\alpha_2\alpha_3\alpha_4}^{(\ell+1)}"
+    for lhs in (
+        r"K_{\alpha_1\alpha_2}^{(\ell+1)}",
+        r"A_{(\alpha_1\alpha_2)(\alpha_3\alpha_4)}^{(\ell+1)}",
+        "B" + four,
+        "F" + four,
+    ):
+        assert lhs in text
+    assert (
+        r"\langle \partial_{\alpha_{1}}\partial_{\alpha_{1}}(\sigma_{\alpha_{1}} \sigma_{\alpha_{2}}) \rangle" in text
+    )
+    assert "E[" not in text and "lambda_W" not in text.replace(r"\lambda_W", "")  # every symbol has a LaTeX name
+    depth = 0
+    for ch in text:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert main(["latex", "--sector", "ntk"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(r"\documentclass") and text in out and "Single-input" not in out
+    assert main(["latex", "tanh", "--sector", "ntk"]) == 2
