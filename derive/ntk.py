@@ -51,7 +51,7 @@ n = sp.Symbol("n_l", positive=True)  # width of layer l (the hidden layer being 
 lam_b = sp.Symbol("lambda_b", real=True)  # of the new layer l + 1
 lam_W = sp.Symbol("lambda_W", real=True)
 SLOTS = ("a1", "a2", "a3", "a4")  # the generic sample labels of a four-index tensor
-TENSORS = ("K", "H", "V", "A", "B", "D", "F")  # the state of one layer, in the order of the step
+TENSORS = ("K", "H", "V", "A", "B", "D", "F", "P", "Q")  # the state of one layer, in the order of the step
 
 
 # ---------------------------------------------------------------------------------------------- symbols
@@ -102,6 +102,8 @@ _ORBITS = {  # slot permutations under which each tensor is symmetric (from its 
     "D": ((0, 1, 2, 3), (1, 0, 2, 3), (0, 1, 3, 2), (1, 0, 3, 2)),
     "B": ((0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0)),
     "F": ((0, 1, 2, 3),),
+    "P": ((0, 1, 2, 3), (0, 2, 1, 3)),
+    "Q": ((0, 1, 2, 3),),
 }  # fmt: skip
 
 
@@ -132,7 +134,8 @@ def describe(sym: sp.Symbol):
 class Term:
     """coef * sum over ``hidden`` neurons of prod W[row, j] * prod b[row] * prod atoms.
 
-    Atoms: ("s", k, j, label) for sigma^(k)(z_{j;label}); ("H", j1, j2, a, b) for H_{j1 j2;ab} of layer l."""
+    Atoms: ("s", k, j, label) for sigma^(k)(z_{j;label}); ("H", j1, j2, a, b) for H_{j1 j2;ab} and
+    ("dH", j0, j1, j2, a0, a1, a2) for the dNTK dH_{j0 j1 j2;a0 a1 a2} of layer l."""
 
     coef: sp.Expr
     W: tuple = ()
@@ -166,6 +169,27 @@ def h_field(r1: int, r2: int, a, b, fresh) -> list[Term]:
     return terms
 
 
+def dh_field(r0: int, r1: int, r2: int, a0, a1, a2, fresh) -> list[Term]:
+    """The dNTK of layer l + 1 (book 11.24): every way the two derivatives of z_{r0;a0} can fall."""
+    k0, k1, k2 = fresh(), fresh(), fresh()
+    W = ((r0, k0), (r1, k1), (r2, k2))
+    terms = [
+        Term(sp.Integer(1), W=W, atoms=(("s", 1, k0, a0), ("s", 1, k1, a1), ("s", 1, k2, a2),
+                                         ("dH", k0, k1, k2, a0, a1, a2)), hidden=(k0, k1, k2)),
+        Term(sp.Integer(1), W=W, atoms=(("s", 2, k0, a0), ("s", 1, k1, a1), ("s", 1, k2, a2), ("H", k0, k1, a0, a1),
+                                         ("H", k0, k2, a0, a2)), hidden=(k0, k1, k2)),
+    ]  # fmt: skip
+    if r0 == r1:
+        j0, j2 = fresh(), fresh()
+        atoms = (("s", 1, j0, a0), ("s", 0, j0, a1), ("s", 1, j2, a2), ("H", j0, j2, a0, a2))
+        terms.append(Term(lam_W / n, W=((r2, j2),), atoms=atoms, hidden=(j0, j2)))
+    if r0 == r2:
+        j0, j1 = fresh(), fresh()
+        atoms = (("s", 1, j0, a0), ("s", 1, j1, a1), ("s", 0, j0, a2), ("H", j0, j1, a0, a1))
+        terms.append(Term(lam_W / n, W=((r1, j1),), atoms=atoms, hidden=(j0, j1)))
+    return terms
+
+
 def _times(x: list[Term], y: list[Term]) -> list[Term]:
     return [Term(s.coef * t.coef, s.W + t.W, s.b + t.b, s.atoms + t.atoms, s.hidden + t.hidden) for s in x for t in y]
 
@@ -185,8 +209,10 @@ def _rename(atoms: tuple, where: dict) -> tuple:
     for atom in atoms:
         if atom[0] == "s":
             out.append(("s", atom[1], where.get(atom[2], atom[2]), atom[3]))
-        else:
+        elif atom[0] == "H":
             out.append(("H", where.get(atom[1], atom[1]), where.get(atom[2], atom[2]), atom[3], atom[4]))
+        else:
+            out.append(("dH", *(where.get(j, j) for j in atom[1:4]), *atom[4:]))
     return tuple(out)
 
 
@@ -259,6 +285,9 @@ def _blocks(atoms: tuple, partition: list[list[str]], diag_as_leg: frozenset):
         if atom[0] == "s":
             sig[where[atom[2]]].append((atom[3], atom[1]))
             continue
+        if atom[0] == "dH":  # zero mean: always a leg, kept with the off-diagonal ones
+            off.append(("dH", *(where[j] for j in atom[1:4]), *atom[4:]))
+            continue
         p, q = where[atom[1]], where[atom[2]]
         if p == q:
             if h_index in diag_as_leg:
@@ -284,6 +313,9 @@ def _insertions(sig, diag, off):
     the untouched blocks' Gaussian expectations not included."""
     out = []
     nb = len(sig)
+    dnt = [leg for leg in off if leg[0] == "dH"]
+    if dnt:
+        return _dnt_insertion(sig, dnt[0]) if len(off) == 1 and not diag else []
     if not diag and not off:
         for j, k in combinations(range(nb), 2):
             value = sum(
@@ -326,6 +358,22 @@ def _diag_indices(atoms, partition) -> list[int]:
     where = {j: i for i, block in enumerate(partition) for j in block}
     hs = [a for a in atoms if a[0] == "H"]
     return [i for i, a in enumerate(hs) if where[a[1]] == where[a[2]]]
+
+
+def _dnt_insertion(sig, leg):
+    """kappa(dH_{p q s;a0 a1 a2}, z_{t;b}) = (book 11.30) P_{a0 a1 a2 b} if t = p, q = s; Q_{a0 a1 a2 b} if p = q,
+    t = s; Q_{a0 a2 a1 b} if p = s, t = q (distinct neurons; one neuron alone is O(1/n^2) here)."""
+    _, p, q, t, a0, a1, a2 = leg
+    if q == t and p != q:
+        name, slots, at, other = "P", (a0, a1, a2), p, q
+    elif p == q and t != p:
+        name, slots, at, other = "Q", (a0, a1, a2), t, p
+    elif p == t and q != p:
+        name, slots, at, other = "Q", (a0, a2, a1), q, p
+    else:
+        return []
+    value = sum(tensor(name, *slots, b) * _g(sig[at], (b,)) for b in _labels(sig[at]))
+    return [({at, other}, value * _g(sig[other]))]
 
 
 class _Orders(dict):
@@ -462,6 +510,8 @@ def derive_ntk_step(labels: tuple = SLOTS) -> dict[str, sp.Expr]:
         "B": cumulant([h_field(1, 2, a1, a3, f), h_field(1, 2, a2, a4, f)], 1),
         "D": cumulant([z_field(1, a1, f), z_field(1, a2, f), h_field(2, 2, a3, a4, f)], 1),
         "F": cumulant([z_field(1, a1, f), z_field(2, a3, f), h_field(1, 2, a2, a4, f)], 1),
+        "P": cumulant([dh_field(1, 2, 2, a1, a2, a3, f), z_field(1, a4, f)], 1),
+        "Q": cumulant([dh_field(1, 1, 2, a1, a2, a3, f), z_field(2, a4, f)], 1),
     }
 
 
@@ -500,3 +550,37 @@ def relabel(expr: sp.Expr, mapping: dict) -> sp.Expr:
         elif isinstance(e, TensorEntry):
             subs[sym] = tensor(e.name, *(mapping.get(s, s) for s in e.slots))
     return sp.expand(expr.xreplace(subs))
+
+
+class KinkError(ValueError):
+    """An expectation that holds sigma'' twice at one input (or sigma'''): not defined where sigma' jumps."""
+
+
+def weight_form(expr: sp.Expr) -> sp.Expr:
+    """Remove every sigma'' from the expectations by Gaussian integration by parts, so that a kink costs nothing:
+    with R = sigma'_a^(b-1) sigma_a^c Psi (Psi free of input a) and d_B the weight derivatives already there,
+
+        <d_B (sigma''_a R)> = ( <d_B d_a (sigma'_a^b sigma_a^c Psi)> - c <d_B (sigma'_a^(b+1) sigma_a^(c-1) Psi)> ) / b,
+
+    the product rule of d_a (sigma'_a^b sigma_a^c) solved for the sigma'' term. Where sigma' jumps this is the
+    value with the kink smoothed away (sigma'' a point mass), the book's reading (11.67, 11.70); KinkError where an
+    input carries sigma'' twice or sigma''' (the book's R, S, T, U for ReLU, infinite there: ∞.39-44)."""
+    subs = {}
+    for sym in expr.free_symbols:
+        e = _REGISTRY.get(sym)
+        if isinstance(e, GExp) and any(k >= 2 for _, k in e.atoms):
+            subs[sym] = _integrate_by_parts(e.atoms, e.derivs)
+    return sp.expand(expr.xreplace(subs)) if subs else expr
+
+
+def _integrate_by_parts(atoms, derivs) -> sp.Expr:
+    high = [(a, k) for a, k in atoms if k >= 2]
+    label = high[0][0]
+    at_label = [k for a, k in atoms if a == label]
+    if max(at_label) > 2 or at_label.count(2) > 1:
+        raise KinkError(f"<{' '.join(f's{k}({a})' for a, k in atoms)}> holds sigma'' twice or sigma''' at one input")
+    rest = [(a, k) for a, k in atoms if a != label]
+    b, c = at_label.count(1) + 1, at_label.count(0)
+    first = gexp([*rest, *[(label, 1)] * b, *[(label, 0)] * c], (*derivs, label))
+    second = gexp([*rest, *[(label, 1)] * (b + 1), *[(label, 0)] * (c - 1)], derivs) if c else sp.Integer(0)
+    return weight_form((first - c * second) / b)

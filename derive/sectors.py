@@ -16,8 +16,9 @@ Sectors today:
   susceptibilities chi_parallel, chi_perp and h (book 5.46-5.52), from :func:`delta.derive_delta_expansion`;
 - ``pair_metric``: the joint cumulants of a pair's metric (G_aa, G_ab, G_bb) to order p, the finite-width
   mean kernel of N inputs (book 4.115, 4.119 at order 1), from :func:`pair_metric.derive_pair_step`;
-- ``ntk``: one input's kernel, vertex, NTK mean and its fluctuations A, B, D, F at leading order in 1/n
-  (book ch. 8-9), from :func:`ntk.derive_ntk_step` (Wick contractions of the stochastic forward equations).
+- ``ntk``: one input's kernel, vertex, NTK mean, its fluctuations A, B, D, F and the dNTK's P, Q at leading
+  order in 1/n (book ch. 8-11), from :func:`ntk.derive_ntk_step` (Wick contractions of the stochastic forward
+  equations).
 
 The quadrature rule that evaluates every integrand without a closed form is chosen for the
 activation as a whole (:func:`choose_rule`), since all of a module's integrands share its nodes.
@@ -35,7 +36,7 @@ from .activations import Activation, ActivationError
 from .delta import CHI_PAR, CHI_PERP, K00, H, ddK0, ddK2, derive_delta_expansion, dK1
 from .expectations import Expectation, expectations, perp_expectations
 from .ntk import TENSORS as NTK_TENSORS
-from .ntk import derive_ntk_step, lam_b, lam_W, tensor
+from .ntk import derive_ntk_step, lam_b, lam_W, tensor, weight_form
 from .pair_metric import derive_pair_step, indices, is_pure, pair_state_keys, pc, pm, ps, pure_moment
 from .quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
 from .recursion import cumulant_derivatives, derive_step, moment_derivatives, state_keys
@@ -300,11 +301,11 @@ def ntk_state_symbol(name: str) -> sp.Symbol:
 
 @cache
 def ntk() -> Sector:
-    """One input's NTK statistics at leading order (issue 8): K, H, V, A, B, D, F through one layer.
+    """One input's NTK statistics at leading order (issue 8): K, H, V, A, B, D, F, P, Q through one layer.
 
     Activation-independent like ``pair_metric``: its Gaussian expectations <d^m (sigma^a sigma'^b)>_K arrive
     as numbers (the runtime integrates them with the module's sigma and sigma')."""
-    step = derive_ntk_step(NTK_LABELS)
+    step = {name: weight_form(e) for name, e in derive_ntk_step(NTK_LABELS).items()}  # no sigma'' left
     entries = tuple(((i,), ntk_state_symbol(name)) for i, name in enumerate(NTK_TENSORS))
     state = Field("t", ("i",), entries, "", "t[i]: the tensor NTK_TENSORS[i] of layer l (V..F: 1/n_{l-1} parts)")
     found = sorted({s for e in step.values() for s in e.free_symbols if s.name.startswith("E[")}, key=str)
@@ -312,8 +313,8 @@ def ntk() -> Sector:
                    "e[n]: the Gaussian expectation NTK_EXPECTATIONS[n] at K(l)")  # fmt: skip
     return Sector(
         name="ntk",
-        doc="one input's kernel, four-point vertex, NTK mean and NTK fluctuations A, B, D, F at leading order",
-        book="(4.118)-(4.119), (8.63), (8.77)-(8.97), (9.13)-(9.19); derived by Wick contractions (derive.ntk)",
+        doc="one input's kernel, vertex, NTK mean, NTK fluctuations A, B, D, F and dNTK P, Q at leading order",
+        book="(4.118)-(4.119), (8.63), (8.77)-(8.97), (9.13)-(9.19), (11.49)-(11.56); Wick contractions (derive.ntk)",
         fields=(state, expect),
         integrands=(),
         stages=(

@@ -49,9 +49,9 @@ from .errors import FlowError
 _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
-TENSORS = ("K", "Theta", "G", "V", "A", "B", "D", "F")
-FOUR = ("V", "A", "B", "D", "F")  # four-index tensors: one input so far (issue 7 item 3, issue 8)
-LATER = {name: "dNTK" for name in "PQ"} | {name: "ddNTK" for name in "RSTU"}  # of DESIGN §9, not computed yet
+TENSORS = ("K", "Theta", "G", "V", "A", "B", "D", "F", "P", "Q")
+FOUR = ("V", "A", "B", "D", "F", "P", "Q")  # four-index tensors: one input so far (issue 7 item 3, issue 8)
+LATER = {name: "ddNTK" for name in "RSTU"}  # of DESIGN §9, not computed yet
 
 
 @njit(**_OPTS)
@@ -374,9 +374,10 @@ class KernelMatrices:
     ``G[s]`` (order + 1, N, N), when asked for: the finite-width mean kernel at layer ``layers[s]``,
     E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
     ``G_error[l-1]`` is its accumulated relative error bound, like ``error``.
-    ``V``, ``A``, ``B``, ``D``, ``F`` (stored layers, N, N, N, N), when asked for (one input so far): the coefficients
-    of 1/n_(l-1) of the four-point vertex, the NTK variance (book 8.82) and the NTK-preactivation cross-correlation
-    (book 8.67), axes in the book's subscript order; ``four_error[l-1]`` their accumulated relative error bound."""
+    ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q`` (stored layers, N, N, N, N), when asked for (one input so far): the
+    coefficients of 1/n_(l-1) of the four-point vertex, the NTK variance (book 8.82), the NTK-preactivation
+    cross-correlation (book 8.67) and the dNTK-preactivation cross-correlation (book 11.30), axes in the book's
+    subscript order; ``four_error[l-1]`` their accumulated relative error bound."""
 
     activation: str
     layers: np.ndarray
@@ -693,7 +694,7 @@ def kernel_matrices(
         from .finite import check_order
 
         order = check_order(mod, order)
-    if (theta or {"A", "B", "D", "F"} & set(four)) and not mod.has_perp:
+    if (theta or set(four) - {"V"}) and not mod.has_perp:
         raise FlowError(f"{mod.name} jumps, so sigma' and the NTK are not defined")
     if not (0 < float(tolerance) < 1):
         raise FlowError(f"tolerance must be between 0 and 1, got {tolerance}")

@@ -26,7 +26,7 @@ _OPTS = {"cache": True, "error_model": "numpy"}
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is their difference
 RADIUS = 14.0  # [-R, R] in x = z / sqrt(K): the Gaussian weight beyond is below 1e-42
 EDGE = 12.0  # the outermost panels [EDGE, R]: what they hold bounds what lies beyond R
-TENSORS = ("V", "A", "B", "D", "F")  # the four-index tensors of the sector, as kernel_matrices names them
+TENSORS = ("V", "A", "B", "D", "F", "P", "Q")  # the four-index tensors of the sector, as kernel_matrices names them
 
 
 @cache
@@ -149,7 +149,7 @@ def expectations(mod, K: float, params) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarray, params, tolerance: float):
-    """(state, error): state[l - 1] = (K, H, V, A, B, D, F) of layer l = 1..depth for one input with
+    """(state, error): state[l - 1] = (K, H, V, A, B, D, F, P, Q) of layer l = 1..depth for one input with
     |x|^2/n_0 = norm2; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W) of layer l; ratios as
     pdlt.runtime.finite.width_ratios; error[l - 1] the accumulated relative error bound (as KernelMatrices.error).
     Raises FlowError when an expectation misses ``tolerance`` or the kernel leaves (0, 1e300)."""

@@ -197,10 +197,12 @@ def test_generic_recursions_hold_when_inputs_coincide(step, pattern):
         assert same(relabel(expanded(step[name]), mapping), expanded(concrete[name])), name
 
 
-@pytest.mark.parametrize("name", ["V", "A", "B", "D"])
+@pytest.mark.parametrize("name", ["V", "A", "B", "D", "P"])
 def test_each_tensor_keeps_the_symmetry_of_its_definition(step, name):
-    """V, A: (a1 a2), (a3 a4) and the pair swap; D: within each pair; B_{x1x2x3x4} = B_{x2x1x4x3} = B_{x3x4x1x2}."""
-    perms = {"V": ntk._PAIRED, "A": ntk._PAIRED, "D": ntk._ORBITS["D"], "B": ntk._ORBITS["B"]}[name]
+    """V, A: (a1 a2), (a3 a4) and the pair swap; D: within each pair; B_{x1x2x3x4} = B_{x2x1x4x3} = B_{x3x4x1x2};
+    P: its two NTK slots (book 11.30, footnote 3)."""
+    perms = {"V": ntk._PAIRED, "A": ntk._PAIRED, "D": ntk._ORBITS["D"], "B": ntk._ORBITS["B"], "P": ntk._ORBITS["P"]}
+    perms = perms[name]
     base = expanded(step[name])
     for p in perms:
         mapping = {SLOTS[i]: SLOTS[p[i]] for i in range(4)}
@@ -216,8 +218,10 @@ def test_the_engine_refuses_what_needs_next_to_leading_means():
 
 
 def test_kinked_expectations_stay_in_weight_form():
-    """What the numerics integrate never holds sigma'': derivatives stay on the Gaussian weight."""
-    for e in derive_ntk_step((0, 0, 0, 0)).values():
+    """What the numerics integrate (the sector's step) never holds sigma'': derivatives stay on the weight."""
+    from pdlt.derive.sectors import ntk as sector
+
+    for _, e in sector().stages[0].rules:
         for sym in e.free_symbols:
             d = ntk._REGISTRY.get(sym)
             if isinstance(d, ntk.GExp):
@@ -250,3 +254,85 @@ def test_latex_prints_every_recursion_in_the_books_notation(capsys):
     out = capsys.readouterr().out
     assert out.startswith(r"\documentclass") and text in out and "Single-input" not in out
     assert main(["latex", "tanh", "--sector", "ntk"]) == 2
+
+
+# ------------------------------------------------------------------------------------- the dNTK, book ch. 11
+
+
+def test_P_is_book_11_49(step):
+    d0, d1, d2, d3 = SLOTS
+    s2 = P((d0, 2), (d1, 1), (d2, 1), (d3, 0)).E() * tensor("H", d0, d1) * tensor("H", d0, d2)
+    inner = (
+        P((d0, 2), (d3, 0)).E() * tensor("P", d0, d1, d2, d0)
+        + P((d0, 1), (d3, 1)).E() * tensor("P", d0, d1, d2, d3)
+        + P((d0, 2), (d3, 0)).E() * tensor("B", d0, d0, d1, d2)
+    )
+    book = C_W**2 * s2 + r * C_W**2 * P((d1, 1), (d2, 1)).E() * inner
+    assert same(expanded(step["P"]), book)
+
+
+def test_Q_is_book_11_52_with_the_next_layers_F(step):
+    """Q(l+1) holds lambda_W / C_W F(l+1)_{d1 d0 d3 d2}: the layer-(l+1) F, which is the derived F relabelled."""
+    d0, d1, d2, d3 = SLOTS
+    F_next = relabel(expanded(step["F"]), {a1: d1, a2: d0, a3: d3, a4: d2})
+    f, g = P((d0, 2), (d1, 1)), P((d2, 1), (d3, 0))
+    last = sum(tensor("F", b, d0, c, d2) * f.E((b,)) * g.E((c,)) for b in f.labels for c in g.labels)
+    book = (
+        C_W**2 * P((d0, 2), (d1, 1), (d2, 1), (d3, 0)).E() * tensor("H", d0, d1) * tensor("H", d0, d2)
+        + lam_W / C_W * F_next
+        + r * C_W**2 * P((d0, 1), (d1, 1)).E() * (P((d2, 2), (d3, 0)).E() * tensor("Q", d0, d1, d2, d2)
+                                                   + P((d2, 1), (d3, 1)).E() * tensor("Q", d0, d1, d2, d3))
+        + r * C_W**2 * tensor("H", d0, d1) * last
+    )  # fmt: skip
+    assert same(expanded(step["Q"]), expanded(book))
+
+
+def test_single_input_P_Q_are_book_11_55_and_11_56():
+    got = {k: expanded(v.subs(r, 1)) for k, v in derive_ntk_step((0, 0, 0, 0)).items()}
+    o = 0
+    T, B, F, Pt, Qt = tensor("H", o, o), *(tensor(n, o, o, o, o) for n in "BFPQ")
+    chi_perp = C_W * gexp([(o, 1)] * 2)
+    chi_par = C_W * expanded(gexp([(o, 0), (o, 1)], (o,)))  # (C_W/K) <z sigma' sigma> = C_W <d(sigma sigma')>
+    h = C_W * expanded(gexp([(o, 1)] * 2, (o, o))) / 4
+    s2s = gexp([(o, 2), (o, 0)])
+    s2ddd = gexp([(o, 2), (o, 1), (o, 1), (o, 0)])
+    P55 = C_W**2 * s2ddd * T**2 + C_W * chi_perp * s2s * B + (C_W * chi_perp * s2s + chi_perp**2) * Pt
+    assert same(got["P"], P55)
+    F_next = got["F"]
+    Q56 = (
+        C_W**2 * s2ddd * T**2
+        + lam_W / C_W * F_next
+        + 2 * h * chi_par * T * F
+        + (C_W * chi_perp * s2s + chi_perp**2) * Qt
+    )
+    assert same(got["Q"], expanded(Q56))
+
+
+def test_weight_form_has_no_second_derivative_and_is_exact_for_smooth_sigma():
+    """Integrating sigma'' by parts changes the form, not the value: both forms agree with sigma = exp, where
+    <prod exp(k_i z)...> is exact (every derivative of exp is exp)."""
+    rules = derive_ntk_step((0, 0, 0, 0))
+    for name in ("P", "Q"):
+        w = ntk.weight_form(rules[name])
+        for sym in w.free_symbols:
+            d = ntk._REGISTRY.get(sym)
+            assert not isinstance(d, ntk.GExp) or all(k <= 1 for _, k in d.atoms)
+        # sigma = exp: <d^m (sigma^a sigma'^b sigma''^c)>_K = <d^m exp((a+b+c) z)> = (a+b+c)^m exp((a+b+c)^2 K / 2)
+        K = sp.Rational(3, 10)
+
+        def value(sym, K=K):
+            d = ntk._REGISTRY[sym]
+            s_ = len(d.atoms)
+            return s_ ** len(d.derivs) * sp.exp(sp.Rational(s_**2, 2) * K)
+
+        for form in (rules[name], w):
+            vals = {sym: value(sym) for sym in form.free_symbols if isinstance(ntk._REGISTRY.get(sym), ntk.GExp)}
+            form_value = form.xreplace(vals)
+            if form is rules[name]:
+                first = form_value
+        assert sp.simplify(form_value - first) == 0
+
+
+def test_kinks_refuse_what_is_infinite_there():
+    with pytest.raises(ntk.KinkError, match="twice"):
+        ntk.weight_form(gexp([(0, 2), (0, 2), (0, 1), (0, 1)]))
