@@ -103,7 +103,7 @@ def accuracy(name: str) -> dict:
     return {"pdlt": max(scaled_error(res.K[0], K), scaled_error(res.Theta[0], T)), "numpy_arccos": numpy_err}
 
 
-def bench_kernels(sizes: tuple[int, ...], names: tuple[str, ...] = tuple(HYPER)) -> dict:
+def bench_kernels(sizes: tuple[int, ...], names: tuple[str, ...] = tuple(HYPER), ntk_depths=None) -> dict:
     from pdlt import generated
 
     out: dict = {"depth": DEPTH, "cases": [], "accuracy": {name: accuracy(name) for name in names}}
@@ -134,7 +134,7 @@ def bench_kernels(sizes: tuple[int, ...], names: tuple[str, ...] = tuple(HYPER))
                 )
                 code = f"pdlt {name} K+G, order 1"
                 out["cases"].append({"N": n, "code": code, "seconds": sec_g, "peak_mib": mib, "ratio": sec_g / sec})
-    out["ntk"] = bench_ntk()
+    out["ntk"] = bench_ntk(depths=NTK_DEPTHS if ntk_depths is None else ntk_depths)
     return out
 
 
@@ -142,19 +142,19 @@ NTK_DEPTHS = (1000, 10000)
 NTK_CRITICAL = {"tanh": 1.0, "relu": 2.0, "erf": math.pi / 4}  # C_W at criticality (C_b = 0)
 
 
-def bench_ntk(names: tuple[str, ...] = tuple(NTK_CRITICAL)) -> list[dict]:
+def bench_ntk(names: tuple[str, ...] = tuple(NTK_CRITICAL), depths: tuple[int, ...] = NTK_DEPTHS) -> list[dict]:
     """One input's K, Theta, V, A, B, D, F through NTK_DEPTHS layers (the ntk sector, issue 8) at criticality,
     every expectation to 1e-6 over the whole depth (the run refuses otherwise)."""
     from pdlt import generated
 
     rows = []
     x = np.ones((1, 4))
-    tensors = ("Theta", "V", "A", "B", "D", "F")
+    tensors = ("Theta", "V", "A", "B", "D", "F", "P", "Q")
     for name in names:
         mod = generated.load(name)
         cw = NTK_CRITICAL[name]
         mod.kernel(x, 3, C_W=cw, tensors=tensors, tolerance=1e-8)  # compile outside the timing
-        for depth in NTK_DEPTHS:
+        for depth in depths:
             run = partial(mod.kernel, x, depth, C_W=cw, tensors=tensors, layers=[depth], tolerance=1e-6)
             sec, mib = _measure(run)
             rows.append({"activation": name, "depth": depth, "seconds": sec, "peak_mib": mib})
@@ -172,7 +172,7 @@ def report(results: dict) -> list[str]:
         numpy_part = f", numpy arc-cosine {acc['numpy_arccos']:.1e}" if acc["numpy_arccos"] is not None else ""
         lines.append(f"    {name:<6} pdlt {acc['pdlt']:.1e}{numpy_part}")
     if results.get("ntk"):
-        lines.append("(f) one input's NTK statistics K, Theta, V, A, B, D, F through the depth:")
+        lines.append("(f) one input's NTK statistics (K, Theta, V, A, B, D, F, P, Q) through the depth:")
         for row in results["ntk"]:
             lines.append(f"    {row['activation']:<6} depth {row['depth']:>6} {row['seconds']:>9.3f} s")
     return lines

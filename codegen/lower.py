@@ -156,10 +156,15 @@ def integrands_function(layout: Layout) -> Function:
     return Function("_integrands", "INTEGRANDS", ("x", "count", "sk", "params", "perp", "values"), doc, body)
 
 
-def values_function(derivative: bool = False) -> Function:
-    """sigma (or sigma') on a grid of nodes, for the runtime's Hermite expansions of sigma(sqrt(K) x) and the
-    NTK sector's expectations."""
-    name, f, what = ("_dvalues", "dsigma", "sigma'") if derivative else ("_values", "sigma", "sigma")
+DERIVATIVES = ("sigma", "dsigma", "d2sigma", "d3sigma")  # sigma and its derivatives, as the modules name them
+
+
+def values_function(derivative: int = 0) -> Function:
+    """sigma (or its ``derivative``-th derivative) on a grid of nodes, for the runtime's Hermite expansions of
+    sigma(sqrt(K) x) and the NTK sector's expectations."""
+    f = DERIVATIVES[derivative]
+    name = ("_values", "_dvalues", "_d2values", "_d3values")[derivative]
+    what = "sigma" + "'" * derivative
     body = (Loop("j", "count", (Assign("out[j]", f"{f}(scale * x[j], params)"),)),)
     doc = f"out[j] = {what}(scale * x[j]) for j < count."
     return Function(name, "VALUES", ("x", "count", "scale", "params", "out"), doc, body)
@@ -245,10 +250,15 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
     rule = sectors.choose_rule(act, layout.integrands)
     pair = pairs.pair_rule(act)
     shown, rule_values, gl = rule_constants(rule)
-    try:
-        dsigma = _piecewise(act.derivative(), mapping)
-    except ActivationError:  # sigma jumps: no sigma', so no chi_perp (the single-input flow is unaffected)
-        dsigma = (Return("math.nan"),)
+    derivatives, current = [], act
+    for _ in range(3):  # sigma', sigma'', sigma''' piece by piece, NaN from the first that jumps (a point mass)
+        try:
+            current = current.derivative()
+            derivatives.append(_piecewise(current, mapping))
+        except ActivationError:  # sigma jumps: no sigma', so no chi_perp (the single-input flow is unaffected)
+            derivatives += [(Return("math.nan"),)] * (3 - len(derivatives))
+            break
+    dsigma = derivatives[0]
     table = sorted((p.power, p.derivatives, p.expectation.path, p.expectation.rule) for p in layout.integrands
                    if p.factor == SIGMA)  # fmt: skip
     perp_table = sorted((p.derivatives, p.expectation.path, p.expectation.rule) for p in layout.integrands
@@ -292,11 +302,16 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
             "The derivative sigma'(z) (piece by piece; kinks are breakpoints, never differentiated across).",
             dsigma,
         ),  # fmt: skip
+        Function(
+            "d2sigma", None, ("z", "params"), "sigma''(z) piece by piece; NaN where sigma' jumps.", derivatives[1]
+        ),
+        Function(
+            "d3sigma", None, ("z", "params"), "sigma'''(z) piece by piece; NaN where sigma'' jumps.", derivatives[2]
+        ),
         integrands_function(layout),
         exact_function(layout, mapping),
         *(stage_function(sector, stage, mapping) for sector in (single, delta) for stage in sector.stages),
-        values_function(),
-        values_function(derivative=True),
+        *(values_function(k) for k in range(4)),
         pair_function(act, pair),
     )
     return ModuleIR(act.name, sp.sstr(act.expr), order, command, public + private, functions)
@@ -334,12 +349,12 @@ def lower_ntk(command: str = "python -m pdlt.codegen") -> ModuleIR:
     table = []
     for _, sym in sector.field("e").entries:
         e = ntk.describe(sym)
-        table.append((sum(k == 0 for _, k in e.atoms), sum(k == 1 for _, k in e.atoms), len(e.derivs)))
+        table.append((*(sum(k == j for _, k in e.atoms) for j in range(4)), len(e.derivs)))
     constants = (
         Constant("TENSORS", ntk.TENSORS, "the state t[i] of one layer: K, the NTK mean H, and the 1/n coefficients"),
         Constant("HYPER", NTK_HYPER, "hyper[j] of the new layer, in this order"),
         Constant("NTK_EXPECTATIONS", tuple(table),
-                 "(a, b, m) of e[n] = <d^m/dz^m (sigma^a sigma'^b)>_K, the z-derivatives those of the Gaussian weight"),
+                 "(a, b, c, d, m): e[n] = <d^m/dz^m (sigma^a sigma'^b sigma''^c sigma'''^d)>_K, d/dz on the weight"),
     )  # fmt: skip
     functions = tuple(stage_function(sector, stage, mapping) for stage in sector.stages)
     return ModuleIR("ntk", "", 1, command, constants, functions)

@@ -213,7 +213,7 @@ def _ntk_names(expr_list) -> dict[sp.Symbol, str]:
     def lab(a: str) -> str:
         return rf"\alpha_{{{a[1:]}}}" if a.startswith("a") else a
 
-    factor = {0: r"\sigma", 1: r"\sigma'", 2: r"\sigma''"}
+    factor = {0: r"\sigma", 1: r"\sigma'", 2: r"\sigma''", 3: r"\sigma'''"}
     names: dict[sp.Symbol, str] = {nt.r: r"\rho_\ell", nt.C_b: "C_b", nt.C_W: "C_W",
                                    ntk.lam_b: r"\lambda_b", ntk.lam_W: r"\lambda_W"}  # fmt: skip
     for expr in expr_list:

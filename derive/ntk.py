@@ -51,7 +51,7 @@ n = sp.Symbol("n_l", positive=True)  # width of layer l (the hidden layer being 
 lam_b = sp.Symbol("lambda_b", real=True)  # of the new layer l + 1
 lam_W = sp.Symbol("lambda_W", real=True)
 SLOTS = ("a1", "a2", "a3", "a4")  # the generic sample labels of a four-index tensor
-TENSORS = ("K", "H", "V", "A", "B", "D", "F", "P", "Q")  # the state of one layer, in the order of the step
+TENSORS = ("K", "H", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # one layer's state, in step order
 
 
 # ---------------------------------------------------------------------------------------------- symbols
@@ -101,9 +101,13 @@ _ORBITS = {  # slot permutations under which each tensor is symmetric (from its 
     "A": _PAIRED,
     "D": ((0, 1, 2, 3), (1, 0, 2, 3), (0, 1, 3, 2), (1, 0, 3, 2)),
     "B": ((0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0)),
-    "F": ((0, 1, 2, 3),),
+    "F": ((0, 1, 2, 3), (2, 3, 0, 1)),  # (8.67) under (i1 a1) <-> (i2 a2) with the NTK symmetric
     "P": ((0, 1, 2, 3), (0, 2, 1, 3)),
     "Q": ((0, 1, 2, 3),),
+    "R": ((0, 1, 2, 3), (0, 1, 3, 2)),
+    "S": ((0, 1, 2, 3), (1, 0, 3, 2)),
+    "T": ((0, 1, 2, 3), (3, 2, 1, 0)),
+    "U": ((0, 1, 2, 3), (2, 3, 0, 1)),
 }  # fmt: skip
 
 
@@ -135,7 +139,8 @@ class Term:
     """coef * sum over ``hidden`` neurons of prod W[row, j] * prod b[row] * prod atoms.
 
     Atoms: ("s", k, j, label) for sigma^(k)(z_{j;label}); ("H", j1, j2, a, b) for H_{j1 j2;ab} and
-    ("dH", j0, j1, j2, a0, a1, a2) for the dNTK dH_{j0 j1 j2;a0 a1 a2} of layer l."""
+    ("dH", j0, j1, j2, a0, a1, a2) for the dNTK dH_{j0 j1 j2;a0 a1 a2} of layer l, and ("ddI", j0..j3, a0..a3),
+    ("ddII", j1..j4, a1..a4) for its ddNTKs."""
 
     coef: sp.Expr
     W: tuple = ()
@@ -190,6 +195,91 @@ def dh_field(r0: int, r1: int, r2: int, a0, a1, a2, fresh) -> list[Term]:
     return terms
 
 
+def _s(k, j, a):
+    return ("s", k, j, a)
+
+
+def _H(j, k, a, b):
+    return ("H", j, k, a, b)
+
+
+def _dH(j0, j1, j2, a0, a1, a2):
+    return ("dH", j0, j1, j2, a0, a1, a2)
+
+
+def ddi_field(rows, d, fresh) -> list[Term]:
+    """The first ddNTK of layer l + 1 (book ∞.169)."""
+    r0, r1, r2, r3 = rows
+    d0, d1, d2, d3 = d
+    c = lam_W / n
+    terms = []
+    for i, (ra, rb) in ((1, (r2, r3)), (2, (r3, r1)), (3, (r1, r2))):
+        if r0 != rows[i]:
+            continue
+        j0, ja, jb = fresh(), fresh(), fresh()
+        da, db = {1: (d2, d3), 2: (d3, d1), 3: (d1, d2)}[i]
+        base = (_s(0, j0, d[i]), _s(1, ja, da), _s(1, jb, db))
+        W = ((ra, ja), (rb, jb))
+        terms.append(Term(c, W=W, atoms=(*base, _s(2, j0, d0), _H(j0, ja, d0, da), _H(j0, jb, d0, db)),
+                          hidden=(j0, ja, jb)))  # fmt: skip
+        terms.append(Term(c, W=W, atoms=(*base, _s(1, j0, d0), _dH(j0, ja, jb, d0, da, db)), hidden=(j0, ja, jb)))
+    j0, j1, j2, j3 = fresh(), fresh(), fresh(), fresh()
+    W = ((r0, j0), (r1, j1), (r2, j2), (r3, j3))
+    base = (_s(1, j1, d1), _s(1, j2, d2), _s(1, j3, d3))
+    hid = (j0, j1, j2, j3)
+    for atoms in (
+        (_s(1, j0, d0), ("ddI", j0, j1, j2, j3, d0, d1, d2, d3)),
+        (_s(2, j0, d0), _dH(j0, j1, j2, d0, d1, d2), _H(j0, j3, d0, d3)),
+        (_s(2, j0, d0), _dH(j0, j2, j3, d0, d2, d3), _H(j0, j1, d0, d1)),
+        (_s(2, j0, d0), _dH(j0, j3, j1, d0, d3, d1), _H(j0, j2, d0, d2)),
+        (_s(3, j0, d0), _H(j0, j1, d0, d1), _H(j0, j2, d0, d2), _H(j0, j3, d0, d3)),
+    ):
+        terms.append(Term(sp.Integer(1), W=W, atoms=(*base, *atoms), hidden=hid))
+    return terms
+
+
+def ddii_field(rows, d, fresh) -> list[Term]:
+    """The second ddNTK of layer l + 1 (book ∞.170)."""
+    r1, r2, r3, r4 = rows
+    d1, d2, d3, d4 = d
+    c = lam_W / n
+    terms = []
+    if r1 == r3 and r2 == r4:
+        j, k = fresh(), fresh()
+        atoms = (_s(1, j, d1), _s(1, k, d2), _s(0, j, d3), _s(0, k, d4), _H(j, k, d1, d2))
+        terms.append(Term(c * c, atoms=atoms, hidden=(j, k)))
+    if r1 == r2:
+        j, j3, j4 = fresh(), fresh(), fresh()
+        atoms = (_s(1, j, d1), _s(1, j, d2), _s(1, j3, d3), _s(1, j4, d4), _H(j, j3, d1, d3), _H(j, j4, d2, d4))
+        terms.append(Term(c, W=((r3, j3), (r4, j4)), atoms=atoms, hidden=(j, j3, j4)))
+    if r1 == r3:
+        j, j2, j4 = fresh(), fresh(), fresh()
+        base = (_s(0, j, d3), _s(1, j4, d4), _s(1, j, d1))
+        W = ((r2, j2), (r4, j4))
+        terms.append(Term(c, W=W, atoms=(*base, _s(2, j2, d2), _H(j2, j, d2, d1), _H(j2, j4, d2, d4)),
+                          hidden=(j, j2, j4)))  # fmt: skip
+        terms.append(Term(c, W=W, atoms=(*base, _s(1, j2, d2), _dH(j2, j, j4, d2, d1, d4)), hidden=(j, j2, j4)))
+    if r2 == r4:
+        j, j1, j3 = fresh(), fresh(), fresh()
+        base = (_s(0, j, d4), _s(1, j3, d3), _s(1, j, d2))
+        W = ((r1, j1), (r3, j3))
+        terms.append(Term(c, W=W, atoms=(*base, _s(2, j1, d1), _H(j1, j, d1, d2), _H(j1, j3, d1, d3)),
+                          hidden=(j, j1, j3)))  # fmt: skip
+        terms.append(Term(c, W=W, atoms=(*base, _s(1, j1, d1), _dH(j1, j, j3, d1, d2, d3)), hidden=(j, j1, j3)))
+    j1, j2, j3, j4 = fresh(), fresh(), fresh(), fresh()
+    W = ((r1, j1), (r2, j2), (r3, j3), (r4, j4))
+    base = (_s(1, j3, d3), _s(1, j4, d4))
+    hid = (j1, j2, j3, j4)
+    for atoms in (
+        (_s(1, j1, d1), _s(1, j2, d2), ("ddII", j1, j2, j3, j4, d1, d2, d3, d4)),
+        (_s(2, j1, d1), _s(2, j2, d2), _H(j1, j2, d1, d2), _H(j1, j3, d1, d3), _H(j2, j4, d2, d4)),
+        (_s(1, j1, d1), _s(2, j2, d2), _H(j2, j4, d2, d4), _dH(j1, j2, j3, d1, d2, d3)),
+        (_s(1, j2, d2), _s(2, j1, d1), _H(j1, j3, d1, d3), _dH(j2, j1, j4, d2, d1, d4)),
+    ):
+        terms.append(Term(sp.Integer(1), W=W, atoms=(*base, *atoms), hidden=hid))
+    return terms
+
+
 def _times(x: list[Term], y: list[Term]) -> list[Term]:
     return [Term(s.coef * t.coef, s.W + t.W, s.b + t.b, s.atoms + t.atoms, s.hidden + t.hidden) for s in x for t in y]
 
@@ -212,7 +302,8 @@ def _rename(atoms: tuple, where: dict) -> tuple:
         elif atom[0] == "H":
             out.append(("H", where.get(atom[1], atom[1]), where.get(atom[2], atom[2]), atom[3], atom[4]))
         else:
-            out.append(("dH", *(where.get(j, j) for j in atom[1:4]), *atom[4:]))
+            k = {"dH": 3, "ddI": 4, "ddII": 4}[atom[0]]
+            out.append((atom[0], *(where.get(j, j) for j in atom[1 : 1 + k]), *atom[1 + k :]))
     return tuple(out)
 
 
@@ -285,8 +376,9 @@ def _blocks(atoms: tuple, partition: list[list[str]], diag_as_leg: frozenset):
         if atom[0] == "s":
             sig[where[atom[2]]].append((atom[3], atom[1]))
             continue
-        if atom[0] == "dH":  # zero mean: always a leg, kept with the off-diagonal ones
-            off.append(("dH", *(where[j] for j in atom[1:4]), *atom[4:]))
+        if atom[0] in ("dH", "ddI", "ddII"):  # zero mean or O(1/n): always a leg, kept with the off-diagonal ones
+            k = 3 if atom[0] == "dH" else 4
+            off.append((atom[0], *(where[j] for j in atom[1 : 1 + k]), *atom[1 + k :]))
             continue
         p, q = where[atom[1]], where[atom[2]]
         if p == q:
@@ -294,9 +386,9 @@ def _blocks(atoms: tuple, partition: list[list[str]], diag_as_leg: frozenset):
                 diag.append((p, atom[3], atom[4]))
             else:
                 means.append(tensor("H", atom[3], atom[4]))
-            h_index += 1
         else:
             off.append((p, q, atom[3], atom[4]))
+        h_index += 1  # numbered among all H atoms, as _diag_indices numbers them
     return sig, means, diag, off
 
 
@@ -316,6 +408,9 @@ def _insertions(sig, diag, off):
     dnt = [leg for leg in off if leg[0] == "dH"]
     if dnt:
         return _dnt_insertion(sig, dnt[0]) if len(off) == 1 and not diag else []
+    dd = [leg for leg in off if leg[0] in ("ddI", "ddII")]
+    if dd:
+        return _ddnt_mean(sig, dd[0]) if len(off) == 1 and not diag else []
     if not diag and not off:
         for j, k in combinations(range(nb), 2):
             value = sum(
@@ -358,6 +453,26 @@ def _diag_indices(atoms, partition) -> list[int]:
     where = {j: i for i, block in enumerate(partition) for j in block}
     hs = [a for a in atoms if a[0] == "H"]
     return [i for i, a in enumerate(hs) if where[a[1]] == where[a[2]]]
+
+
+def _ddnt_mean(sig, leg):
+    """E[ddI_{p q s t;a0..a3}] and E[ddII_{p q s t;a1..a4}] (book ∞.171, ∞.173) over two distinct neurons."""
+    kind, p, q, s_, t, *a = leg
+    out = None
+    if kind == "ddI":
+        for (x, y), (u, v), slots in (((p, q), (s_, t), (0, 1, 2, 3)), ((p, s_), (t, q), (0, 2, 3, 1)),
+                                      ((p, t), (q, s_), (0, 3, 1, 2))):  # fmt: skip
+            if x == y and u == v and x != u:
+                out = tensor("R", *(a[i] for i in slots)), {x, u}
+    else:
+        for (x, y), (u, v), name, slots in (((p, q), (s_, t), "S", (0, 1, 2, 3)), ((p, s_), (t, q), "T", (0, 2, 3, 1)),
+                                            ((p, t), (q, s_), "U", (0, 3, 1, 2))):  # fmt: skip
+            if x == y and u == v and x != u:
+                out = tensor(name, *(a[i] for i in slots)), {x, u}
+    if out is None:
+        return []
+    value, touched = out
+    return [(touched, value * sp.Mul(*(_g(sig[b]) for b in touched)))]
 
 
 def _dnt_insertion(sig, leg):
@@ -512,6 +627,10 @@ def derive_ntk_step(labels: tuple = SLOTS) -> dict[str, sp.Expr]:
         "F": cumulant([z_field(1, a1, f), z_field(2, a3, f), h_field(1, 2, a2, a4, f)], 1),
         "P": cumulant([dh_field(1, 2, 2, a1, a2, a3, f), z_field(1, a4, f)], 1),
         "Q": cumulant([dh_field(1, 1, 2, a1, a2, a3, f), z_field(2, a4, f)], 1),
+        "R": cumulant([ddi_field((1, 1, 2, 2), (a1, a2, a3, a4), f)], 1),
+        "S": cumulant([ddii_field((1, 1, 2, 2), (a1, a2, a3, a4), f)], 1),
+        "T": cumulant([ddii_field((1, 2, 1, 2), (a1, a4, a2, a3), f)], 1),  # T_{x1 x2 x3 x4} = T_{d1 d3 d4 d2}
+        "U": cumulant([ddii_field((1, 2, 2, 1), (a1, a3, a4, a2), f)], 1),  # U_{x1 x2 x3 x4} = U_{d1 d4 d2 d3}
     }
 
 
@@ -556,7 +675,7 @@ class KinkError(ValueError):
     """An expectation that holds sigma'' twice at one input (or sigma'''): not defined where sigma' jumps."""
 
 
-def weight_form(expr: sp.Expr) -> sp.Expr:
+def weight_form(expr: sp.Expr, strict: bool = True) -> sp.Expr:
     """Remove every sigma'' from the expectations by Gaussian integration by parts, so that a kink costs nothing:
     with R = sigma'_a^(b-1) sigma_a^c Psi (Psi free of input a) and d_B the weight derivatives already there,
 
@@ -564,12 +683,17 @@ def weight_form(expr: sp.Expr) -> sp.Expr:
 
     the product rule of d_a (sigma'_a^b sigma_a^c) solved for the sigma'' term. Where sigma' jumps this is the
     value with the kink smoothed away (sigma'' a point mass), the book's reading (11.67, 11.70); KinkError where an
-    input carries sigma'' twice or sigma''' (the book's R, S, T, U for ReLU, infinite there: ∞.39-44)."""
+    input carries sigma'' twice or sigma''' (the book's R, S, T, U for ReLU, infinite there: ∞.39-44), unless
+    ``strict`` is off: then those stay as they are, for a smooth sigma to evaluate directly."""
     subs = {}
     for sym in expr.free_symbols:
         e = _REGISTRY.get(sym)
         if isinstance(e, GExp) and any(k >= 2 for _, k in e.atoms):
-            subs[sym] = _integrate_by_parts(e.atoms, e.derivs)
+            try:
+                subs[sym] = _integrate_by_parts(e.atoms, e.derivs)
+            except KinkError:
+                if strict:
+                    raise
     return sp.expand(expr.xreplace(subs)) if subs else expr
 
 

@@ -301,11 +301,13 @@ def ntk_state_symbol(name: str) -> sp.Symbol:
 
 @cache
 def ntk() -> Sector:
-    """One input's NTK statistics at leading order (issue 8): K, H, V, A, B, D, F, P, Q through one layer.
+    """One input's NTK statistics at leading order (issue 8): K, H, V, A, B, D, F, P, Q, R, S, T, U, one layer.
 
     Activation-independent like ``pair_metric``: its Gaussian expectations <d^m (sigma^a sigma'^b)>_K arrive
     as numbers (the runtime integrates them with the module's sigma and sigma')."""
-    step = {name: weight_form(e) for name, e in derive_ntk_step(NTK_LABELS).items()}  # no sigma'' left
+    # sigma'' integrated by parts wherever one input carries it once; R, S, T, U keep sigma''^2 and sigma''' (a smooth
+    # sigma evaluates them directly; a kinked one is refused for those four, as the book does, ∞.39-44)
+    step = {name: weight_form(e, strict=False) for name, e in derive_ntk_step(NTK_LABELS).items()}
     entries = tuple(((i,), ntk_state_symbol(name)) for i, name in enumerate(NTK_TENSORS))
     state = Field("t", ("i",), entries, "", "t[i]: the tensor NTK_TENSORS[i] of layer l (V..F: 1/n_{l-1} parts)")
     found = sorted({s for e in step.values() for s in e.free_symbols if s.name.startswith("E[")}, key=str)
@@ -313,8 +315,8 @@ def ntk() -> Sector:
                    "e[n]: the Gaussian expectation NTK_EXPECTATIONS[n] at K(l)")  # fmt: skip
     return Sector(
         name="ntk",
-        doc="one input's kernel, vertex, NTK mean, NTK fluctuations A, B, D, F and dNTK P, Q at leading order",
-        book="(4.118)-(4.119), (8.63), (8.77)-(8.97), (9.13)-(9.19), (11.49)-(11.56); Wick contractions (derive.ntk)",
+        doc="one input's kernel, vertex, NTK mean and fluctuations, dNTK P, Q and ddNTKs R, S, T, U at leading order",
+        book="(4.118)-(4.119), (8.63), (8.77)-(8.97), (9.13)-(9.19), (11.49)-(11.56), (∞.14)-(∞.18), (∞.172)-(∞.176)",
         fields=(state, expect),
         integrands=(),
         stages=(

@@ -71,6 +71,8 @@ class Pieces(NamedTuple):
     delta_step: Callable  # DELTA_STEP: one layer of the two-input delta expansion
     values: Callable  # VALUES: sigma on a grid (the Mehler series of kernel matrices)
     dvalues: Callable  # VALUES: sigma' on a grid (the NTK sector's expectations)
+    d2values: Callable  # VALUES: sigma'' on a grid (NaN where sigma' jumps)
+    d3values: Callable  # VALUES: sigma''' on a grid (NaN where sigma'' jumps)
     pair: Callable  # PAIR: closed-form pair expectations at an angle (empty without a closed form)
 
 

@@ -49,9 +49,8 @@ from .errors import FlowError
 _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
-TENSORS = ("K", "Theta", "G", "V", "A", "B", "D", "F", "P", "Q")
-FOUR = ("V", "A", "B", "D", "F", "P", "Q")  # four-index tensors: one input so far (issue 7 item 3, issue 8)
-LATER = {name: "ddNTK" for name in "RSTU"}  # of DESIGN §9, not computed yet
+TENSORS = ("K", "Theta", "G", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+FOUR = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # four-index: one input so far (issues 7, 8)
 
 
 @njit(**_OPTS)
@@ -374,10 +373,10 @@ class KernelMatrices:
     ``G[s]`` (order + 1, N, N), when asked for: the finite-width mean kernel at layer ``layers[s]``,
     E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
     ``G_error[l-1]`` is its accumulated relative error bound, like ``error``.
-    ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q`` (stored layers, N, N, N, N), when asked for (one input so far): the
-    coefficients of 1/n_(l-1) of the four-point vertex, the NTK variance (book 8.82), the NTK-preactivation
-    cross-correlation (book 8.67) and the dNTK-preactivation cross-correlation (book 11.30), axes in the book's
-    subscript order; ``four_error[l-1]`` their accumulated relative error bound."""
+    ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q``, ``R``, ``S``, ``T``, ``U`` (stored layers, N, N, N, N), when asked
+    for (one input so far): the coefficients of 1/n_(l-1) of the four-point vertex, the NTK variance (book 8.82),
+    the NTK-preactivation cross-correlation (8.67), the dNTK-preactivation cross-correlation (11.30) and the ddNTK
+    means (∞.171, ∞.173), axes in the book's subscript order; ``four_error[l-1]`` their accumulated error bound."""
 
     activation: str
     layers: np.ndarray
@@ -672,10 +671,6 @@ def kernel_matrices(
     x = _inputs(inputs)
     tensors = tuple(tensors)
     for t in tensors:
-        if t in LATER:
-            raise FlowError(
-                f"tensor {t} (the {LATER[t]}, issue 8) is not computed yet; available: {', '.join(TENSORS)}"
-            )
         if t not in TENSORS:
             raise FlowError(f"unknown tensor {t!r}; available: {', '.join(TENSORS)}")
     four = tuple(t for t in FOUR if t in tensors)
@@ -832,7 +827,7 @@ def kernel_matrices(
         from .ntk import ntk_flow
 
         state, result.four_error = ntk_flow(mod, depth, float(norms[0]), np.stack([cb, cw, lb, lw], axis=1),
-                                            width_ratios(widths, depth), pvals, tolerance)  # fmt: skip
+                                            width_ratios(widths, depth), pvals, tolerance, four)  # fmt: skip
         names = sector_tensors()
         for t in four:
             result.four[t] = state[store - 1, names.index(t)].reshape(store.size, 1, 1, 1, 1)

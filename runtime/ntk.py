@@ -26,7 +26,7 @@ _OPTS = {"cache": True, "error_model": "numpy"}
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is their difference
 RADIUS = 14.0  # [-R, R] in x = z / sqrt(K): the Gaussian weight beyond is below 1e-42
 EDGE = 12.0  # the outermost panels [EDGE, R]: what they hold bounds what lies beyond R
-TENSORS = ("V", "A", "B", "D", "F", "P", "Q")  # the four-index tensors of the sector, as kernel_matrices names them
+TENSORS = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the sector's four-index tensors
 
 
 @cache
@@ -65,9 +65,10 @@ def _edges(K, kinks):
 
 
 @njit(**_OPTS)
-def _expectations(values, dvalues, table, K, params, kinks, t1, w1, t2, w2, e, err):
-    """e[n], err[n]: the expectation table[n] = (a, b, m) at K and its error estimate (the two rules'
-    difference, roundoff 8 eps times the integral of |integrand|, and ten times the outermost panels)."""
+def _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, t1, w1, t2, w2, e, err):
+    """e[n], err[n]: the expectation table[n] = (a, b, c, d, m) at K and its error estimate (the two rules'
+    difference, roundoff 8 eps times the integral of |integrand|, and ten times the outermost panels).
+    A row that needs sigma'' or sigma''' where the module has none (a kink) is NaN with error 0."""
     edges = _edges(K, kinks)
     ne = table.shape[0]
     sk = math.sqrt(K)
@@ -79,6 +80,7 @@ def _expectations(values, dvalues, table, K, params, kinks, t1, w1, t2, w2, e, e
         t, w = (t1, w1) if rule == 0 else (t2, w2)
         q = t.shape[0]
         x, wt, s, d = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+        d2, d3 = np.empty(q), np.empty(q)
         for p in range(edges.shape[0] - 1):
             lo, hi = edges[p], edges[p + 1]
             half = 0.5 * (hi - lo)
@@ -87,13 +89,19 @@ def _expectations(values, dvalues, table, K, params, kinks, t1, w1, t2, w2, e, e
                 wt[j] = half * w[j] * norm * math.exp(-0.5 * x[j] * x[j])
             values(x, q, sk, params, s)
             dvalues(x, q, sk, params, d)
+            d2values(x, q, sk, params, d2)
+            d3values(x, q, sk, params, d3)
             edge = lo >= EDGE or hi <= -EDGE
             for n in range(ne):
-                a, b, m = table[n, 0], table[n, 1], table[n, 2]
+                a, b, c, g, m = table[n, 0], table[n, 1], table[n, 2], table[n, 3], table[n, 4]
                 total, size = 0.0, 0.0
                 for j in range(q):
                     he = 1.0 if m == 0 else (x[j] if m == 1 else x[j] * x[j] - 1.0)
                     f = s[j] ** a * d[j] ** b * he
+                    if c:
+                        f *= d2[j] ** c
+                    if g:
+                        f *= d3[j] ** g
                     total += wt[j] * f
                     size += wt[j] * abs(f)
                 acc[rule, n] += total
@@ -102,15 +110,17 @@ def _expectations(values, dvalues, table, K, params, kinks, t1, w1, t2, w2, e, e
                     if edge:
                         outer[n] += size
     for n in range(ne):
-        scale = K ** (-0.5 * table[n, 2])
+        scale = K ** (-0.5 * table[n, 4])
         e[n] = acc[1, n] * scale
         err[n] = (abs(acc[1, n] - acc[0, n]) + 8.0 * numerics.EPS * mag[n] + 10.0 * outer[n]) * scale
         mag[n] *= scale
+        if math.isnan(e[n]):
+            err[n], mag[n] = 0.0, 0.0
     return mag
 
 
 @njit(**_OPTS)
-def _layers(values, dvalues, step, table, t0, hyper, ratios, params, kinks, t1, w1, t2, w2, T, rel):
+def _layers(values, dvalues, d2values, d3values, step, table, t0, hyper, ratios, params, kinks, t1, w1, t2, w2, T, rel):
     """T[l] = the state of layer l + 1 (TENSORS of the generated module) from T[0] = t0; rel[l] the largest
     relative error estimate (against each expectation's size) of the expectations of step l -> l + 1."""
     L = T.shape[0]
@@ -124,7 +134,7 @@ def _layers(values, dvalues, step, table, t0, hyper, ratios, params, kinks, t1, 
             T[l + 1 :, :] = math.nan
             rel[l:] = math.inf
             return
-        mag = _expectations(values, dvalues, table, K, params, kinks, t1, w1, t2, w2, e, err)
+        mag = _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, t1, w1, t2, w2, e, err)
         worst = 0.0
         for n in range(ne):
             if mag[n] > 0.0:
@@ -143,16 +153,21 @@ def expectations(mod, K: float, params) -> tuple[np.ndarray, np.ndarray, np.ndar
     table = np.array(g.NTK_EXPECTATIONS, dtype=np.int64)
     e, err = np.zeros(len(table)), np.zeros(len(table))
     p = mod.pieces
-    mag = _expectations(p.values, p.dvalues, table, float(K), params, np.array(mod.kinks, dtype=np.float64),
-                        *_legendre(RULES[0]), *_legendre(RULES[1]), e, err)  # fmt: skip
+    kinks, rules = np.array(mod.kinks, dtype=np.float64), (*_legendre(RULES[0]), *_legendre(RULES[1]))
+    mag = _expectations(p.values, p.dvalues, p.d2values, p.d3values, table, float(K), params, kinks, *rules, e, err)
     return e, err, mag
 
 
-def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarray, params, tolerance: float):
-    """(state, error): state[l - 1] = (K, H, V, A, B, D, F, P, Q) of layer l = 1..depth for one input with
-    |x|^2/n_0 = norm2; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W) of layer l; ratios as
+DDNTK = ("R", "S", "T", "U")  # need sigma'' twice or sigma''' at one input: not defined at a kink (book ∞.39-44)
+
+
+def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarray, params, tolerance: float,
+             wanted=DDNTK):  # fmt: skip
+    """(state, error): state[l - 1] = (K, H, V, A, B, D, F, P, Q, R, S, T, U) of layer l = 1..depth for one input
+    with |x|^2/n_0 = norm2; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W) of layer l; ratios as
     pdlt.runtime.finite.width_ratios; error[l - 1] the accumulated relative error bound (as KernelMatrices.error).
-    Raises FlowError when an expectation misses ``tolerance`` or the kernel leaves (0, 1e300)."""
+    Raises FlowError when an expectation misses ``tolerance``, the kernel leaves (0, 1e300), or one of the ddNTKs
+    in ``wanted`` needs a sigma'' or sigma''' that a kink makes a point mass (they are NaN otherwise)."""
     if not mod.has_perp:
         raise FlowError(f"{mod.name} jumps, so sigma' and the NTK are not defined")
     g = sector()
@@ -166,11 +181,26 @@ def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarra
     rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
     kinks = np.array(mod.kinks, dtype=np.float64)
     hyper, ratios = np.ascontiguousarray(hyper), np.ascontiguousarray(ratios)
-    _layers(p.values, p.dvalues, g._ntk_step, table, t0, hyper, ratios, params, kinks, *rules, T, rel)
+    _layers(p.values, p.dvalues, p.d2values, p.d3values, g._ntk_step, table, t0, hyper, ratios, params, kinks,
+            *rules, T, rel)  # fmt: skip
     error = np.zeros(depth)
     error[1:] = np.cumsum(rel[: depth - 1])
+    names = list(g.TENSORS)
+    core = [i for i, name in enumerate(names) if name not in DDNTK]
+    for name in wanted:
+        if (
+            name in DDNTK
+            and depth > 1
+            and not np.all(np.isfinite(T[1:, names.index(name)]))
+            and np.all(np.isfinite(T[:, core]))
+        ):
+            raise FlowError(
+                f"{name} is not defined for {mod.name}: it needs sigma'' twice or sigma''' at one input, and a kink "
+                "makes them point masses (book ∞.39-44, the training expansion breaks down there); smooth activations "
+                "(gelu, swish, tanh, ...) have it"
+            )
     for l in range(depth):
-        if not np.all(np.isfinite(T[l])) or not T[l, 0] > 0:
+        if not np.all(np.isfinite(T[l, core])) or not T[l, 0] > 0:
             raise FlowError(
                 f"the NTK statistics of {mod.name} are not finite at layer {l + 1} (K = {T[l, 0]:.3g}): the inputs or "
                 "C_W are too large, or the kernel collapsed to 0"

@@ -89,12 +89,15 @@ def test_kernel_bench_structure_and_its_numpy_baseline():
     its angle loses at a coincidence, over 3 layers)."""
     from pdlt.codegen.bench_kernels import bench_kernels, numpy_arccos, report
 
-    data = bench_kernels((20,), names=("relu",))
+    data = bench_kernels((20,), names=("relu",), ntk_depths=(30,))
     assert [c["code"] for c in data["cases"]] == ["numpy arc-cosine (relu)", "pdlt relu"]
     assert all(_positive(c["seconds"]) and c["N"] == 20 for c in data["cases"])
     acc = data["accuracy"]["relu"]
     assert acc["pdlt"] < 1e-14 < acc["numpy_arccos"]
-    assert len(report(data)) == 6  # title, header, two cases, accuracy title, relu
+    # title, header, two cases, accuracy title, relu; the NTK statistics' title and one row per activation
+    assert len(report(data)) == 6 + 1 + 3
+    assert [(r["activation"], r["depth"]) for r in data["ntk"]] == [("tanh", 30), ("relu", 30), ("erf", 30)]
+    assert all(_positive(r["seconds"]) for r in data["ntk"])
     x = np.random.default_rng(0).normal(size=(7, 5))
     K, T = numpy_arccos(x, 4, 0.1, 1.9)
     res = generated.load("relu").kernel(x, 4, C_b=0.1, C_W=1.9, layers=[4])
@@ -107,7 +110,7 @@ def test_kernel_bench_structure_and_its_numpy_baseline():
 def test_kernel_bench_times_the_finite_width_mean_kernel_beside():
     from pdlt.codegen.bench_kernels import bench_kernels, report
 
-    data = bench_kernels((12,), names=("erf",))
+    data = bench_kernels((12,), names=("erf",), ntk_depths=(5,))
     codes = [c["code"] for c in data["cases"]]
     assert codes == ["numpy arc-cosine (relu)", "pdlt erf", "pdlt erf K+G, order 1"]
     g = data["cases"][2]

@@ -174,7 +174,6 @@ def test_progress_and_saving(tmp_path):
         ({"C_W": -1.0}, "C_W must be > 0"),
         ({"lambda_b": -1.0}, "lambda_b must be >= 0"),
         ({"tensors": ["V"]}, "V is computed for one input so far"),
-        ({"tensors": ["T"]}, "ddNTK, issue 8) is not computed yet"),
         ({"tensors": ["X"]}, "unknown tensor"),
         ({"layers": [0]}, "between 1 and depth"),
         ({"depth": 0}, "depth must be"),
