@@ -24,6 +24,8 @@ from .commands import (
 from .generate import SHIPPED_ORDER
 from .kernel_command import add_arguments as add_kernel_arguments
 from .kernel_command import cmd_kernel
+from .tradeoff_command import add_arguments as add_tradeoff_arguments
+from .tradeoff_command import cmd_tradeoff
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
@@ -111,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_aspect_ratio)
+
+    p = sub.add_parser("tradeoff", help="NTK fluctuations against representation learning (dNTK, ddNTK) over L/n")
+    add_tradeoff_arguments(p)
+    p.set_defaults(func=cmd_tradeoff)
 
     p = sub.add_parser("bench", help="benchmark generated kernels against lambdify+scipy and Monte Carlo")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")

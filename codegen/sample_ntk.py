@@ -1,0 +1,125 @@
+"""Sampled networks' NTK and dNTK for one input, from their definitions (book 8.5, 8.7, 11.8), never through the
+forward equations the theory starts from. Used by ``pdlt tradeoff`` for its Monte Carlo points and by
+tests/montecarlo/test_ntk_mc.py.
+
+Each network is drawn as initialised: Gaussian weights with variance C_W/n and biases C_b at width n in every
+hidden layer, its layer-1 preactivations from their exact law N(0, K(1)). With J_l = dz(L)/dz(l) of the first
+``rows`` output neurons (J_L = 1, J_l = J_(l+1) W(l+1) diag sigma'(z(l))), the NTK is
+
+    H(L) = sum_l [lambda_b(l) + lambda_W(l) |sigma(z(l-1))|^2 / n_(l-1)] J_l J_l^T        (sigma(z(0)) = x),
+
+and the dNTK dH_{i0 i1 i2} = sum lambda lambda d^2 z_i0/dtheta dtheta dz_i1/dtheta dz_i2/dtheta of output neurons
+0 and 1 is the second derivative of z(L) along the directions v_i = lambda grad z_i, by forward mode (a step
+along v_i moves the biases of layer l by lambda_b J_l[i] and the weights by lambda_W / n J_l[i] sigma(z(l-1))^T).
+sigma'' is the function's derivative where it exists (0 for ReLU, as autodiff has it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sample(fns, n: int, count: int, C_b: float, C_W: float, lambda_b, lambda_W, norm2: float, rng, rows: int = 8):
+    """Per network (arrays over ``count`` networks): ``z`` (count, rows) at the output, its NTK ``H``
+    (count, rows, rows), ``G`` = E[z_i^2 | the layers below], and the dNTK along output neurons 0, 1:
+    ``dH001`` = dH_{0 0 1}, ``dH011`` = dH_{0 1 1}, ``dH100`` = dH_{1 0 0}, ``dH110`` = dH_{1 1 0}.
+    ``fns`` = (sigma, sigma', sigma'') on numpy arrays; lambda_b, lambda_W one value per layer 1..depth."""
+    s, ds, dds = fns
+    lb, lw = np.asarray(lambda_b, dtype=float), np.asarray(lambda_W, dtype=float)
+    depth = lb.size
+    zs = [np.sqrt(C_b + C_W * norm2) * rng.standard_normal((count, n))]
+    Ws = []
+    for _ in range(1, depth):
+        W = rng.standard_normal((count, n, n)) * np.sqrt(C_W / n)
+        zs.append(np.sqrt(C_b) * rng.standard_normal((count, n)) + np.einsum("bij,bj->bi", W, s(zs[-1])))
+        Ws.append(W)
+    m = min(rows, n)
+    J = np.broadcast_to(np.eye(n)[:m], (count, m, n)).copy()
+    H = np.zeros((count, m, m))
+    Js, cs = [None] * depth, [None] * depth
+    for l in range(depth, 0, -1):  # layer l (1-based): J = dz(L)/dz(l)
+        c = lb[l - 1] + lw[l - 1] * (norm2 if l == 1 else np.mean(s(zs[l - 2]) ** 2, axis=1))
+        cs[l - 1], Js[l - 1] = np.broadcast_to(c, (count,)), J[:, :2]
+        H += np.reshape(c, (-1, 1, 1)) * np.matmul(J, J.transpose(0, 2, 1))
+        if l > 1:
+            J = np.matmul(J, Ws[l - 2]) * ds(zs[l - 2])[:, None, :]
+    d_st, d_tt, d_ss = _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds)
+    G = C_b + C_W * np.mean(s(zs[-2]) ** 2, axis=1) if depth > 1 else np.full(count, C_b + C_W * norm2)
+    return {"z": zs[-1][:, :m], "H": H, "G": G, "dH001": d_st[:, 0], "dH011": d_tt[:, 0], "dH110": d_st[:, 1],
+            "dH100": d_ss[:, 1]}  # fmt: skip
+
+
+def _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds):
+    """Second derivatives of z(L) along v_0 (s) and v_1 (t), layer by layer: (z_st, z_tt, z_ss) at layer L."""
+    count = zs[0].shape[0]
+    d_s, d_t = cs[0][:, None] * Js[0][:, 0], cs[0][:, None] * Js[0][:, 1]
+    d_st, d_tt, d_ss = (np.zeros((count, n)) for _ in range(3))
+    for l in range(1, len(zs)):
+        u, up, upp = s(zs[l - 1]), ds(zs[l - 1]), dds(zs[l - 1])
+        u_s, u_t = up * d_s, up * d_t
+        u_st, u_tt, u_ss = upp * d_s * d_t + up * d_st, upp * d_t**2 + up * d_tt, upp * d_s**2 + up * d_ss
+        j0, j1 = Js[l][:, 0], Js[l][:, 1]
+        a0, a1 = lw[l] / n * j0, lw[l] / n * j1
+        W = Ws[l - 1]
+
+        def Wv(v, W=W):
+            return np.einsum("bij,bj->bi", W, v)
+
+        def dot(x, y):
+            return np.sum(x * y, axis=1, keepdims=True)
+
+        d_s, d_t, d_st, d_tt, d_ss = (
+            cs[l][:, None] * j0 + Wv(u_s),
+            cs[l][:, None] * j1 + Wv(u_t),
+            a0 * dot(u, u_t) + a1 * dot(u, u_s) + Wv(u_st),
+            2 * a1 * dot(u, u_t) + Wv(u_tt),
+            2 * a0 * dot(u, u_s) + Wv(u_ss),
+        )
+    return d_st, d_tt, d_ss
+
+
+def pair_statistics(x: dict) -> dict[str, np.ndarray]:
+    """Per network, the averages over pairs i != j of the m output neurons that the tensors' estimators need:
+    E[.] of ``hh`` = H_ii H_jj, ``hij2`` = H_ij^2, ``zhz`` = z_i z_j H_ij, ``h`` = H_ii, ``G``, ``Gh`` = G H_ii,
+    and ``p`` = dH_{i j j} z_i, ``q`` = dH_{i i j} z_j (book 11.30) over the two neurons with a dNTK."""
+    z, H, G = x["z"], x["H"], x["G"]
+    d = np.einsum("bii->bi", H)
+    m = d.shape[1]
+    pairs = m * (m - 1)
+    return {
+        "h": d.mean(axis=1),
+        "hh": (d.sum(1) ** 2 - (d * d).sum(1)) / pairs,
+        "hij2": ((H * H).sum((1, 2)) - (d * d).sum(1)) / pairs,
+        "zhz": (np.einsum("bi,bij,bj->b", z, H, z) - (z * z * d).sum(1)) / pairs,
+        "G": G,
+        "Gh": G * d.mean(axis=1),
+        "p": 0.5 * (x["dH011"] * z[:, 0] + x["dH100"] * z[:, 1]),
+        "q": 0.5 * (x["dH001"] * z[:, 1] + x["dH110"] * z[:, 0]),
+    }
+
+
+def estimators(n: int) -> dict:
+    """n times each tensor's defining expectation (book 8.82, 8.67, 4.77, 11.30), from pair statistics: functions
+    of a dict of per-network arrays (so a jackknife can drop groups). D and V use E[z_i^2 | below] = G."""
+
+    def mean(a, k):
+        return a[k].mean()
+
+    return {
+        "H": lambda a: mean(a, "h"),
+        "V": lambda a: n * (np.mean(a["G"] ** 2) - mean(a, "G") ** 2),
+        "A": lambda a: n * (mean(a, "hh") - mean(a, "h") ** 2),
+        "B": lambda a: n * mean(a, "hij2"),
+        "D": lambda a: n * (mean(a, "Gh") - mean(a, "G") * mean(a, "h")),
+        "F": lambda a: n * mean(a, "zhz"),
+        "P": lambda a: n * mean(a, "p"),
+        "Q": lambda a: n * mean(a, "q"),
+    }
+
+
+def jackknife(data: dict[str, np.ndarray], f, groups: int = 50) -> tuple[float, float]:
+    """(f(data), its grouped-jackknife standard error)."""
+    parts = np.array_split(np.arange(len(next(iter(data.values())))), groups)
+    values = [f({k: np.delete(v, g) for k, v in data.items()}) for g in parts]
+    spread = np.sum((np.array(values) - np.mean(values)) ** 2)
+    return float(f(data)), float(np.sqrt((groups - 1) / groups * spread))
