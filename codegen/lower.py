@@ -39,6 +39,7 @@ STAGES = {
     ("pair_metric", "cumulants"): ("_pair_cumulants", "PAIR_CUMULANTS", ("m", "mua", "mub", "s"), "w"),
     ("pair_metric", "step"): ("_pair_step", "PAIR_STEP", ("c", "s", "cb", "cw", "r", "out"), "v"),
     ("ntk", "step"): ("_ntk_step", "NTK_STEP", ("t", "e", "hyper", "r", "out"), "q"),
+    ("ntk_pair", "step"): ("_ntk_pair_step", "NTK_STEP", ("t", "e", "hyper", "r", "out"), "p"),
 }
 NTK_HYPER = ("C_b", "C_W", "lambda_b", "lambda_W")  # the order of ``hyper`` in the ntk step
 PAIR_ORDERS = (1, 2)  # orders of the generated pair sector (order 3 derives in 80 s to 1.1 million operations)
@@ -356,5 +357,23 @@ def lower_ntk(command: str = "python -m pdlt.codegen") -> ModuleIR:
         Constant("NTK_EXPECTATIONS", tuple(table),
                  "(a, b, c, d, m): e[n] = <d^m/dz^m (sigma^a sigma'^b sigma''^c sigma'''^d)>_K, d/dz on the weight"),
     )  # fmt: skip
-    functions = tuple(stage_function(sector, stage, mapping) for stage in sector.stages)
+    pair = sectors.ntk_pair()
+    entries = tuple((e.name, e.slots) for e in (ntk.describe(s) for _, s in pair.field("t").entries))
+    table2 = []
+    for _, sym in pair.field("e").entries:
+        e = ntk.describe(sym)
+        row = []
+        for label in ("0", "1"):
+            row += [sum(a == label and k == j for a, k in e.atoms) for j in range(4)]
+            row.append(sum(d == label for d in e.derivs))
+        table2.append(tuple(row))
+    constants += (
+        Constant("NTK_ORBITS", tuple((name, tuple("".join(map(str, q)) for q in ntk._ORBITS[name]))
+                                     for name in ntk.TENSORS),
+                 "the slot permutations under which each tensor is symmetric (one entry stored per orbit)"),
+        Constant("NTK_PAIR_TENSORS", entries, "(name, slots) of t[i] in the two-input step: inputs 0 and 1"),
+        Constant("NTK_PAIR_EXPECTATIONS", tuple(table2),
+                 "per input (a, b, c, d, m) as above, input 0 then input 1: one joint expectation of both"),
+    )  # fmt: skip
+    functions = tuple(stage_function(s, stage, mapping) for s in (sector, pair) for stage in s.stages)
     return ModuleIR("ntk", "", 1, command, constants, functions)

@@ -330,3 +330,43 @@ def ntk() -> Sector:
         ),
         scalars=(nt.r, nt.C_b, nt.C_W, lam_b, lam_W),
     )
+
+
+@cache
+def ntk_pair() -> Sector:
+    """Two inputs' NTK statistics at leading order: every entry of K, H (labels in {0, 1}^2) and of V, A, ..., U
+    (labels in {0, 1}^4), each stored once under its tensor's symmetries. The recursions are the generic ones
+    re-derived at each label pattern, so coinciding labels are exact; expectations over both inputs are bivariate
+    (the runtime sums them as Mehler series, a weight derivative being a shift of Hermite coefficients)."""
+    from itertools import product
+
+    rules: dict = {}
+    for pattern in product((0, 1), repeat=4):
+        for name, e in derive_ntk_step(pattern).items():
+            sym = tensor(name, *(pattern[:2] if name in ("K", "H") else pattern))
+            if sym not in rules:
+                rules[sym] = weight_form(e, strict=False)
+    order = {name: i for i, name in enumerate(NTK_TENSORS)}
+    states = sorted(rules, key=lambda s: (order[s.name.split("[")[0]], s.name))
+    found = sorted({s for e in rules.values() for s in e.free_symbols if s.name.startswith("E[")}, key=str)
+    state = Field("t", ("i",), tuple(((i,), s) for i, s in enumerate(states)), "",
+                  "t[i]: the entry NTK_PAIR_TENSORS[i] of layer l")  # fmt: skip
+    expect = Field("e", ("n",), tuple(((n,), s) for n, s in enumerate(found)), "",
+                   "e[n]: the Gaussian expectation NTK_PAIR_EXPECTATIONS[n] at K(l)")  # fmt: skip
+    return Sector(
+        name="ntk_pair",
+        doc="two inputs' kernel, NTK mean, and every entry of V, A, B, D, F, P, Q, R, S, T, U at leading order",
+        book="the ntk sector's recursions at the 16 label patterns of two inputs (book 8.77-8.97, 11.49, 11.52, ∞.17x)",
+        fields=(state, expect),
+        integrands=(),
+        stages=(
+            Stage(
+                "step",
+                "one layer l -> l+1 of both inputs; r = n_l/n_{l-1}",
+                ("t", "e"),
+                "t",
+                tuple(((i,), rules[s]) for i, s in enumerate(states)),
+            ),
+        ),  # fmt: skip
+        scalars=(nt.r, nt.C_b, nt.C_W, lam_b, lam_W),
+    )

@@ -50,7 +50,7 @@ _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
 TENSORS = ("K", "Theta", "G", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
-FOUR = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # four-index: one input so far (issues 7, 8)
+FOUR = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # four-index: one or two inputs so far (issues 7, 8)
 
 
 @njit(**_OPTS)
@@ -89,21 +89,29 @@ def _diagonals(
 def _hermite_coefficients(values, x, sw, Ks, params, out):
     """out[i, k] = E[sigma(sqrt(Ks[i]) X) h_k(X)] for k < out.shape[1] by the Gauss-Hermite rule with nodes x
     and weights sw^2 (the normalised h_k are run on sqrt(weight) h_k, which neither overflows nor underflows)."""
-    Q, M = x.shape[0], out.shape[1]
+    Q = x.shape[0]
     for i in prange(Ks.shape[0]):
         v = np.empty(Q)
         values(x, Q, math.sqrt(Ks[i]), params, v)
         for j in range(Q):
             v[j] = v[j] * sw[j] if sw[j] > 0.0 else 0.0
-        h0, h1 = sw.copy(), x * sw
-        out[i, 0] = np.dot(v, h0)
-        if M > 1:
-            out[i, 1] = np.dot(v, h1)
-        for k in range(1, M - 1):
-            a, b = 1.0 / math.sqrt(k + 1.0), math.sqrt(k / (k + 1.0))
-            for j in range(Q):
-                h0[j], h1[j] = h1[j], a * x[j] * h1[j] - b * h0[j]
-            out[i, k + 1] = np.dot(v, h1)
+        project_hermite(v, x, sw, out[i])
+
+
+@njit(**_OPTS)
+def project_hermite(v, x, sw, out):
+    """out[k] = sum_j v[j] sw[j] h_k(x[j]): the normalised Hermite coefficients of f from v = f(x) sw (the h_k run on
+    sqrt(weight) h_k, which neither overflows nor underflows)."""
+    Q, M = x.shape[0], out.shape[0]
+    h0, h1 = sw.copy(), x * sw
+    out[0] = np.dot(v, h0)
+    if M > 1:
+        out[1] = np.dot(v, h1)
+    for k in range(1, M - 1):
+        a, b = 1.0 / math.sqrt(k + 1.0), math.sqrt(k / (k + 1.0))
+        for j in range(Q):
+            h0[j], h1[j] = h1[j], a * x[j] * h1[j] - b * h0[j]
+        out[k + 1] = np.dot(v, h1)
 
 
 @njit(**_OPTS)
@@ -374,7 +382,7 @@ class KernelMatrices:
     E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
     ``G_error[l-1]`` is its accumulated relative error bound, like ``error``.
     ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q``, ``R``, ``S``, ``T``, ``U`` (stored layers, N, N, N, N), when asked
-    for (one input so far): the coefficients of 1/n_(l-1) of the four-point vertex, the NTK variance (book 8.82),
+    for (one or two inputs so far): the coefficients of 1/n_(l-1) of the four-point vertex, the NTK variance (8.82),
     the NTK-preactivation cross-correlation (8.67), the dNTK-preactivation cross-correlation (11.30) and the ddNTK
     means (∞.171, ∞.173), axes in the book's subscript order; ``four_error[l-1]`` their accumulated error bound."""
 
@@ -456,12 +464,6 @@ class KernelMatrices:
             f"KernelMatrices({self.activation}, N={n}, layers=[{stored}], tensors=K{theta}, "
             f"method={self.method}, max error bound={float(np.max(self.error, initial=0.0)):.1e})"
         )
-
-
-def sector_tensors() -> tuple[str, ...]:
-    from .ntk import sector
-
-    return sector().TENSORS
 
 
 def per_layer(name: str, value, depth: int, strict: bool) -> np.ndarray:
@@ -674,11 +676,10 @@ def kernel_matrices(
         if t not in TENSORS:
             raise FlowError(f"unknown tensor {t!r}; available: {', '.join(TENSORS)}")
     four = tuple(t for t in FOUR if t in tensors)
-    if four and x.shape[0] > 1:
+    if four and x.shape[0] > 2:
         raise FlowError(
-            f"{', '.join(four)} {'is' if len(four) == 1 else 'are'} computed for one input so far "
-            f"(N = {x.shape[0]} needs four-input expectations: "
-            "issue 7 item 3 and issue 8); pass a single input"
+            f"{', '.join(four)} {'is' if len(four) == 1 else 'are'} computed for one or two inputs so far "
+            f"(N = {x.shape[0]} needs three- and four-input expectations: issue 7 item 3 and issue 8)"
         )
     if four and (scheduler is not None or str(out).endswith(".zarr")):
         raise FlowError(f"{', '.join(four)} of one input are computed in process: write a .npz file, no scheduler")
@@ -824,13 +825,20 @@ def kernel_matrices(
 
     if four:
         from .finite import width_ratios
-        from .ntk import ntk_flow
+        from .ntk import ntk_flow, ntk_pair_flow, pair_arrays, sector
 
-        state, result.four_error = ntk_flow(mod, depth, float(norms[0]), np.stack([cb, cw, lb, lw], axis=1),
-                                            width_ratios(widths, depth), pvals, tolerance, four)  # fmt: skip
-        names = sector_tensors()
-        for t in four:
-            result.four[t] = state[store - 1, names.index(t)].reshape(store.size, 1, 1, 1, 1)
+        hyper4, ratios = np.stack([cb, cw, lb, lw], axis=1), width_ratios(widths, depth)
+        if N == 1:
+            state, result.four_error = ntk_flow(mod, depth, float(norms[0]), hyper4, ratios, pvals, tolerance, four)
+            names = sector().TENSORS
+            for t in four:
+                result.four[t] = state[store - 1, names.index(t)].reshape(store.size, 1, 1, 1, 1)
+        else:
+            gram = x @ x.T / n0
+            state, result.four_error = ntk_pair_flow(mod, depth, gram, hyper4, ratios, pvals, tolerance, four)
+            arrays = pair_arrays(state, sector().NTK_PAIR_TENSORS)
+            for t in four:
+                result.four[t] = arrays[t][store - 1]
     if out is not None and str(out).endswith(".zarr") or scheduler is not None:
         from .scaleout import run_blocks
 

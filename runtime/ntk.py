@@ -161,6 +161,14 @@ def expectations(mod, K: float, params) -> tuple[np.ndarray, np.ndarray, np.ndar
 DDNTK = ("R", "S", "T", "U")  # need sigma'' twice or sigma''' at one input: not defined at a kink (book ∞.39-44)
 
 
+def _kinked(name: str, activation: str) -> FlowError:
+    return FlowError(
+        f"{name} is not defined for {activation}: it needs sigma'' twice or sigma''' at one input, and a kink makes "
+        "them point masses (book ∞.39-44, the training expansion breaks down there); smooth activations (gelu, "
+        "swish, tanh, ...) have it"
+    )
+
+
 def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarray, params, tolerance: float,
              wanted=DDNTK):  # fmt: skip
     """(state, error): state[l - 1] = (K, H, V, A, B, D, F, P, Q, R, S, T, U) of layer l = 1..depth for one input
@@ -194,11 +202,7 @@ def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarra
             and not np.all(np.isfinite(T[1:, names.index(name)]))
             and np.all(np.isfinite(T[:, core]))
         ):
-            raise FlowError(
-                f"{name} is not defined for {mod.name}: it needs sigma'' twice or sigma''' at one input, and a kink "
-                "makes them point masses (book ∞.39-44, the training expansion breaks down there); smooth activations "
-                "(gelu, swish, tanh, ...) have it"
-            )
+            raise _kinked(name, mod.name)
     for l in range(depth):
         if not np.all(np.isfinite(T[l, core])) or not T[l, 0] > 0:
             raise FlowError(
@@ -211,3 +215,170 @@ def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarra
                 f"add up to a relative error ~{error[l]:.1e}, above tolerance {tolerance:g}"
             )
     return T, error
+
+
+# --------------------------------------------------------------------------------------------- two inputs
+
+PAIR_START, PAIR_MAX = 64, 512  # Hermite coefficients per input: first try, most allowed
+
+
+@njit(**_OPTS)
+def _tabulate(values, dvalues, d2values, d3values, x, scale, params, out):
+    """out[k] = the k-th derivative of sigma at scale * x, k = 0..3 (NaN where the module has none)."""
+    q = x.shape[0]
+    values(x, q, scale, params, out[0])
+    dvalues(x, q, scale, params, out[1])
+    d2values(x, q, scale, params, out[2])
+    d3values(x, q, scale, params, out[3])
+
+
+@njit(**_OPTS)
+def _call_step(step, t, e, hyper, r, out):
+    step(t, e, hyper, r, out)
+
+
+def _coefficients(mod, K: float, powers: list, size: int, params):
+    """{powers: (coefficients, change)}: the first ``size`` normalised Hermite coefficients of
+    sigma^a sigma'^b sigma''^c sigma'''^d (sqrt(K) x) for each (a, b, c, d), by Gauss-Legendre between the kinks with
+    3 size + 48 nodes a piece, and their change from 2 size + 32 (the quadrature error estimate)."""
+    from .kernels import piecewise_rule, project_hermite
+
+    p = mod.pieces
+    kinks = np.asarray(mod.kinks, dtype=np.float64) / math.sqrt(K)
+    out: dict = {}
+    for Q in (2 * size + 32, 3 * size + 48):
+        x, sw = piecewise_rule(Q, kinks, size)
+        table = np.empty((4, x.size))
+        _tabulate(p.values, p.dvalues, p.d2values, p.d3values, x, math.sqrt(K), params, table)
+        for pw in powers:
+            v = np.prod([table[k] ** pw[k] for k in range(4) if pw[k]], axis=0) * sw
+            coef = np.zeros(size)
+            project_hermite(np.ascontiguousarray(v), x, sw, coef)
+            out.setdefault(pw, []).append(coef)
+    return {pw: (c[1], c[1] - c[0]) for pw, c in out.items()}
+
+
+def _shifted(coef: np.ndarray, shift: int, K: float) -> np.ndarray:
+    """Coefficients of the shift-th weight derivative in z: c_{k+i} sqrt((k+i)!/k!) / K^(i/2)."""
+    if shift == 0:
+        return coef
+    k = np.arange(coef.size - shift, dtype=float)
+    factor = np.ones_like(k)
+    for j in range(1, shift + 1):
+        factor *= np.sqrt(k + j)
+    return coef[shift:] * factor / K ** (shift / 2)
+
+
+def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float, params, target: float):
+    """e, rel: every joint expectation of NTK_PAIR_EXPECTATIONS at the pair's kernel, and the largest relative error
+    estimate (against each expectation's size): one input's rows by the panel rule, both inputs' by a Mehler series
+    sum_k f_k g_k rho^k of shifted Hermite coefficients, whose terms double until the last half changes the sum by
+    less than ``target`` of its size (or PAIR_MAX)."""
+    e = np.zeros(len(table))
+    rel = 0.0
+    rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
+    kinks = np.array(mod.kinks, dtype=np.float64)
+    p = mod.pieces
+    for label, K in ((0, K0), (1, K1)):
+        rows = [n for n, row in enumerate(table) if not any(row[5 * (1 - label) : 5 * (1 - label) + 4])]
+        sub = np.ascontiguousarray(table[rows][:, 5 * label : 5 * label + 5])
+        ev, err = np.zeros(len(rows)), np.zeros(len(rows))
+        mag = _expectations(p.values, p.dvalues, p.d2values, p.d3values, sub, K, params, kinks, *rules, ev, err)
+        e[rows] = ev
+        ok = mag > 0
+        rel = max(rel, float(np.max(err[ok] / mag[ok], initial=0.0)))
+    both = [n for n, row in enumerate(table) if any(row[0:4]) and any(row[5:9])]
+    rho = K01 / math.sqrt(K0 * K1)
+    size = PAIR_START
+    while True:
+        c0 = _coefficients(mod, K0, sorted({tuple(table[n, 0:4]) for n in both}), size, params)
+        c1 = _coefficients(mod, K1, sorted({tuple(table[n, 5:9]) for n in both}), size, params)
+        worst = 0.0
+        for n in both:
+            row = table[n]
+            (a, da), (b, db) = c0[tuple(row[0:4])], c1[tuple(row[5:9])]
+            fa, fb = _shifted(a, row[4], K0), _shifted(b, row[9], K1)
+            ga, gb = _shifted(da, row[4], K0), _shifted(db, row[9], K1)
+            m = min(fa.size, fb.size)
+            powers = rho ** np.arange(m)
+            terms = fa[:m] * fb[:m] * powers
+            e[n] = terms.sum()
+            size_n = np.abs(terms).sum()
+            trunc = abs(terms[m // 2 :].sum())
+            quad = abs((ga[:m] * fb[:m] + fa[:m] * gb[:m]) @ powers)
+            if size_n > 0 and np.isfinite(size_n):
+                worst = max(worst, (trunc + quad + 8 * numerics.EPS * m * size_n) / size_n)
+        if worst <= target or size >= PAIR_MAX:
+            return e, max(rel, worst)
+        size *= 2
+
+
+def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.ndarray, params,
+                  tolerance: float, wanted=DDNTK):  # fmt: skip
+    """(state, error) for two inputs with gram[a, b] = x_a . x_b / n_0: state[l - 1, i] = the entry
+    NTK_PAIR_TENSORS[i] of layer l; the rest as ntk_flow."""
+    if not mod.has_perp:
+        raise FlowError(f"{mod.name} jumps, so sigma' and the NTK are not defined")
+    g = sector()
+    names = g.NTK_PAIR_TENSORS
+    index = {entry: i for i, entry in enumerate(names)}
+    table = np.array(g.NTK_PAIR_EXPECTATIONS, dtype=np.int64)
+    T = np.zeros((depth, len(names)))
+    for (name, slots), i in index.items():
+        if name in ("K", "H"):
+            a, b = int(slots[0]), int(slots[1])
+            T[0, i] = (
+                (hyper[0, 0] + hyper[0, 1] * gram[a, b]) if name == "K" else (hyper[0, 2] + hyper[0, 3] * gram[a, b])
+            )
+    k00, k01, k11 = (index[("K", s)] for s in (("0", "0"), ("0", "1"), ("1", "1")))
+    rel = np.zeros(max(depth - 1, 1))
+    out = np.zeros(len(names))
+    hyper, ratios = np.ascontiguousarray(hyper), np.ascontiguousarray(ratios)
+    for l in range(depth - 1):
+        K0, K01, K1 = T[l, k00], T[l, k01], T[l, k11]
+        if not (0 < K0 < 1e300 and 0 < K1 < 1e300 and abs(K01) < math.sqrt(K0 * K1)):
+            T[l + 1 :] = math.nan
+            break
+        e, rel[l] = _pair_expectations(mod, table, K0, K1, K01, params, tolerance / max(depth - 1, 1) / 10)
+        _call_step(g._ntk_pair_step, T[l], e, hyper[l + 1], float(ratios[l]), out)
+        T[l + 1] = out
+    error = np.zeros(depth)
+    error[1:] = np.cumsum(rel[: depth - 1])
+    core = [i for i, (name, _) in enumerate(names) if name not in DDNTK]
+    for name in wanted:
+        cols = [i for i, (n_, _) in enumerate(names) if n_ == name]
+        if name in DDNTK and depth > 1 and not np.all(np.isfinite(T[1:, cols])) and np.all(np.isfinite(T[:, core])):
+            raise _kinked(name, mod.name)
+    for l in range(depth):
+        if not np.all(np.isfinite(T[l, core])):
+            raise FlowError(
+                f"the NTK statistics of {mod.name} for two inputs are not finite at layer {l + 1}: the inputs or C_W "
+                "are too large, the kernel collapsed to 0, or the inputs are parallel (correlation 1)"
+            )
+        if not error[l] <= tolerance:
+            raise FlowError(
+                f"the Gaussian expectations of the two-input NTK statistics of {mod.name} reach a relative error "
+                f"~{error[l]:.1e} at layer {l}, above tolerance {tolerance:g} (nearly parallel inputs with a kinked "
+                "sigma converge slowly): pass a larger tolerance"
+            )
+    return T, error
+
+
+def orbits() -> dict:
+    """tensor name -> the slot permutations under which it is symmetric (the generated module spells them "0123")."""
+    return {name: [tuple(int(c) for c in q) for q in perms] for name, perms in sector().NTK_ORBITS}
+
+
+def pair_arrays(T: np.ndarray, names: tuple) -> dict[str, np.ndarray]:
+    """The two-input state as arrays: name -> (layers, 2, 2, 2, 2) for the four-index tensors."""
+    index = {entry: i for i, entry in enumerate(names)}
+    perms = orbits()
+    out = {}
+    for name in TENSORS:
+        arr = np.zeros((T.shape[0], 2, 2, 2, 2))
+        for slots in np.ndindex(2, 2, 2, 2):
+            keys = tuple(str(s) for s in slots)
+            canon = min(tuple(keys[i] for i in p) for p in perms[name])
+            arr[(slice(None), *slots)] = T[:, index[(name, canon)]]
+        out[name] = arr
+    return out
