@@ -80,8 +80,9 @@ def _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds):
 
 def pair_statistics(x: dict) -> dict[str, np.ndarray]:
     """Per network, the averages over pairs i != j of the m output neurons that the tensors' estimators need:
-    E[.] of ``hh`` = H_ii H_jj, ``hij2`` = H_ij^2, ``zhz`` = z_i z_j H_ij, ``h`` = H_ii, ``G``, ``Gh`` = G H_ii,
-    and ``p`` = dH_{i j j} z_i, ``q`` = dH_{i i j} z_j (book 11.30) over the two neurons with a dNTK."""
+    E[.] of ``hh`` = H_ii H_jj, ``hij2`` = H_ij^2, ``zhz`` = z_i z_j H_ij, ``h`` = H_ii, ``G``, ``GG`` = G^2,
+    ``Gh`` = G H_ii, and ``p`` = dH_{i j j} z_i, ``q`` = dH_{i i j} z_j (book 11.30) over the two neurons with a
+    dNTK."""
     z, H, G = x["z"], x["H"], x["G"]
     d = np.einsum("bii->bi", H)
     m = d.shape[1]
@@ -92,6 +93,7 @@ def pair_statistics(x: dict) -> dict[str, np.ndarray]:
         "hij2": ((H * H).sum((1, 2)) - (d * d).sum(1)) / pairs,
         "zhz": (np.einsum("bi,bij,bj->b", z, H, z) - (z * z * d).sum(1)) / pairs,
         "G": G,
+        "GG": G * G,
         "Gh": G * d.mean(axis=1),
         "p": 0.5 * (x["dH011"] * z[:, 0] + x["dH100"] * z[:, 1]),
         "q": 0.5 * (x["dH001"] * z[:, 1] + x["dH110"] * z[:, 0]),
@@ -107,7 +109,7 @@ def estimators(n: int) -> dict:
 
     return {
         "H": lambda a: mean(a, "h"),
-        "V": lambda a: n * (np.mean(a["G"] ** 2) - mean(a, "G") ** 2),
+        "V": lambda a: n * (mean(a, "GG") - mean(a, "G") ** 2),
         "A": lambda a: n * (mean(a, "hh") - mean(a, "h") ** 2),
         "B": lambda a: n * mean(a, "hij2"),
         "D": lambda a: n * (mean(a, "Gh") - mean(a, "G") * mean(a, "h")),
@@ -118,8 +120,97 @@ def estimators(n: int) -> dict:
 
 
 def jackknife(data: dict[str, np.ndarray], f, groups: int = 50) -> tuple[float, float]:
-    """(f(data), its grouped-jackknife standard error)."""
-    parts = np.array_split(np.arange(len(next(iter(data.values())))), groups)
-    values = [f({k: np.delete(v, g) for k, v in data.items()}) for g in parts]
+    """(f(data), its grouped-jackknife standard error), for an ``f`` of the arrays' means only (as every estimator
+    here is): each group's leave-one-out means come from the group sums, so no array is copied."""
+    keys = list(data)
+    size = len(data[keys[0]])
+    parts = np.array_split(np.arange(size), groups)
+    counts = np.array([len(g) for g in parts], dtype=float)
+    sums = {k: np.array([data[k][g].sum() for g in parts]) for k in keys}
+    total = {k: v.sum() for k, v in sums.items()}
+    full = f({k: np.asarray(total[k] / size) for k in keys})
+    values = [f({k: np.asarray((total[k] - sums[k][i]) / (size - counts[i])) for k in keys}) for i in range(groups)]
     spread = np.sum((np.array(values) - np.mean(values)) ** 2)
-    return float(f(data)), float(np.sqrt((groups - 1) / groups * spread))
+    return float(full), float(np.sqrt((groups - 1) / groups * spread))
+
+
+def sample_two(fns, n: int, count: int, C_b: float, C_W: float, lambda_b, lambda_W, gram: np.ndarray, rng,
+               rows: int = 8):  # fmt: skip
+    """Two inputs through the same networks (gram[a, b] = x_a . x_b / n_0): ``z`` (count, rows, 2) at the output,
+    the NTK ``H`` (count, rows, rows, 2, 2) with H[., i, j, a, b] = H_{ij;ab} by the chain rule as in ``sample``,
+    and ``G`` (count, 2, 2) = E[z_{i;a} z_{i;b} | the layers below]."""
+    s, ds, _ = fns
+    lb, lw = np.asarray(lambda_b, dtype=float), np.asarray(lambda_W, dtype=float)
+    depth = lb.size
+    K1 = C_b + C_W * gram
+    chol = np.linalg.cholesky(K1)
+    zs = [np.einsum("ab,cnb->cna", chol, rng.standard_normal((count, n, 2)))]  # (count, n, 2)
+    Ws = []
+    for _ in range(1, depth):
+        W = rng.standard_normal((count, n, n)) * np.sqrt(C_W / n)
+        b = np.sqrt(C_b) * rng.standard_normal((count, n, 1))
+        zs.append(b + np.einsum("cij,cja->cia", W, s(zs[-1])))
+        Ws.append(W)
+    m = min(rows, n)
+    J = np.broadcast_to(np.eye(n)[:m, :, None], (count, m, n, 2)).copy()  # J[., i, j, a] = dz_{i;a}(L)/dz_{j;a}(l)
+    H = np.zeros((count, m, m, 2, 2))
+    for l in range(depth, 0, -1):
+        if l == 1:
+            c = np.broadcast_to(lb[0] + lw[0] * gram, (count, 2, 2))
+        else:
+            u = s(zs[l - 2])
+            c = lb[l - 1] + lw[l - 1] * np.einsum("cja,cjb->cab", u, u) / n
+        H += np.einsum("cab,ciza,cjzb->cijab", c, J, J)
+        if l > 1:
+            J = np.einsum("cija,cjk->cika", J, Ws[l - 2]) * ds(zs[l - 2])[:, None, :, :]
+    u = s(zs[-2]) if depth > 1 else None
+    G = C_b + C_W * np.einsum("cja,cjb->cab", u, u) / n if depth > 1 else np.broadcast_to(K1, (count, 2, 2))
+    return {"z": zs[-1][:, :m], "H": H, "G": G}
+
+
+def two_input_estimates(x: dict, n: int) -> dict[str, np.ndarray]:
+    """Per network, for every entry (a1, a2, a3, a4) in {0, 1}^4, the pair averages (i != j) whose means give n^-1
+    times V, A, B, D, F (book 4.77, 8.82, 8.67; slots as pdlt stores them): keys "<name>:<a1a2a3a4>" and the
+    means they are centred with ("h:<ab>" = H_ii;ab, "G:<ab>")."""
+    z, H, G = x["z"], x["H"], x["G"]
+    m = z.shape[1]
+    off = ~np.eye(m, dtype=bool)
+    pairs = m * (m - 1)
+    d = np.einsum("ciiab->ciab", H)  # diagonal H_{ii;ab}
+    out: dict[str, np.ndarray] = {}
+    for a, b in np.ndindex(2, 2):
+        out[f"h:{a}{b}"] = d[:, :, a, b].mean(axis=1)
+        out[f"G:{a}{b}"] = G[:, a, b]
+    for a1, a2, a3, a4 in np.ndindex(2, 2, 2, 2):
+        key = f"{a1}{a2}{a3}{a4}"
+        hh = np.einsum("ci,cj->cij", d[:, :, a1, a2], d[:, :, a3, a4])
+        out["A:" + key] = hh[:, off].sum(axis=1) / pairs
+        out["B:" + key] = (H[:, :, :, a1, a3] * H[:, :, :, a2, a4])[:, off].sum(axis=1) / pairs
+        zz = np.einsum("ci,cj->cij", z[:, :, a1], z[:, :, a3])
+        out["F:" + key] = (zz * H[:, :, :, a2, a4])[:, off].sum(axis=1) / pairs
+        out["GG:" + key] = G[:, a1, a2] * G[:, a3, a4]
+        out["Gh:" + key] = G[:, a1, a2] * d[:, :, a3, a4].mean(axis=1)
+    return out
+
+
+def two_input_estimators(n: int) -> dict:
+    """name:entry -> n times the defining expectation, from ``two_input_estimates`` (for a jackknife)."""
+
+    def mean(a, k):
+        return a[k].mean()
+
+    out = {}
+    for a1, a2, a3, a4 in np.ndindex(2, 2, 2, 2):
+        key, ab, cd = f"{a1}{a2}{a3}{a4}", f"{a1}{a2}", f"{a3}{a4}"
+        out["V:" + key] = lambda a, k=key, ab=ab, cd=cd: (
+            n * (mean(a, "GG:" + k) - mean(a, "G:" + ab) * mean(a, "G:" + cd))
+        )
+        out["A:" + key] = lambda a, k=key, ab=ab, cd=cd: (
+            n * (mean(a, "A:" + k) - mean(a, "h:" + ab) * mean(a, "h:" + cd))
+        )
+        out["B:" + key] = lambda a, k=key: n * mean(a, "B:" + k)
+        out["D:" + key] = lambda a, k=key, ab=ab, cd=cd: (
+            n * (mean(a, "Gh:" + k) - mean(a, "G:" + ab) * mean(a, "h:" + cd))
+        )
+        out["F:" + key] = lambda a, k=key: n * mean(a, "F:" + k)
+    return out
