@@ -26,6 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--critical", action="store_true", help="C_b, C_W at the activation's critical point")
     p.add_argument(
+        "--rates",
+        choices=("equivalence",),
+        help="the book's learning rates at criticality (9.94-9.96): lambda~/L for scale-invariant activations, "
+        "lambda~_b (1/l)^p_perp L^(p_perp-1) and lambda~_W (L/l)^(p_perp-1) for the K* = 0 class; --lambda-b and "
+        "--lambda-W then give the single numbers lambda~ (default 1)",
+    )
+    p.add_argument(
         "--parametrization",
         choices=("ntk", "standard"),
         default="ntk",
@@ -135,13 +142,16 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     module = _kernels(act, SHIPPED_ORDER)
     params = {s.name: float(v) for s, v in act.params}
     n = x.shape[0] if x.ndim == 2 else 0
+    lambda_b, lambda_W = _numbers(args.lambda_b, "--lambda-b"), _numbers(args.lambda_W, "--lambda-W")
+    if args.rates:
+        lambda_b, lambda_W = _book_rates(act, args, lambda_b, lambda_W)
     result = module.kernel(
         x,
         args.depth,
         C_b=cb,
         C_W=cw,
-        lambda_b=_numbers(args.lambda_b, "--lambda-b"),
-        lambda_W=_numbers(args.lambda_W, "--lambda-W"),
+        lambda_b=lambda_b,
+        lambda_W=lambda_W,
         layers=layers,
         tensors=tensors,
         tolerance=args.tolerance,
@@ -183,6 +193,23 @@ def cmd_kernel(args: argparse.Namespace) -> int:
             g = f"  {result.G_error[l - 1]:13.1e}" if with_g else ""
             print(f"{l:5d}  {int(result.terms[l - 1]):5d}  {result.error[l - 1]:11.1e}{g}")
     return 0
+
+
+def _book_rates(act, args, lambda_b, lambda_W):
+    """Per-layer learning rates of the equivalence principle for the activation's universality class."""
+    from pdlt.derive.criticality import critical_points
+
+    from .tradeoff import learning_rates
+
+    if args.parametrization != "ntk":
+        raise CliError("--rates sets the book's learning rates: it goes with --parametrization ntk")
+    for name, value in (("--lambda-b", lambda_b), ("--lambda-W", lambda_W)):
+        if value is not None and len(value) != 1:
+            raise CliError(f"with --rates, {name} is the single number lambda~ (the rule sets each layer)")
+    report = critical_points(act)
+    lb = 1.0 if lambda_b is None else lambda_b[0]
+    lw = 1.0 if lambda_W is None else lambda_W[0]
+    return learning_rates(report.klass, report.exponents, args.depth, "equivalence", lb, lw)
 
 
 def _span(layers: list[int]) -> str:

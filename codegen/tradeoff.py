@@ -89,7 +89,7 @@ def learning_rates(klass: str, exponents: dict, depth: int, rates: str, lb: floa
         p = exponents.get("p_perp") or 1.0
         return lb * (1 / ell) ** p * depth ** (p - 1), lw * (depth / ell) ** (p - 1)
     raise UserError(f"the equivalence-principle learning rates are the book's for the scale-invariant and K* = 0 "
-                    f"classes; this activation is {klass}: pass --rates uniform")  # fmt: skip
+                    f"classes; this activation is {klass}: choose the rates (uniform, or one per layer)")  # fmt: skip
 
 
 def tradeoff(act: Activation, module, width: int, depths: list[int], outputs: int = 1, rates: str = "equivalence",

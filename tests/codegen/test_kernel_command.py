@@ -127,3 +127,22 @@ def test_zarr_store_by_blocks_equals_the_npz(inputs, tmp_path, capsys):
             np.testing.assert_array_equal(store[key][:], data[key])
     assert main([*base, "--out", str(tmp_path / "k.zarr"), "--chunk-size", "0"]) == 2
     assert "--chunk-size must be >= 1" in capsys.readouterr().err
+
+
+def test_the_books_learning_rates_are_a_named_option(tmp_path, capsys):
+    """--rates equivalence: tanh (K* = 0, p_perp = 1) gets lambda_b = lambda~_b / l, lambda_W = lambda~_W (9.96);
+    ReLU (scale-invariant) lambda~ / L (9.94); an activation outside both classes is refused in one line."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((1, 4)))
+    out = str(tmp_path / "k.npz")
+    assert main(["kernel", "tanh", "--inputs", str(x), "--depth", "4", "--rates", "equivalence", "--lambda-b", "2",
+                 "--out", out, "--json"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["lambda_b"] == pytest.approx([2, 1, 2 / 3, 1 / 2]) and data["lambda_W"] == pytest.approx([1] * 4)
+    assert main(["kernel", "relu", "--inputs", str(x), "--depth", "4", "--critical", "--rates", "equivalence",
+                 "--out", out, "--json"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["lambda_b"] == pytest.approx([1 / 4] * 4) and data["lambda_W"] == pytest.approx([1 / 4] * 4)
+    assert main(["kernel", "gelu", "--inputs", str(x), "--depth", "4", "--rates", "equivalence", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "half-stable" in err and len(err.strip().splitlines()) == 1

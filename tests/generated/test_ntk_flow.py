@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import math
+
 import mpmath
 import numpy as np
 import pytest
@@ -263,3 +265,19 @@ def test_refusals():
         load("tanh").kernel(x[:1], 3, tensors=("B",), out="x.zarr")
     with pytest.raises(FlowError, match="not finite at layer 2"):
         flow("linear", 4, C_W=1e200)
+
+
+@pytest.mark.parametrize(("lbt", "lwt"), [(1.0, 1.0), (0.2, 3.0)])
+def test_two_input_relu_ntk_angle_goes_to_a_quarter(lbt, lwt):
+    """Fact 8 (book 10.92-10.94): two equal-norm inputs through ReLU at criticality with lambda = lambda~ / L: the
+    frozen NTK's cos(zeta) -> 1/4 whatever lambda~, so the robustness Theta_-+/Theta_++ - 1 -> -3/4. The recursion
+    (10.92) approaches its fixed point like 1/l: the distance must shrink at least 3x from l = 1000 to 4000 (4x for
+    1/l) and be below 0.002 at l = 4000."""
+    x = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+
+    def cos_zeta(L):
+        T = load("relu").kernel(x, L, C_W=2.0, lambda_b=lbt / L, lambda_W=lwt / L, layers=[L]).Theta[0]
+        return T[0, 1] / math.sqrt(T[0, 0] * T[1, 1])
+
+    near, far = abs(cos_zeta(1000) - 0.25), abs(cos_zeta(4000) - 0.25)
+    assert far <= near / 3 and far <= 2e-3, (near, far)
