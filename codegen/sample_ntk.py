@@ -23,8 +23,10 @@ def sample(fns, n: int, count: int, C_b: float, C_W: float, lambda_b, lambda_W, 
     """Per network (arrays over ``count`` networks): ``z`` (count, rows) at the output, its NTK ``H``
     (count, rows, rows), ``G`` = E[z_i^2 | the layers below], and the dNTK along output neurons 0, 1:
     ``dH001`` = dH_{0 0 1}, ``dH011`` = dH_{0 1 1}, ``dH100`` = dH_{1 0 0}, ``dH110`` = dH_{1 1 0}.
-    ``fns`` = (sigma, sigma', sigma'') on numpy arrays; lambda_b, lambda_W one value per layer 1..depth."""
-    s, ds, dds = fns
+    ``fns`` = (sigma, sigma', sigma'') on numpy arrays, or with sigma''' too: then also the first ddNTK
+    ``ddH0011`` = dd_I H_{0 0 1 1} and ``ddH1100`` = dd_I H_{1 1 0 0} (book ∞.5: third derivatives along v_0, v_1);
+    lambda_b, lambda_W one value per layer 1..depth."""
+    s, ds, dds = fns[:3]
     lb, lw = np.asarray(lambda_b, dtype=float), np.asarray(lambda_W, dtype=float)
     depth = lb.size
     zs = [np.sqrt(C_b + C_W * norm2) * rng.standard_normal((count, n))]
@@ -43,39 +45,50 @@ def sample(fns, n: int, count: int, C_b: float, C_W: float, lambda_b, lambda_W, 
         H += np.reshape(c, (-1, 1, 1)) * np.matmul(J, J.transpose(0, 2, 1))
         if l > 1:
             J = np.matmul(J, Ws[l - 2]) * ds(zs[l - 2])[:, None, :]
-    d_st, d_tt, d_ss = _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds)
+    d_st, d_tt, d_ss, d_stt, d_sst = _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds, fns[3] if len(fns) > 3 else None)
     G = C_b + C_W * np.mean(s(zs[-2]) ** 2, axis=1) if depth > 1 else np.full(count, C_b + C_W * norm2)
     return {"z": zs[-1][:, :m], "H": H, "G": G, "dH001": d_st[:, 0], "dH011": d_tt[:, 0], "dH110": d_st[:, 1],
-            "dH100": d_ss[:, 1]}  # fmt: skip
+            "dH100": d_ss[:, 1], "ddH0011": d_stt[:, 0], "ddH1100": d_sst[:, 1]}  # fmt: skip
 
 
-def _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds):
-    """Second derivatives of z(L) along v_0 (s) and v_1 (t), layer by layer: (z_st, z_tt, z_ss) at layer L."""
+def _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds, ddds=None):
+    """Derivatives of z(L) along v_0 (s) and v_1 (t), layer by layer: (z_st, z_tt, z_ss) at layer L, and with
+    sigma''' (``ddds``) also the third ones (z_stt, z_sst). A weight step along v_i is A_i x = lambda_W / n J_i
+    (sigma . x) on the next layer's input x; it is linear in s and t, so the k-th derivative of W u is
+    W u^(k) plus the A_i times the lower derivatives of u (Leibniz)."""
     count = zs[0].shape[0]
     d_s, d_t = cs[0][:, None] * Js[0][:, 0], cs[0][:, None] * Js[0][:, 1]
-    d_st, d_tt, d_ss = (np.zeros((count, n)) for _ in range(3))
+    d_st, d_tt, d_ss, d_stt, d_sst = (np.zeros((count, n)) for _ in range(5))
     for l in range(1, len(zs)):
-        u, up, upp = s(zs[l - 1]), ds(zs[l - 1]), dds(zs[l - 1])
+        z = zs[l - 1]
+        u, up, upp = s(z), ds(z), dds(z)
         u_s, u_t = up * d_s, up * d_t
         u_st, u_tt, u_ss = upp * d_s * d_t + up * d_st, upp * d_t**2 + up * d_tt, upp * d_s**2 + up * d_ss
         j0, j1 = Js[l][:, 0], Js[l][:, 1]
-        a0, a1 = lw[l] / n * j0, lw[l] / n * j1
         W = Ws[l - 1]
 
         def Wv(v, W=W):
             return np.einsum("bij,bj->bi", W, v)
 
-        def dot(x, y):
-            return np.sum(x * y, axis=1, keepdims=True)
+        def A(j, x, u=u, js=(j0, j1), scale=lw[l] / n):  # the weight step along v_j applied to x
+            return scale * js[j] * np.sum(u * x, axis=1, keepdims=True)
 
-        d_s, d_t, d_st, d_tt, d_ss = (
+        new = [
             cs[l][:, None] * j0 + Wv(u_s),
             cs[l][:, None] * j1 + Wv(u_t),
-            a0 * dot(u, u_t) + a1 * dot(u, u_s) + Wv(u_st),
-            2 * a1 * dot(u, u_t) + Wv(u_tt),
-            2 * a0 * dot(u, u_s) + Wv(u_ss),
-        )
-    return d_st, d_tt, d_ss
+            A(0, u_t) + A(1, u_s) + Wv(u_st),
+            2 * A(1, u_t) + Wv(u_tt),
+            2 * A(0, u_s) + Wv(u_ss),
+        ]
+        if ddds is not None:
+            uppp = ddds(z)
+            u_stt = uppp * d_s * d_t**2 + upp * (2 * d_t * d_st + d_s * d_tt) + up * d_stt
+            u_sst = uppp * d_s**2 * d_t + upp * (2 * d_s * d_st + d_t * d_ss) + up * d_sst
+            new += [A(0, u_tt) + 2 * A(1, u_st) + Wv(u_stt), A(1, u_ss) + 2 * A(0, u_st) + Wv(u_sst)]
+        else:
+            new += [d_stt, d_sst]
+        d_s, d_t, d_st, d_tt, d_ss, d_stt, d_sst = new
+    return d_st, d_tt, d_ss, d_stt, d_sst
 
 
 def pair_statistics(x: dict) -> dict[str, np.ndarray]:
@@ -97,6 +110,7 @@ def pair_statistics(x: dict) -> dict[str, np.ndarray]:
         "Gh": G * d.mean(axis=1),
         "p": 0.5 * (x["dH011"] * z[:, 0] + x["dH100"] * z[:, 1]),
         "q": 0.5 * (x["dH001"] * z[:, 1] + x["dH110"] * z[:, 0]),
+        "r": 0.5 * (x["ddH0011"] + x["ddH1100"]),  # E[dd_I H_{i i j j}] = R/n (book ∞.11), i != j
     }
 
 
@@ -116,6 +130,7 @@ def estimators(n: int) -> dict:
         "F": lambda a: n * mean(a, "zhz"),
         "P": lambda a: n * mean(a, "p"),
         "Q": lambda a: n * mean(a, "q"),
+        "R": lambda a: n * mean(a, "r"),
     }
 
 

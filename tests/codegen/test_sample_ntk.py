@@ -1,0 +1,92 @@
+"""The sampled networks' NTK, dNTK and first ddNTK (pdlt.codegen.sample_ntk) against finite differences of one
+explicitly parametrized network: the Monte Carlo tests rest on these derivatives being right.
+
+A tanh network of width 5, depth 3, input dimension 3, weights and biases drawn once. The directions are
+v_i = lambda grad_theta z_i (lambda_b on biases, lambda_W / n_(l-1) on weights), computed here from the explicit
+parameters by central differences of z_i; the NTK H_ij = v_i . grad z_j / ..., the dNTK dH_{i j k} =
+D^2 z_i [v_j, v_k] and dd_I H_{i j k l} = D^3 z_i [v_j, v_k, v_l] by central differences of z along those
+directions (steps 1e-3, 5e-3, 1e-2: truncation errors O(h^2), relative 1e-6 to 1e-4, against roundoff 1e-16/h^k).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pdlt.codegen.sample_ntk import _dntk
+
+N0, N, DEPTH, LB, LW = 3, 5, 3, 0.7, 1.3
+FNS = (np.tanh, lambda z: 1 - np.tanh(z) ** 2, lambda z: -2 * np.tanh(z) * (1 - np.tanh(z) ** 2),
+       lambda z: (1 - np.tanh(z) ** 2) * (6 * np.tanh(z) ** 2 - 2))  # fmt: skip
+
+
+def _params(rng):
+    widths = [N0] + [N] * DEPTH
+    return [(rng.standard_normal((widths[l + 1], widths[l])) / np.sqrt(widths[l]), 0.3 * rng.standard_normal(N))
+            for l in range(DEPTH)]  # fmt: skip
+
+
+def _forward(params, x):
+    zs, h = [], x
+    for W, b in params:
+        z = W @ h + b
+        zs.append(z)
+        h = np.tanh(z)
+    return zs
+
+
+def _direction(params, x, i):
+    """v_i = lambda grad z_i(L) as a list of (dW, db) per layer, by central differences (step 1e-6)."""
+    out = []
+    for l, (W, b) in enumerate(params):
+        scale_W = LW / W.shape[1]
+        dW, db = np.zeros_like(W), np.zeros_like(b)
+        for idx in np.ndindex(W.shape):
+            for sign in (1, -1):
+                p = [(w.copy(), c.copy()) for w, c in params]
+                p[l][0][idx] += sign * 1e-6
+                dW[idx] += sign * _forward(p, x)[-1][i] / 2e-6
+        for k in range(b.size):
+            for sign in (1, -1):
+                p = [(w.copy(), c.copy()) for w, c in params]
+                p[l][1][k] += sign * 1e-6
+                db[k] += sign * _forward(p, x)[-1][i] / 2e-6
+        out.append((scale_W * dW, LB * db))
+    return out
+
+
+def _moved(params, steps):
+    """params + sum_k c_k v_k for steps = [(c, v), ...]."""
+    return [(W + sum(c * v[l][0] for c, v in steps), b + sum(c * v[l][1] for c, v in steps))
+            for l, (W, b) in enumerate(params)]  # fmt: skip
+
+
+def test_derivatives_along_the_ntk_directions_are_finite_differences():
+    rng = np.random.default_rng(5)
+    params, x = _params(rng), rng.standard_normal(N0)
+    zs = _forward(params, x)
+    v0, v1 = _direction(params, x, 0), _direction(params, x, 1)
+    # the sampler's inputs: zs, W of layers 2.., J_l = dz(L)/dz(l) of outputs 0, 1, c_l = lambda_b + lambda_W |h|^2/n
+    Js, J = [None] * DEPTH, np.eye(N)[:2]
+    for l in range(DEPTH - 1, -1, -1):
+        Js[l] = J[None]
+        if l > 0:
+            J = (J @ params[l][0]) * FNS[1](zs[l - 1])[None, :]
+    hs = [x] + [np.tanh(z) for z in zs[:-1]]
+    cs = [np.array([LB + LW * h @ h / h.size]) for h in hs]
+    out = _dntk([z[None] for z in zs], [W[None] for W, _ in params[1:]], Js, cs, [LW] * DEPTH, N, *FNS)
+    d_st, d_tt, d_ss, d_stt, d_sst = (a[0] for a in out)
+
+    def z0(s, t, i=0):
+        return _forward(_moved(params, [(s, v0), (t, v1)]), x)[-1][i]
+
+    for h in (1e-2, 5e-3):
+        fd_st = (z0(h, h) - z0(h, -h) - z0(-h, h) + z0(-h, -h)) / (4 * h * h)
+        fd_tt = (z0(0, h) - 2 * z0(0, 0) + z0(0, -h)) / h**2
+        fd_stt = (z0(h, h) - 2 * z0(h, 0) + z0(h, -h) - z0(-h, h) + 2 * z0(-h, 0) - z0(-h, -h)) / (2 * h**3)
+        fd_sst1 = (z0(h, h, 1) - 2 * z0(0, h, 1) + z0(-h, h, 1) - z0(h, -h, 1) + 2 * z0(0, -h, 1)
+                   - z0(-h, -h, 1)) / (2 * h**3)  # fmt: skip
+        tol = 50 * h * h
+        assert abs(fd_st - d_st[0]) <= tol * max(1, abs(d_st[0])), (h, fd_st, d_st[0])
+        assert abs(fd_tt - d_tt[0]) <= tol * max(1, abs(d_tt[0])), (h, fd_tt, d_tt[0])
+        assert abs(fd_stt - d_stt[0]) <= tol * max(1, abs(d_stt[0])), (h, fd_stt, d_stt[0])
+        assert abs(fd_sst1 - d_sst[1]) <= tol * max(1, abs(d_sst[1])), (h, fd_sst1, d_sst[1])
