@@ -24,7 +24,8 @@ def sample(fns, n: int, count: int, C_b: float, C_W: float, lambda_b, lambda_W, 
     (count, rows, rows), ``G`` = E[z_i^2 | the layers below], and the dNTK along output neurons 0, 1:
     ``dH001`` = dH_{0 0 1}, ``dH011`` = dH_{0 1 1}, ``dH100`` = dH_{1 0 0}, ``dH110`` = dH_{1 1 0}.
     ``fns`` = (sigma, sigma', sigma'') on numpy arrays, or with sigma''' too: then also the first ddNTK
-    ``ddH0011`` = dd_I H_{0 0 1 1} and ``ddH1100`` = dd_I H_{1 1 0 0} (book ∞.5: third derivatives along v_0, v_1);
+    ``ddH0011`` = dd_I H_{0 0 1 1} and ``ddH1100`` = dd_I H_{1 1 0 0} (book ∞.5: third derivatives along v_0, v_1)
+    and ``dd2S``, ``dd2T``, ``dd2U`` (``ddntk_ii``);
     lambda_b, lambda_W one value per layer 1..depth."""
     s, ds, dds = fns[:3]
     lb, lw = np.asarray(lambda_b, dtype=float), np.asarray(lambda_W, dtype=float)
@@ -46,9 +47,11 @@ def sample(fns, n: int, count: int, C_b: float, C_W: float, lambda_b, lambda_W, 
         if l > 1:
             J = np.matmul(J, Ws[l - 2]) * ds(zs[l - 2])[:, None, :]
     d_st, d_tt, d_ss, d_stt, d_sst = _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds, fns[3] if len(fns) > 3 else None)
+    second = ddntk_ii(zs, Ws, Js, cs, lb, lw, n, fns) if len(fns) > 3 else {}
     G = C_b + C_W * np.mean(s(zs[-2]) ** 2, axis=1) if depth > 1 else np.full(count, C_b + C_W * norm2)
     return {"z": zs[-1][:, :m], "H": H, "G": G, "dH001": d_st[:, 0], "dH011": d_tt[:, 0], "dH110": d_st[:, 1],
-            "dH100": d_ss[:, 1], "ddH0011": d_stt[:, 0], "ddH1100": d_sst[:, 1]}  # fmt: skip
+            "dH100": d_ss[:, 1], "ddH0011": d_stt[:, 0], "ddH1100": d_sst[:, 1],
+            **{f"dd2{k}": v for k, v in second.items()}}  # fmt: skip
 
 
 def _dntk(zs, Ws, Js, cs, lw, n, s, ds, dds, ddds=None):
@@ -111,6 +114,7 @@ def pair_statistics(x: dict) -> dict[str, np.ndarray]:
         "p": 0.5 * (x["dH011"] * z[:, 0] + x["dH100"] * z[:, 1]),
         "q": 0.5 * (x["dH001"] * z[:, 1] + x["dH110"] * z[:, 0]),
         "r": 0.5 * (x["ddH0011"] + x["ddH1100"]),  # E[dd_I H_{i i j j}] = R/n (book ∞.11), i != j
+        **{k.lower(): x["dd2" + k] for k in "STU" if "dd2" + k in x},  # E[dd_II H] = S/n, T/n, U/n (∞.12)
     }
 
 
@@ -131,6 +135,7 @@ def estimators(n: int) -> dict:
         "P": lambda a: n * mean(a, "p"),
         "Q": lambda a: n * mean(a, "q"),
         "R": lambda a: n * mean(a, "r"),
+        **{k: (lambda a, k=k: n * mean(a, k.lower())) for k in "STU"},
     }
 
 
@@ -229,3 +234,68 @@ def two_input_estimators(n: int) -> dict:
         )
         out["F:" + key] = lambda a, k=key: n * mean(a, "F:" + k)
     return out
+
+
+def _tangents(zs, Ws, Js, cs, ds, j):
+    """Per layer, the tangent of z along v_j: dz(1) = c_1 J_1[j], dz(l) = c_l J_l[j] + W(l) (sigma'(z(l-1)) dz(l-1))."""
+    out = [cs[0][:, None] * Js[0][:, j]]
+    for l in range(1, len(zs)):
+        out.append(cs[l][:, None] * Js[l][:, j] + np.einsum("bij,bj->bi", Ws[l - 1], ds(zs[l - 1]) * out[-1]))
+    return out
+
+
+def _adjoints(zs, Ws, Js, tangent, lw, n, fns, i, j):
+    """The gradient of g = D z_i(L)[v_j] (v_j held fixed) by reverse mode through the forward and tangent passes:
+    per layer l, (a_z, a_t), the adjoints of z(l) and of its tangent, so that the gradient of g with respect to the
+    weights of layer l is a_z sigma(z(l-1))^T + a_t (sigma'(z(l-1)) dz(l-1))^T, and to its biases a_z. A weight step
+    along v_j is lambda_W / n J_l[j] sigma(z(l-1))^T, so the tangent's weight term adds (J_l[j] . a_t) lambda_W / n
+    sigma(z(l-1)) to the adjoint of sigma(z(l-1))."""
+    s, ds, dds = fns[:3]
+    count = zs[0].shape[0]
+    a_z, a_t = np.zeros((count, n)), np.zeros((count, n))
+    a_t[:, i] = 1.0
+    out = [None] * len(zs)
+    for l in range(len(zs) - 1, 0, -1):
+        out[l] = (a_z, a_t)
+        W, z = Ws[l - 1], zs[l - 1]
+        step = lw[l] / n * np.sum(Js[l][:, j] * a_t, axis=1, keepdims=True)
+        a_u = np.einsum("bji,bj->bi", W, a_z) + step * s(z)
+        a_du = np.einsum("bji,bj->bi", W, a_t)
+        a_z, a_t = ds(z) * a_u + dds(z) * tangent[l - 1] * a_du, ds(z) * a_du
+    out[0] = (a_z, a_t)
+    return out
+
+
+def _lambda_dot(zs, tangents, adj1, adj2, cs, lb, lw, n, fns, j1, j2):
+    """sum_mu lambda_mu (grad g1)_mu (grad g2)_mu for two adjoint sets (directions j1, j2 of their tangents)."""
+    s, ds = fns[0], fns[1]
+    total = cs[0] * np.sum(adj1[0][0] * adj2[0][0], axis=1)  # layer 1: c_1 = lambda_b + lambda_W |x|^2 / n_0
+    for l in range(1, len(zs)):
+        (z1, t1), (z2, t2) = adj1[l], adj2[l]
+        u = s(zs[l - 1])
+        du1, du2 = ds(zs[l - 1]) * tangents[j1][l - 1], ds(zs[l - 1]) * tangents[j2][l - 1]
+
+        def dot(x, y):
+            return np.sum(x * y, axis=1)
+
+        weights = dot(z1, z2) * dot(u, u) + dot(z1, t2) * dot(u, du2) + dot(t1, z2) * dot(du1, u)
+        weights += dot(t1, t2) * dot(du1, du2)
+        total = total + lb[l] * dot(z1, z2) + lw[l] / n * weights
+    return total
+
+
+def ddntk_ii(zs, Ws, Js, cs, lb, lw, n, fns) -> dict[str, np.ndarray]:
+    """dd_II H (book ∞.7) = sum lambda (H z_i1 v_i3)(H z_i2 v_i4) for output neurons 0, 1, per network:
+    ``S`` = dd_II H_{0011} and dd_II H_{1100}, ``T`` = dd_II H_{0101}, ``U`` = dd_II H_{0110} (means S/n, T/n,
+    U/n by ∞.12), each the average of the two ways round."""
+    tangents = [_tangents(zs, Ws, Js, cs, fns[1], j) for j in (0, 1)]
+    adj = {(i, j): _adjoints(zs, Ws, Js, tangents[j], lw, n, fns, i, j) for i in (0, 1) for j in (0, 1)}
+
+    def dd(a, b):
+        return _lambda_dot(zs, tangents, adj[a], adj[b], cs, lb, lw, n, fns, a[1], b[1])
+
+    return {
+        "S": 0.5 * (dd((0, 1), (0, 1)) + dd((1, 0), (1, 0))),
+        "T": 0.5 * (dd((0, 0), (1, 1)) + dd((1, 1), (0, 0))),
+        "U": 0.5 * (dd((0, 1), (1, 0)) + dd((1, 0), (0, 1))),
+    }

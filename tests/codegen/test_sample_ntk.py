@@ -90,3 +90,55 @@ def test_derivatives_along_the_ntk_directions_are_finite_differences():
         assert abs(fd_tt - d_tt[0]) <= tol * max(1, abs(d_tt[0])), (h, fd_tt, d_tt[0])
         assert abs(fd_stt - d_stt[0]) <= tol * max(1, abs(d_stt[0])), (h, fd_stt, d_stt[0])
         assert abs(fd_sst1 - d_sst[1]) <= tol * max(1, abs(d_sst[1])), (h, fd_sst1, d_sst[1])
+
+
+def _sampler_inputs(params, x):
+    zs = _forward(params, x)
+    Js, J = [None] * DEPTH, np.eye(N)[:2]
+    for l in range(DEPTH - 1, -1, -1):
+        Js[l] = J[None]
+        if l > 0:
+            J = (J @ params[l][0]) * FNS[1](zs[l - 1])[None, :]
+    hs = [x] + [np.tanh(z) for z in zs[:-1]]
+    cs = [np.array([LB + LW * h @ h / h.size]) for h in hs]
+    return [z[None] for z in zs], [W[None] for W, _ in params[1:]], Js, cs
+
+
+def test_the_second_ddntk_is_the_lambda_product_of_hessian_vector_products():
+    """dd_II H_{i1 i2 i3 i4} = sum_mu lambda_mu d_mu g1 d_mu g2 with g = D z_i[v_j], v_j fixed (book ∞.7): g by a
+    central difference along v_j (1e-4), its gradient by central differences in each parameter (1e-4); truncation
+    O(1e-8), roundoff 1e-16 / 1e-8: within 1e-6 relative."""
+    from pdlt.codegen.sample_ntk import ddntk_ii
+
+    rng = np.random.default_rng(6)
+    params, x = _params(rng), rng.standard_normal(N0)
+    v = [_direction(params, x, 0), _direction(params, x, 1)]
+
+    def g(p, i, j, eps=1e-4):
+        return (_forward(_moved(p, [(eps, v[j])]), x)[-1][i] - _forward(_moved(p, [(-eps, v[j])]), x)[-1][i]) / (
+            2 * eps
+        )
+
+    def grad(i, j, h=1e-4):
+        out = []
+        for l, (W, b) in enumerate(params):
+            for which, shape, scale in ((0, W.shape, LW / W.shape[1]), (1, b.shape, LB)):
+                for idx in np.ndindex(shape):
+                    up = [(w.copy(), c.copy()) for w, c in params]
+                    down = [(w.copy(), c.copy()) for w, c in params]
+                    up[l][which][idx] += h
+                    down[l][which][idx] -= h
+                    out.append((scale, (g(up, i, j) - g(down, i, j)) / (2 * h)))
+        return out
+
+    def dd(a, b):
+        return sum(s * x1 * x2 for (s, x1), (_, x2) in zip(grad(*a), grad(*b)))
+
+    got = ddntk_ii(*_sampler_inputs(params, x), [LB] * DEPTH, [LW] * DEPTH, N, FNS)
+    want = {
+        "S": 0.5 * (dd((0, 1), (0, 1)) + dd((1, 0), (1, 0))),
+        "T": 0.5 * (dd((0, 0), (1, 1)) + dd((1, 1), (0, 0))),
+        "U": 0.5 * (dd((0, 1), (1, 0)) + dd((1, 0), (0, 1))),
+    }
+    for name, w in want.items():
+        assert abs(got[name][0] - w) <= 1e-6 * max(1.0, abs(w)), (name, got[name][0], w)
