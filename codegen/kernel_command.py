@@ -180,6 +180,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         **(
             {"order": result.order, "G_error_bound": [float(e) for e in result.G_error]} if result.G is not None else {}
         ),
+        **({"four_index_error_bound": [float(e) for e in result.four_error]} if result.four else {}),
         "params": params,
         **{k: [float(v) for v in vals] for k, vals in result.hyper.items()},
     }
@@ -187,10 +188,12 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     else:
         print(f"{args.activation}: N = {n}, depth {args.depth}, pair expectations by {result.method}")
-        with_g = result.G is not None
-        print("layer  terms  error bound" + ("  G error bound" if with_g else ""))
+        with_g, with_four = result.G is not None, bool(result.four)
+        head = "layer  terms  error bound" + ("  G error bound" if with_g else "")
+        print(head + ("  V..U error bound" if with_four else ""))
         for l in range(1, args.depth + 1):
             g = f"  {result.G_error[l - 1]:13.1e}" if with_g else ""
+            g += f"  {result.four_error[l - 1]:16.1e}" if with_four else ""
             print(f"{l:5d}  {int(result.terms[l - 1]):5d}  {result.error[l - 1]:11.1e}{g}")
     return 0
 

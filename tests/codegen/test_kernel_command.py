@@ -146,3 +146,16 @@ def test_the_books_learning_rates_are_a_named_option(tmp_path, capsys):
     assert main(["kernel", "gelu", "--inputs", str(x), "--depth", "4", "--rates", "equivalence", "--out", out]) == 2
     err = capsys.readouterr().err
     assert "half-stable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_four_index_tensors_are_written_with_their_error_bound(tmp_path, capsys):
+    x = tmp_path / "x.npy"
+    np.save(x, np.array([[1.0, 0.2, 0.1], [0.3, 0.8, -0.4]]))
+    out = tmp_path / "k.npz"
+    assert main(["kernel", "tanh", "--inputs", str(x), "--depth", "3", "--tensors", "Theta,B,T", "--out", str(out),
+                 "--json"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["tensors"] == ["K", "Theta", "B", "T"] and len(data["four_index_error_bound"]) == 3
+    saved = np.load(out)
+    assert saved["B"].shape == (3, 2, 2, 2, 2) and saved["T"].shape == (3, 2, 2, 2, 2)
+    assert np.allclose(saved["T"], saved["T"].transpose(0, 4, 3, 2, 1))  # T's reversal symmetry (reference §6.1)
