@@ -39,7 +39,7 @@ from pdlt.runtime.errors import FlowError
 pytestmark = pytest.mark.slow
 
 DEPTH, NORM2, LAMBDA_B, LAMBDA_W, M = 3, 1.0, 1.0, 1.0, 8
-WIDTHS, SAMPLES, CHUNK, GROUPS = (16, 32, 64), 100_000, 5_000, 50
+WIDTHS, SAMPLES, CHUNK, GROUPS = (16, 32, 64), 40_000, 5_000, 50
 ACTIVATIONS = {  # C_W at criticality, (sigma, sigma', sigma'' [, sigma''']) on arrays
     "tanh": (1.0, (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2, lambda z: -2.0 * np.tanh(z) * (1.0 - np.tanh(z) ** 2),
                    lambda z: (1.0 - np.tanh(z) ** 2) * (6.0 * np.tanh(z) ** 2 - 2.0))),
