@@ -147,6 +147,8 @@ def _vectorized_derivatives(act: Activation):
             fns.append(_vectorized(current))
         except Exception:  # a kink: the derivative is a point mass, zero almost everywhere
             fns.append(lambda z: np.zeros_like(z))
+    if not act.breakpoints:  # smooth: sigma''' too, for the ddNTKs
+        fns.append(_vectorized(current.derivative()))
     return tuple(fns)
 
 
@@ -155,7 +157,8 @@ def _montecarlo(act, report, point, norm, width, depths, rates, lb, lw, samples,
 
     chosen = sorted({depths[i] for i in np.linspace(0, len(depths) - 1, min(4, len(depths))).round().astype(int)})
     fns = _vectorized_derivatives(act)
-    out: dict[str, list] = {"ntk_variance": [], "P": []}
+    names = ("ntk_variance", "P", *(("R", "S", "T") if len(fns) > 3 else ()))
+    out: dict[str, list] = {name: [] for name in names}
     for k, L in enumerate(chosen):
         if progress:
             progress(f"sampling {samples} networks of depth {L} at width {width} ({k + 1}/{len(chosen)})")
@@ -174,7 +177,12 @@ def _montecarlo(act, report, point, norm, width, depths, rates, lb, lw, samples,
         def dntk(a, est=est, n=n):
             return est["P"](a) / (n * est["H"](a) ** 2)
 
-        for name, f in (("ntk_variance", variance), ("P", dntk)):
+        def ddntk(a, est=est, n=n, name="R"):  # R K / (n Theta^3), K = E[z^2] = E[G]
+            return est[name](a) * a["G"].mean() / (n * est["H"](a) ** 3)
+
+        fs = {"ntk_variance": variance, "P": dntk, **{k: (lambda a, k=k: ddntk(a, name=k)) for k in ("R", "S", "T")}}
+        for name in names:
+            f = fs[name]
             mean, se = jackknife(data, f, groups=min(50, max(samples // 20, 2)))
             out[name].append([L, mean, se])
     return out
