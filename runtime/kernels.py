@@ -526,7 +526,9 @@ def _stored(layers, depth: int) -> np.ndarray:
     return chosen
 
 
+@cache
 def _gauss_hermite(Q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and square-root weights of the Q-point rule for N(0, 1), computed once per Q (shared: read them only)."""
     from scipy.special import roots_hermitenorm
 
     x, w = roots_hermitenorm(Q)
