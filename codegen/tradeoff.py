@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pdlt.derive.activations import Activation
+from pdlt.derive.activations import Activation, ActivationError
 from pdlt.derive.criticality import critical_points
 from pdlt.derive.errors import UserError
 
@@ -145,7 +145,7 @@ def _vectorized_derivatives(act: Activation):
         try:
             current = current.derivative()
             fns.append(_vectorized(current))
-        except Exception:  # a kink: the derivative is a point mass, zero almost everywhere
+        except ActivationError:  # a kink: the derivative is a point mass, zero almost everywhere
             fns.append(lambda z: np.zeros_like(z))
     if not act.breakpoints:  # smooth: sigma''' too, for the ddNTKs
         fns.append(_vectorized(current.derivative()))

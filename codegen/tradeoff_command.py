@@ -10,6 +10,8 @@ from .commands import CliError, _kernels, _progress, output_file, resolve
 from .generate import SHIPPED_ORDER
 from .tradeoff import LABELS, RATES, plot, tradeoff
 
+MAX_DEPTH = 100_000
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("activation", help="registered name or formula in z")
@@ -37,6 +39,10 @@ def _depths(text: str | None, width: int) -> list[int]:
         raise CliError(f"--depths takes comma-separated integers, got {text!r}") from None
     if not depths or depths[0] < 2:
         raise CliError(f"--depths needs depths >= 2 (layer 1 has no finite-width part), got {text!r}")
+    if depths[-1] > MAX_DEPTH:
+        raise CliError(
+            f"--depths goes up to {MAX_DEPTH} layers (r = L/n far beyond 1 means nothing here), got {depths[-1]}"
+        )
     return depths
 
 

@@ -59,6 +59,7 @@ def test_relu_has_no_ddntk_and_its_P_vanishes(capsys):
         (["--width", "0"], "--width must be >= 1"),
         (["--width", "8", "--depths", "1,2"], "depths >= 2"),
         (["--width", "8", "--depths", "a"], "comma-separated integers"),
+        (["--width", "8", "--depths", "2,999999999"], "goes up to 100000 layers"),
         (["--width", "8", "--samples", "50"], "--samples must be 0"),
         (["--width", "8", "--lambda-b", "0", "--lambda-W", "0"], "not both 0"),
     ],
