@@ -299,36 +299,44 @@ def ntk_state_symbol(name: str) -> sp.Symbol:
     return tensor(name, *NTK_LABELS[: 2 if name in ("K", "H") else 4])
 
 
+def _ntk_sector(name: str, doc: str, book: str, stage_doc: str, rules: dict, states: list, table: str) -> Sector:
+    """A sector of NTK statistics: the state t (one symbol per stored entry, in ``states`` order), the Gaussian
+    expectations e its ``rules`` read (``table`` names their table in the generated module), one step."""
+    found = sorted({s for e in rules.values() for s in e.free_symbols if s.name.startswith("E[")}, key=str)
+    state = Field("t", ("i",), tuple(((i,), s) for i, s in enumerate(states)), "",
+                  f"t[i]: the entry {table}_TENSORS[i] of layer l (V..U: their 1/n_(l-1) parts)")  # fmt: skip
+    expect = Field("e", ("n",), tuple(((n,), s) for n, s in enumerate(found)), "",
+                   f"e[n]: the Gaussian expectation {table}_EXPECTATIONS[n] at K(l)")  # fmt: skip
+    return Sector(
+        name=name,
+        doc=doc,
+        book=book,
+        fields=(state, expect),
+        integrands=(),
+        stages=(Stage("step", stage_doc, ("t", "e"), "t", tuple(((i,), rules[s]) for i, s in enumerate(states))),),
+        scalars=(nt.r, nt.C_b, nt.C_W, lam_b, lam_W),
+    )
+
+
 @cache
 def ntk() -> Sector:
     """One input's NTK statistics at leading order (issue 8): K, H, V, A, B, D, F, P, Q, R, S, T, U, one layer.
 
-    Activation-independent like ``pair_metric``: its Gaussian expectations <d^m (sigma^a sigma'^b)>_K arrive
-    as numbers (the runtime integrates them with the module's sigma and sigma')."""
+    Activation-independent like ``pair_metric``: its Gaussian expectations <d^m (sigma^a sigma'^b ...)>_K arrive
+    as numbers (the runtime integrates them with the module's sigma and its derivatives)."""
     # sigma'' integrated by parts wherever one input carries it once; R, S, T, U keep sigma''^2 and sigma''' (a smooth
     # sigma evaluates them directly; a kinked one is refused for those four, as the book does, ∞.39-44)
-    step = {name: weight_form(e, strict=False) for name, e in derive_ntk_step(NTK_LABELS).items()}
-    entries = tuple(((i,), ntk_state_symbol(name)) for i, name in enumerate(NTK_TENSORS))
-    state = Field("t", ("i",), entries, "", "t[i]: the tensor NTK_TENSORS[i] of layer l (V..F: 1/n_{l-1} parts)")
-    found = sorted({s for e in step.values() for s in e.free_symbols if s.name.startswith("E[")}, key=str)
-    expect = Field("e", ("n",), tuple(((n, ), sym) for n, sym in enumerate(found)), "",
-                   "e[n]: the Gaussian expectation NTK_EXPECTATIONS[n] at K(l)")  # fmt: skip
-    return Sector(
-        name="ntk",
-        doc="one input's kernel, vertex, NTK mean and fluctuations, dNTK P, Q and ddNTKs R, S, T, U at leading order",
-        book="(4.118)-(4.119), (8.63), (8.77)-(8.97), (9.13)-(9.19), (11.49)-(11.56), (∞.14)-(∞.18), (∞.172)-(∞.176)",
-        fields=(state, expect),
-        integrands=(),
-        stages=(
-            Stage(
-                "step",
-                "one layer l -> l+1; r = n_l/n_{l-1}, hyperparameters of layer l+1",
-                ("t", "e"),
-                "t",
-                tuple(((i,), step[name]) for i, name in enumerate(NTK_TENSORS)),
-            ),
-        ),
-        scalars=(nt.r, nt.C_b, nt.C_W, lam_b, lam_W),
+    step = derive_ntk_step(NTK_LABELS)
+    states = [ntk_state_symbol(name) for name in NTK_TENSORS]
+    rules = {sym: weight_form(step[name], strict=False) for sym, name in zip(states, NTK_TENSORS)}
+    return _ntk_sector(
+        "ntk",
+        "one input's kernel, vertex, NTK mean and fluctuations, dNTK P, Q and ddNTKs R, S, T, U at leading order",
+        "(4.118)-(4.119), (8.63), (8.77)-(8.97), (9.13)-(9.19), (11.49)-(11.56), (∞.14)-(∞.18), (∞.172)-(∞.176)",
+        "one layer l -> l+1; r = n_l/n_{l-1}, hyperparameters of layer l+1",
+        rules,
+        states,
+        "NTK",
     )
 
 
@@ -348,25 +356,12 @@ def ntk_pair() -> Sector:
                 rules[sym] = weight_form(e, strict=False)
     order = {name: i for i, name in enumerate(NTK_TENSORS)}
     states = sorted(rules, key=lambda s: (order[s.name.split("[")[0]], s.name))
-    found = sorted({s for e in rules.values() for s in e.free_symbols if s.name.startswith("E[")}, key=str)
-    state = Field("t", ("i",), tuple(((i,), s) for i, s in enumerate(states)), "",
-                  "t[i]: the entry NTK_PAIR_TENSORS[i] of layer l")  # fmt: skip
-    expect = Field("e", ("n",), tuple(((n,), s) for n, s in enumerate(found)), "",
-                   "e[n]: the Gaussian expectation NTK_PAIR_EXPECTATIONS[n] at K(l)")  # fmt: skip
-    return Sector(
-        name="ntk_pair",
-        doc="two inputs' kernel, NTK mean, and every entry of V, A, B, D, F, P, Q, R, S, T, U at leading order",
-        book="the ntk sector's recursions at the 16 label patterns of two inputs (book 8.77-8.97, 11.49, 11.52, ∞.17x)",
-        fields=(state, expect),
-        integrands=(),
-        stages=(
-            Stage(
-                "step",
-                "one layer l -> l+1 of both inputs; r = n_l/n_{l-1}",
-                ("t", "e"),
-                "t",
-                tuple(((i,), rules[s]) for i, s in enumerate(states)),
-            ),
-        ),  # fmt: skip
-        scalars=(nt.r, nt.C_b, nt.C_W, lam_b, lam_W),
+    return _ntk_sector(
+        "ntk_pair",
+        "two inputs' kernel, NTK mean, and every entry of V, A, B, D, F, P, Q, R, S, T, U at leading order",
+        "the ntk sector's recursions at the 16 label patterns of two inputs (book 8.77-8.97, 11.49, 11.52, ∞.17x)",
+        "one layer l -> l+1 of both inputs; r = n_l/n_{l-1}",
+        rules,
+        states,
+        "NTK_PAIR",
     )

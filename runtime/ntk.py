@@ -161,6 +161,21 @@ def expectations(mod, K: float, params) -> tuple[np.ndarray, np.ndarray, np.ndar
 DDNTK = ("R", "S", "T", "U")  # need sigma'' twice or sigma''' at one input: not defined at a kink (book ∞.39-44)
 
 
+def _refuse_kinked(T: np.ndarray, columns: list, wanted, activation: str) -> None:
+    """Refuse a wanted ddNTK (``columns[i]`` names the tensor of column i of T) that is not finite below layer 1
+    while everything else is: a kink made its sigma'' or sigma''' a point mass."""
+    core = [i for i, name in enumerate(columns) if name not in DDNTK]
+    for name in wanted:
+        cols = [i for i, c in enumerate(columns) if c == name]
+        if (
+            name in DDNTK
+            and T.shape[0] > 1
+            and not np.all(np.isfinite(T[1:, cols]))
+            and np.all(np.isfinite(T[:, core]))
+        ):
+            raise _kinked(name, activation)
+
+
 def _kinked(name: str, activation: str) -> FlowError:
     return FlowError(
         f"{name} is not defined for {activation}: it needs sigma'' twice or sigma''' at one input, and a kink makes "
@@ -195,14 +210,7 @@ def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarra
     error[1:] = np.cumsum(rel[: depth - 1])
     names = list(g.TENSORS)
     core = [i for i, name in enumerate(names) if name not in DDNTK]
-    for name in wanted:
-        if (
-            name in DDNTK
-            and depth > 1
-            and not np.all(np.isfinite(T[1:, names.index(name)]))
-            and np.all(np.isfinite(T[:, core]))
-        ):
-            raise _kinked(name, mod.name)
+    _refuse_kinked(T, list(names), wanted, mod.name)
     for l in range(depth):
         if not np.all(np.isfinite(T[l, core])) or not T[l, 0] > 0:
             raise FlowError(
@@ -345,10 +353,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
     error = np.zeros(depth)
     error[1:] = np.cumsum(rel[: depth - 1])
     core = [i for i, (name, _) in enumerate(names) if name not in DDNTK]
-    for name in wanted:
-        cols = [i for i, (n_, _) in enumerate(names) if n_ == name]
-        if name in DDNTK and depth > 1 and not np.all(np.isfinite(T[1:, cols])) and np.all(np.isfinite(T[:, core])):
-            raise _kinked(name, mod.name)
+    _refuse_kinked(T, [name for name, _ in names], wanted, mod.name)
     for l in range(depth):
         if not np.all(np.isfinite(T[l, core])):
             raise FlowError(

@@ -63,17 +63,8 @@ def _moved(params, steps):
 def test_derivatives_along_the_ntk_directions_are_finite_differences():
     rng = np.random.default_rng(5)
     params, x = _params(rng), rng.standard_normal(N0)
-    zs = _forward(params, x)
     v0, v1 = _direction(params, x, 0), _direction(params, x, 1)
-    # the sampler's inputs: zs, W of layers 2.., J_l = dz(L)/dz(l) of outputs 0, 1, c_l = lambda_b + lambda_W |h|^2/n
-    Js, J = [None] * DEPTH, np.eye(N)[:2]
-    for l in range(DEPTH - 1, -1, -1):
-        Js[l] = J[None]
-        if l > 0:
-            J = (J @ params[l][0]) * FNS[1](zs[l - 1])[None, :]
-    hs = [x] + [np.tanh(z) for z in zs[:-1]]
-    cs = [np.array([LB + LW * h @ h / h.size]) for h in hs]
-    out = _dntk([z[None] for z in zs], [W[None] for W, _ in params[1:]], Js, cs, [LW] * DEPTH, N, *FNS)
+    out = _dntk(*_sampler_inputs(params, x), [LW] * DEPTH, N, *FNS)
     d_st, d_tt, d_ss, d_stt, d_sst = (a[0] for a in out)
 
     def z0(s, t, i=0):
@@ -93,6 +84,8 @@ def test_derivatives_along_the_ntk_directions_are_finite_differences():
 
 
 def _sampler_inputs(params, x):
+    """The sampler's inputs: zs, the W of layers 2.., J_l = dz(L)/dz(l) of outputs 0 and 1, and
+    c_l = lambda_b + lambda_W |h|^2 / n."""
     zs = _forward(params, x)
     Js, J = [None] * DEPTH, np.eye(N)[:2]
     for l in range(DEPTH - 1, -1, -1):
