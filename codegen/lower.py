@@ -352,7 +352,7 @@ def lower_ntk(command: str = "python -m pdlt.codegen") -> ModuleIR:
         e = ntk.describe(sym)
         table.append((*(sum(k == j for _, k in e.atoms) for j in range(4)), len(e.derivs)))
     constants = (
-        Constant("TENSORS", ntk.TENSORS, "the state t[i] of one layer: K, the NTK mean H, and the 1/n coefficients"),
+        Constant("TENSORS", ntk.TENSORS, "the state t[i] of one layer: K, the NTK mean H, the 1/n coefficients"),
         Constant("HYPER", NTK_HYPER, "hyper[j] of the new layer, in this order"),
         Constant("NTK_EXPECTATIONS", tuple(table),
                  "(a, b, c, d, m): e[n] = <d^m/dz^m (sigma^a sigma'^b sigma''^c sigma'''^d)>_K, d/dz on the weight"),

@@ -227,6 +227,8 @@ def _ntk_names(expr_list) -> dict[sp.Symbol, str]:
                 sl = [lab(a) for a in d.slots]
                 if d.name in ("V", "A"):
                     names[sym] = rf"{d.name}_{{({sl[0]}{sl[1]})({sl[2]}{sl[3]})}}"
+                elif d.name in ("K1", "H1"):
+                    names[sym] = rf"{d.name[0]}^{{\{{1\}}}}_{{{''.join(sl)}}}"
                 else:
                     names[sym] = rf"{d.name}_{{{''.join(sl)}}}"
     return names
@@ -240,7 +242,8 @@ def ntk_section() -> str:
     names = _ntk_names(step.values())
     slots = {"K": r"K_{\alpha_1\alpha_2}", "H": r"H_{\alpha_1\alpha_2}",
              "V": r"V_{(\alpha_1\alpha_2)(\alpha_3\alpha_4)}",
-             "A": r"A_{(\alpha_1\alpha_2)(\alpha_3\alpha_4)}"}  # fmt: skip
+             "A": r"A_{(\alpha_1\alpha_2)(\alpha_3\alpha_4)}",
+             "K1": r"{K^{\{1\}}_{\alpha_1\alpha_2}}", "H1": r"{H^{\{1\}}_{\alpha_1\alpha_2}}"}  # fmt: skip
     lines = []
     for name in ntk.TENSORS:
         lhs = slots.get(name, rf"{name}_{{\alpha_1\alpha_2\alpha_3\alpha_4}}")
@@ -250,7 +253,10 @@ def ntk_section() -> str:
         r"contractions and the layer-$\ell$ cumulants that define each tensor (pdlt.derive.ntk): the kernel, the NTK "
         r"mean $H$ (the frozen NTK $\Theta$ at this order), and the coefficients of $1/n_{\ell-1}$ of the vertex "
         r"$V$, the NTK variance $A$, $B$ (book 8.82) and the NTK-preactivation cross-correlations $D$, $F$ "
-        r"(book 8.67), with the book's subscript order. Unlabelled quantities on the right are of layer $\ell$; "
+        r"(book 8.67), the dNTK's $P$, $Q$ (book 11.30), the ddNTKs' $R$, $S$, $T$, $U$ (book $\infty$.171, "
+        r"$\infty$.173), and the coefficients $K^{\{1\}}$, $H^{\{1\}}$ of $1/n_{\ell-1}$ in the kernel and NTK means "
+        r"(each neuron's own law at next-to-leading order; the book leaves $H^{\{1\}}$ uncomputed), "
+        r"with the book's subscript order. Unlabelled quantities on the right are of layer $\ell$; "
         r"$C_b, C_W, \lambda_b, \lambda_W$ of layer $\ell+1$; $\rho_\ell = n_\ell/n_{\ell-1}$. "
         r"Expectations are over $z \sim \mathcal{N}(0, K^{(\ell)})$; $\partial_\beta$ is the derivative in "
         r"$z_\beta$ carried by the Gaussian weight, "

@@ -51,7 +51,8 @@ n = sp.Symbol("n_l", positive=True)  # width of layer l (the hidden layer being 
 lam_b = sp.Symbol("lambda_b", real=True)  # of the new layer l + 1
 lam_W = sp.Symbol("lambda_W", real=True)
 SLOTS = ("a1", "a2", "a3", "a4")  # the generic sample labels of a four-index tensor
-TENSORS = ("K", "H", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # one layer's state, in step order
+TENSORS = ("K", "H", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U", "K1", "H1")  # one layer's state, step order
+TWO_SLOT = ("K", "H", "K1", "H1")  # the means: K, H and their 1/n_(l-1) parts; the rest have four slots
 
 
 # ---------------------------------------------------------------------------------------------- symbols
@@ -97,6 +98,8 @@ _PAIRED = tuple(p for p in permutations(range(4)) if {frozenset(p[:2]), frozense
 _ORBITS = {  # slot permutations under which each tensor is symmetric (from its defining decomposition)
     "K": ((0, 1), (1, 0)),
     "H": ((0, 1), (1, 0)),
+    "K1": ((0, 1), (1, 0)),
+    "H1": ((0, 1), (1, 0)),
     "V": _PAIRED,
     "A": _PAIRED,
     "D": ((0, 1, 2, 3), (1, 0, 2, 3), (0, 1, 3, 2), (1, 0, 3, 2)),
@@ -504,9 +507,11 @@ def _coef_parts(coef: sp.Expr) -> tuple[int, sp.Expr]:
     return power, sp.expand(coef / n**power)
 
 
-def expectation(terms: list[Term], target: int) -> sp.Expr:
-    """E_l of a sum of neuron sums, the coefficient of 1/n^target; a nonzero lower order is an error
-    (it would need the 1/n corrections to the layer-l means, which this sector does not carry)."""
+def expectation(terms: list[Term], target: int, nlo: bool = False) -> sp.Expr:
+    """E_l of a sum of neuron sums, the coefficient of 1/n^target; a nonzero lower order is an error unless
+    ``nlo``: then the target is the 1/n correction of an O(1) mean (K1, H1), which needs each neuron's own law at
+    next-to-leading order (``_own_law``) and the count of distinct neurons, n (n - 1) ... = n^b - b (b - 1) / 2
+    n^(b - 1) + ...; the leading order itself is dropped."""
     orders = _Orders()
     for t in terms:
         power, coef = _coef_parts(t.coef)
@@ -516,13 +521,49 @@ def expectation(terms: list[Term], target: int) -> sp.Expr:
             for k in range(len(diag_all) + 1):
                 for legs in combinations(diag_all, k):
                     sig, means, diag, off = _blocks(t.atoms, part, frozenset(legs))
-                    if not diag and not off:
+                    if nlo and count == 0:
+                        nb = len(part)
+                        if not diag and not off:
+                            lead = coef * sp.Mul(*means) * sp.Mul(*(_g(s) for s in sig))
+                            orders.add(count, lead)
+                            orders.add(count - 1, -sp.Rational(nb * (nb - 1), 2) * lead)
+                        orders.add(count - 1, nt.r * coef * _own_law(sig, means, diag, off))
+                    elif not diag and not off:
                         orders.add(count, coef * sp.Mul(*means) * sp.Mul(*(_g(s) for s in sig)))
                         continue
                     for touched, value in _insertions(sig, diag, off):
                         rest = sp.Mul(*(_g(s) for i, s in enumerate(sig) if i not in touched))
                         orders.add(count - 1, nt.r * coef * sp.Mul(*means) * value * rest)
+    if nlo:
+        orders.pop(0, None)
     return _pick(orders, target)
+
+
+def _own_law(sig, means, diag, off) -> sp.Expr:
+    """The 1/n_(l-1) part of E_l[prod over blocks of each neuron's function] from each neuron's own law: its kernel
+    K + K1/n (a Gaussian shift: 1/2 K1_b1b2 <d_b1 d_b2 f>), its own four-point cumulant (the three pairings of V,
+    1/8 V_(b1b2)(b3b4) <d^4 f>), its NTK mean H + H1/n, and its NTK fluctuation's correlation with its own
+    preactivations (D and the two F of one neuron, 1/2 <d_b1 d_b2 f> each) when H_jj is a leg."""
+    gauss = [_g(s) for s in sig]
+    if off or len(diag) > 1:
+        raise NotImplementedError("a neuron's own law at NLO with more than one NTK leg")
+    if diag:
+        (k, c, d) = diag[0]
+        labels = _labels(sig[k])
+        value = sp.Rational(1, 2) * sum(
+            (tensor("D", b1, b2, c, d) + tensor("F", b1, c, b2, d) + tensor("F", b2, c, b1, d)) * _g(sig[k], (b1, b2))
+            for b1, b2 in product(labels, repeat=2)
+        )
+        return sp.Mul(*means) * value * sp.Mul(*(g for i, g in enumerate(gauss) if i != k))
+    total = sp.Mul(*gauss) * sum(
+        tensor("H1", *describe(h).slots) * sp.Mul(*means) / h for h in means
+    )  # one H at a time to its H1
+    for i, s in enumerate(sig):
+        labels = _labels(s)
+        own = sp.Rational(1, 2) * sum(tensor("K1", b1, b2) * _g(s, (b1, b2)) for b1, b2 in product(labels, repeat=2))
+        own += sp.Rational(1, 8) * sum(tensor("V", *bs) * _g(s, bs) for bs in product(labels, repeat=4))
+        total += sp.Mul(*means) * own * sp.Mul(*(g for j, g in enumerate(gauss) if j != i))
+    return total
 
 
 def _pick(orders: _Orders, target: int) -> sp.Expr:
@@ -592,13 +633,14 @@ def _conditional_cumulant(fields: list[list[Term]]) -> list[Term]:
     return [t for t in out if t.coef != 0]
 
 
-def cumulant(fields: list[list[Term]], target: int) -> sp.Expr:
-    """kappa(fields) of layer l + 1 at 1/n^target by the law of total cumulance over layer l."""
+def cumulant(fields: list[list[Term]], target: int, nlo: bool = False) -> sp.Expr:
+    """kappa(fields) of layer l + 1 at 1/n^target by the law of total cumulance over layer l (``nlo``: the 1/n
+    correction of an O(1) cumulant, see ``expectation``)."""
     total = sp.Integer(0)
     for part in _set_partitions(list(range(len(fields)))):
         inner = [_conditional_cumulant([fields[i] for i in block]) for block in part]
         if len(inner) == 1:
-            total += expectation(inner[0], target)
+            total += expectation(inner[0], target, nlo)
         elif len(inner) == 2:
             total += covariance(inner[0], inner[1], target)
         # three or more conditional cumulants: a joint cumulant of neuron averages, O(1/n^2)
@@ -631,6 +673,8 @@ def derive_ntk_step(labels: tuple = SLOTS) -> dict[str, sp.Expr]:
         "S": cumulant([ddii_field((1, 1, 2, 2), (a1, a2, a3, a4), f)], 1),
         "T": cumulant([ddii_field((1, 2, 1, 2), (a1, a4, a2, a3), f)], 1),  # T_{x1 x2 x3 x4} = T_{d1 d3 d4 d2}
         "U": cumulant([ddii_field((1, 2, 2, 1), (a1, a3, a4, a2), f)], 1),  # U_{x1 x2 x3 x4} = U_{d1 d4 d2 d3}
+        "K1": cumulant([z_field(1, a1, f), z_field(1, a2, f)], 1, nlo=True),
+        "H1": cumulant([h_field(1, 1, a1, a2, f)], 1, nlo=True),
     }
 
 

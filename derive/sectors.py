@@ -36,7 +36,7 @@ from .activations import Activation, ActivationError
 from .delta import CHI_PAR, CHI_PERP, K00, H, ddK0, ddK2, derive_delta_expansion, dK1
 from .expectations import Expectation, expectations, perp_expectations
 from .ntk import TENSORS as NTK_TENSORS
-from .ntk import derive_ntk_step, lam_b, lam_W, tensor, weight_form
+from .ntk import TWO_SLOT, derive_ntk_step, lam_b, lam_W, tensor, weight_form
 from .pair_metric import derive_pair_step, indices, is_pure, pair_state_keys, pc, pm, ps, pure_moment
 from .quadrature import GL_DEGREES, calibrate_trapezoid, gauss_legendre, truncation_radius
 from .recursion import cumulant_derivatives, derive_step, moment_derivatives, state_keys
@@ -296,7 +296,7 @@ NTK_LABELS = (0, 0, 0, 0)  # one input: every sample label is input 0
 
 def ntk_state_symbol(name: str) -> sp.Symbol:
     """The layer-l symbol of a tensor of the ntk sector at one input."""
-    return tensor(name, *NTK_LABELS[: 2 if name in ("K", "H") else 4])
+    return tensor(name, *NTK_LABELS[: 2 if name in TWO_SLOT else 4])
 
 
 def _ntk_sector(name: str, doc: str, book: str, stage_doc: str, rules: dict, states: list, table: str) -> Sector:
@@ -320,7 +320,8 @@ def _ntk_sector(name: str, doc: str, book: str, stage_doc: str, rules: dict, sta
 
 @cache
 def ntk() -> Sector:
-    """One input's NTK statistics at leading order (issue 8): K, H, V, A, B, D, F, P, Q, R, S, T, U, one layer.
+    """One input's NTK statistics at leading order (issue 8): K, H, V, A, B, D, F, P, Q, R, S, T, U, one layer,
+    and the 1/n parts K1, H1 of the kernel and NTK means (issue 10).
 
     Activation-independent like ``pair_metric``: its Gaussian expectations <d^m (sigma^a sigma'^b ...)>_K arrive
     as numbers (the runtime integrates them with the module's sigma and its derivatives)."""
@@ -331,7 +332,7 @@ def ntk() -> Sector:
     rules = {sym: weight_form(step[name], strict=False) for sym, name in zip(states, NTK_TENSORS)}
     return _ntk_sector(
         "ntk",
-        "one input's kernel, vertex, NTK mean and fluctuations, dNTK P, Q and ddNTKs R, S, T, U at leading order",
+        "one input's kernel, vertex, NTK mean and fluctuations, dNTK P, Q, ddNTKs R, S, T, U, the means' 1/n parts",
         "(4.118)-(4.119), (8.63), (8.77)-(8.97), (9.13)-(9.19), (11.49)-(11.56), (∞.14)-(∞.18), (∞.172)-(∞.176)",
         "one layer l -> l+1; r = n_l/n_{l-1}, hyperparameters of layer l+1",
         rules,
@@ -342,7 +343,7 @@ def ntk() -> Sector:
 
 @cache
 def ntk_pair() -> Sector:
-    """Two inputs' NTK statistics at leading order: every entry of K, H (labels in {0, 1}^2) and of V, A, ..., U
+    """Two inputs' NTK statistics at leading order: every entry of K, H, K1, H1 (labels in {0, 1}^2) and of V, ..., U
     (labels in {0, 1}^4), each stored once under its tensor's symmetries. The recursions are the generic ones
     re-derived at each label pattern, so coinciding labels are exact; expectations over both inputs are bivariate
     (the runtime sums them as Mehler series, a weight derivative being a shift of Hermite coefficients)."""
@@ -351,7 +352,7 @@ def ntk_pair() -> Sector:
     rules: dict = {}
     for pattern in product((0, 1), repeat=4):
         for name, e in derive_ntk_step(pattern).items():
-            sym = tensor(name, *(pattern[:2] if name in ("K", "H") else pattern))
+            sym = tensor(name, *(pattern[:2] if name in TWO_SLOT else pattern))
             if sym not in rules:
                 rules[sym] = weight_form(e, strict=False)
     order = {name: i for i, name in enumerate(NTK_TENSORS)}

@@ -49,8 +49,8 @@ from .errors import FlowError
 _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
-TENSORS = ("K", "Theta", "G", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
-FOUR = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # four-index: one or two inputs so far (issues 7, 8)
+TENSORS = ("K", "Theta", "G", "H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+FOUR = ("H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the NTK sector's: one or two inputs so far
 
 
 @njit(**_OPTS)
@@ -384,7 +384,9 @@ class KernelMatrices:
     ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q``, ``R``, ``S``, ``T``, ``U`` (stored layers, N, N, N, N), when asked
     for (one or two inputs so far): the coefficients of 1/n_(l-1) of the four-point vertex, the NTK variance (8.82),
     the NTK-preactivation cross-correlation (8.67), the dNTK-preactivation cross-correlation (11.30) and the ddNTK
-    means (∞.171, ∞.173), axes in the book's subscript order; ``four_error[l-1]`` their accumulated error bound."""
+    means (∞.171, ∞.173), axes in the book's subscript order; ``H1`` (stored layers, N, N): the coefficient of
+    1/n_(l-1) of the NTK mean, E[H_ab] = Theta_ab + H1_ab / n_(l-1) + O(1/n^2) (the book leaves it uncomputed);
+    ``four_error[l-1]`` their accumulated error bound."""
 
     activation: str
     layers: np.ndarray
@@ -396,7 +398,7 @@ class KernelMatrices:
     hyper: dict = field(default_factory=dict)
     G: Any = None
     G_error: Any = None
-    four: dict = field(default_factory=dict)  # name -> (stored layers, N, N, N, N)
+    four: dict = field(default_factory=dict)  # name -> (stored layers, N, N, N, N), H1 (stored layers, N, N)
     four_error: Any = None
 
     def __getattr__(self, name):
@@ -834,7 +836,7 @@ def kernel_matrices(
             state, result.four_error = ntk_flow(mod, depth, float(norms[0]), hyper4, ratios, pvals, tolerance, four)
             names = sector().TENSORS
             for t in four:
-                result.four[t] = state[store - 1, names.index(t)].reshape(store.size, 1, 1, 1, 1)
+                result.four[t] = state[store - 1, names.index(t)].reshape(store.size, *(1,) * (2 if t == "H1" else 4))
         else:
             gram = x @ x.T / n0
             state, result.four_error = ntk_pair_flow(mod, depth, gram, hyper4, ratios, pvals, tolerance, four)

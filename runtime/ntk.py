@@ -27,6 +27,7 @@ RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is their differ
 RADIUS = 14.0  # [-R, R] in x = z / sqrt(K): the Gaussian weight beyond is below 1e-42
 EDGE = 12.0  # the outermost panels [EDGE, R]: what they hold bounds what lies beyond R
 TENSORS = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the sector's four-index tensors
+TWO_SLOT = ("K", "H", "K1", "H1")  # its means and their 1/n_(l-1) parts
 
 
 @cache
@@ -96,7 +97,9 @@ def _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, 
                 a, b, c, g, m = table[n, 0], table[n, 1], table[n, 2], table[n, 3], table[n, 4]
                 total, size = 0.0, 0.0
                 for j in range(q):
-                    he = 1.0 if m == 0 else (x[j] if m == 1 else x[j] * x[j] - 1.0)
+                    he, prev = 1.0, 0.0  # He_m(x) by its three-term recurrence
+                    for i in range(m):
+                        he, prev = x[j] * he - i * prev, he
                     f = s[j] ** a * d[j] ** b * he
                     if c:
                         f *= d2[j] ** c
@@ -186,8 +189,8 @@ def _kinked(name: str, activation: str) -> FlowError:
 
 def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarray, params, tolerance: float,
              wanted=DDNTK):  # fmt: skip
-    """(state, error): state[l - 1] = (K, H, V, A, B, D, F, P, Q, R, S, T, U) of layer l = 1..depth for one input
-    with |x|^2/n_0 = norm2; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W) of layer l; ratios as
+    """(state, error): state[l - 1] = (K, H, V, A, B, D, F, P, Q, R, S, T, U, K1, H1) of layer l = 1..depth for one
+    input with |x|^2/n_0 = norm2; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W) of layer l; ratios as
     pdlt.runtime.finite.width_ratios; error[l - 1] the accumulated relative error bound (as KernelMatrices.error).
     Raises FlowError when an expectation misses ``tolerance``, the kernel leaves (0, 1e300), or one of the ddNTKs
     in ``wanted`` needs a sigma'' or sigma''' that a kink makes a point mass (they are NaN otherwise)."""
@@ -333,7 +336,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
     table = np.array(g.NTK_PAIR_EXPECTATIONS, dtype=np.int64)
     T = np.zeros((depth, len(names)))
     for (name, slots), i in index.items():
-        if name in ("K", "H"):
+        if name in ("K", "H"):  # K1, H1 start at 0: layer 1 is Gaussian at any width
             a, b = int(slots[0]), int(slots[1])
             T[0, i] = (
                 (hyper[0, 0] + hyper[0, 1] * gram[a, b]) if name == "K" else (hyper[0, 2] + hyper[0, 3] * gram[a, b])
@@ -375,13 +378,15 @@ def orbits() -> dict:
 
 
 def pair_arrays(T: np.ndarray, names: tuple) -> dict[str, np.ndarray]:
-    """The two-input state as arrays: name -> (layers, 2, 2, 2, 2) for the four-index tensors."""
+    """The two-input state as arrays: name -> (layers, 2, 2, 2, 2) for the four-index tensors, (layers, 2, 2) for
+    K, H, K1, H1."""
     index = {entry: i for i, entry in enumerate(names)}
     perms = orbits()
     out = {}
-    for name in TENSORS:
-        arr = np.zeros((T.shape[0], 2, 2, 2, 2))
-        for slots in np.ndindex(2, 2, 2, 2):
+    for name in (*TWO_SLOT, *TENSORS):
+        shape = (2,) * (2 if name in TWO_SLOT else 4)
+        arr = np.zeros((T.shape[0], *shape))
+        for slots in np.ndindex(*shape):
             keys = tuple(str(s) for s in slots)
             canon = min(tuple(keys[i] for i in p) for p in perms[name])
             arr[(slice(None), *slots)] = T[:, index[(name, canon)]]

@@ -39,7 +39,7 @@ from pdlt.runtime.errors import FlowError
 from pdlt.runtime.finite import width_ratios
 from pdlt.runtime.ntk import expectations, ntk_flow
 
-NAMES = ("K", "H", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+NAMES = ("K", "H", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U", "K1", "H1")
 
 
 def flow(name, depth, C_b=0.0, C_W=1.0, lb=1.0, lw=1.0, norm2=1.0, widths=None, tolerance=1e-9, wanted=(), **params):
@@ -114,7 +114,7 @@ def test_tanh_large_depth_coefficients_are_the_books(deep_tanh):
             "U*l^2": 1 / 2}  # fmt: skip
 
     def ratio(name, l):
-        K, H, V, A, B, D, F, P, Q, R, S, T, U = deep_tanh[l - 1]
+        K, H, V, A, B, D, F, P, Q, R, S, T, U = deep_tanh[l - 1][:13]
         value = {"A": A / H**2, "B": B / H**2, "D": D / (K * H), "F": F / (K * H), "V": V / K**2, "P": P / H**2,
                  "Q": Q / H**2, "R": R * K / H**3, "S": S * K / H**3, "T": T * K / H**3,
                  "U*l^2": U * K / H**3 * l**2}[name]  # fmt: skip
@@ -136,9 +136,10 @@ def test_bayes_equivalent_learning_rates(name):
     hyper[:, 0], hyper[:, 1] = C_b, C_W
     hyper[-1, 2], hyper[-1, 3] = C_b, C_W  # lambda = 0 below the output layer, lambda = C at it
     T, _ = ntk_flow(mod, L, 0.9, hyper, width_ratios(None, L), mod.param_values({}), 1e-9)
-    K, H, V, A, B, D, F, P, Q, R, S, T_, U = T[-1]
+    K, H, V, A, B, D, F, P, Q, R, S, T_, U, K1, H1 = T[-1]
     scale = abs(V)
     assert abs(H - K) <= 1e-14 * K
+    assert abs(H1 - K1) <= 1e-12 * abs(K1)  # the output NTK is the conditional kernel G itself: E[H] = E[G]
     assert max(abs(B), abs(F), abs(P), abs(Q), abs(R), abs(S), abs(T_), abs(U)) <= 1e-14 * scale
     assert abs(A - V) <= 1e-12 * scale and abs(D - V) <= 1e-12 * scale
 
@@ -176,7 +177,12 @@ def _mp_expectation(name, powers, m, K):
     with mpmath.workdps(40):
         K = mpmath.mpf(K)
         sk = mpmath.sqrt(K)
-        he = [lambda x: 1, lambda x: x, lambda x: x * x - 1][m]
+
+        def he(x):  # the probabilists' Hermite polynomial He_m by its recurrence
+            h, prev = mpmath.mpf(1), mpmath.mpf(0)
+            for i in range(m):
+                h, prev = x * h - i * prev, h
+            return h
 
         def weight(z):
             return he(z / sk) * mpmath.exp(-z * z / (2 * K))
@@ -281,3 +287,38 @@ def test_two_input_relu_ntk_angle_goes_to_a_quarter(lbt, lwt):
 
     near, far = abs(cos_zeta(1000) - 0.25), abs(cos_zeta(4000) - 0.25)
     assert far <= near / 3 and far <= 2e-3, (near, far)
+
+
+@pytest.mark.parametrize(("name", "C_W"), [("tanh", 1.0), ("gelu", 1.8), ("swish", 2.0), ("relu", 2.0)])
+def test_the_nlo_kernel_is_the_mean_kernels_first_correction(name, C_W):
+    """K1 of the ntk sector (each neuron's own law at next-to-leading order, pdlt.derive.ntk) and G[1] of the mean
+    kernel (the law-of-total-cumulance flow and the pair-metric sector) are two derivations of one coefficient:
+    equal to the quadratures' accuracy, one input and two, at every layer."""
+    from pdlt.runtime.ntk import ntk_pair_flow, pair_arrays, sector
+
+    mod, L = load(name)._MODULE, 6
+    hyper = np.tile([0.1, C_W, 1.0, 1.0], (L, 1))
+    x = np.array([[1.0, 0.2], [0.3, -0.9]])
+    T, _ = ntk_flow(mod, L, 0.9, hyper, width_ratios(None, L), mod.param_values({}), 1e-9, ())
+    km = load(name).kernel(np.array([[np.sqrt(0.9)]]), L, C_b=0.1, C_W=C_W, tensors=("G",), tolerance=1e-10)
+    scale = np.max(np.abs(km.G[:, 1])) + 1e-300
+    assert np.max(np.abs(T[:, list(gntk.TENSORS).index("K1")] - km.G[:, 1, 0, 0])) <= 1e-9 * max(scale, 1.0)
+    T2, _ = ntk_pair_flow(mod, L, x @ x.T / 2, hyper, width_ratios(None, L), mod.param_values({}), 1e-9, ())
+    K1 = pair_arrays(T2, sector().NTK_PAIR_TENSORS)["K1"]
+    km = load(name).kernel(x, L, C_b=0.1, C_W=C_W, tensors=("G",), tolerance=1e-10)
+    assert np.max(np.abs(K1 - km.G[:, 1])) <= 1e-9 * max(np.max(np.abs(km.G[:, 1])), 1.0)
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "linear"])
+def test_scale_invariant_nlo_means_vanish_on_the_diagonal(name):
+    """For sigma(z) = a_+ z (z > 0), a_- z (z < 0) the law of one input's (z, H) is symmetric under z -> -z at any
+    width, so E[sigma^2] = A2 E[z^2] and E[sigma'^2 H] = A2 E[H] exactly: K1 = H1 = 0 at one input (the ReLU NTK
+    has no finite-width correction on its diagonal, as Guillen-Misof-Gerken report). Off the diagonal it does."""
+    got, _ = flow(name, 6, C_W=1.0, lb=0.6, lw=1.4, norm2=0.8)
+    scale = np.max(np.abs(got["H"]))
+    assert np.max(np.abs(got["K1"])) <= 1e-12 * scale and np.max(np.abs(got["H1"])) <= 1e-12 * scale
+    if name == "relu":
+        x = np.array([[1.0, 0.3], [0.2, 0.9]])
+        two = load(name).kernel(x, 6, C_W=2.0, tensors=("H1",))
+        assert np.all(np.abs(two.H1[-1, [0, 1], [0, 1]]) <= 1e-12 * np.abs(two.H1[-1, 0, 1]))
+        assert two.H1[-1, 0, 1] > 0.1 * two.Theta[-1, 0, 1] if two.Theta is not None else two.H1[-1, 0, 1] > 0.1

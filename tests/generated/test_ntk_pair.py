@@ -25,12 +25,13 @@ from pdlt.runtime.errors import FlowError
 
 X = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])
 DEPTH, C_B, C_W, LB, LW = 4, 0.1, 1.1, 0.7, 1.3
-ALL = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+ALL = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # H1 is checked apart: two slots
 
 
 def _tanh_derivatives(z):
     t = np.tanh(z)
-    return [t, 1 - t * t, -2 * t * (1 - t * t), (1 - t * t) * (6 * t * t - 2)]
+    u = 1 - t * t
+    return [t, u, -2 * t * u, u * (6 * t * t - 2), 8 * t * u * (2 - 3 * t * t), 8 * u * (2 - 15 * t * t + 15 * t**4)]
 
 
 def _gauss(K: np.ndarray, atoms, nodes: int) -> float:
@@ -51,7 +52,7 @@ def reference(nodes: int = 100):
     rules = {}
     for p in product((0, 1), repeat=4):
         for name, e in step.items():
-            lhs = tensor(name, *(p[:2] if name in ("K", "H") else p))
+            lhs = tensor(name, *(p[:2] if name in dntk.TWO_SLOT else p))
             if lhs not in rules:
                 rules[lhs] = relabel(expanded(e), dict(zip(SLOTS, p)))
     hyper = {nt.C_b: C_B, nt.C_W: C_W, dntk.lam_b: LB, dntk.lam_W: LW, nt.r: 1.0}
@@ -78,7 +79,7 @@ def reference(nodes: int = 100):
 
 @pytest.fixture(scope="module")
 def pdlt_result():
-    return load("tanh").kernel(X, DEPTH, C_b=C_B, C_W=C_W, lambda_b=LB, lambda_W=LW, tensors=("Theta", *ALL),
+    return load("tanh").kernel(X, DEPTH, C_b=C_B, C_W=C_W, lambda_b=LB, lambda_W=LW, tensors=("Theta", "H1", *ALL),
                                tolerance=1e-9)  # fmt: skip
 
 
@@ -95,6 +96,10 @@ def test_every_entry_matches_an_independent_quadrature(pdlt_result):
             scale = max(np.max(np.abs(want)), 1e-300)
             assert np.max(np.abs(rough - want)) <= 1e-11 * scale  # the reference's own error estimate
             assert np.max(np.abs(got - want)) <= 1e-10 * scale, (name, l + 1, np.max(np.abs(got - want)) / scale)
+    for l in range(1, DEPTH):
+        want = np.array([[layers[l][tensor("H1", a, b)] for b in (0, 1)] for a in (0, 1)])
+        scale = np.max(np.abs(want))
+        assert np.max(np.abs(pdlt_result.H1[l] - want)) <= 1e-10 * scale, ("H1", l + 1)
     for a, b in product((0, 1), repeat=2):
         assert pdlt_result.Theta[-1, a, b] == pytest.approx(layers[-1][tensor("H", a, b)], rel=1e-10)
 
