@@ -24,6 +24,8 @@ from .commands import (
 from .generate import SHIPPED_ORDER
 from .kernel_command import add_arguments as add_kernel_arguments
 from .kernel_command import cmd_kernel
+from .predict_command import add_arguments as add_predict_arguments
+from .predict_command import cmd_predict
 from .tradeoff_command import add_arguments as add_tradeoff_arguments
 from .tradeoff_command import cmd_tradeoff
 
@@ -117,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tradeoff", help="NTK fluctuations against representation learning (dNTK, ddNTK) over L/n")
     add_tradeoff_arguments(p)
     p.set_defaults(func=cmd_tradeoff)
+    p = sub.add_parser("predict", help="mean output of the fully trained network at finite width (book ∞.155)")
+    add_predict_arguments(p)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="benchmark generated kernels against lambdify+scipy and Monte Carlo")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")

@@ -89,13 +89,13 @@ def _widths(text: str | None) -> list[int] | None:
         raise CliError(f"--widths takes comma-separated integers n_1,...,n_(L-1), got {text!r}") from None
 
 
-def _read_inputs(text: str) -> np.ndarray:
+def _read_inputs(text: str, option: str = "--inputs", shape: str = "(N, n_0)") -> np.ndarray:
     try:
         x = np.load(text, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read --inputs {text}: {exc}") from None
+        raise CliError(f"cannot read {option} {text}: {exc}") from None
     if not isinstance(x, np.ndarray):
-        raise CliError(f"--inputs {text} holds several arrays (an .npz); give a .npy file with one (N, n_0) array")
+        raise CliError(f"{option} {text} holds several arrays (an .npz); give a .npy file with one {shape} array")
     return x
 
 

@@ -1,0 +1,266 @@
+"""The mean output of a fully trained network at finite width (book §∞.2, issue 10).
+
+Trained by MSE to zero training loss with the book's per-parameter learning rates (eta lambda_b for biases,
+eta lambda_W / n_(l-1) for weights), the network's mean output at a test input beta is (∞.155)
+
+    m_i;beta = m^NTK_i;beta + [m^dNTK... (beta) - sum H_beta,a H~^ab m^...(b)] / n_(L-1) + O(1/n^2),
+
+with the four corrections of (∞.157)-(∞.160): the NTK's instantiation-to-instantiation fluctuations (A, B), the
+dNTK (P, Q), and the two ddNTKs (R; S, T, U), contracted with the training targets y, the output kernel K and the
+algorithm's projectors Z (∞.142)-(∞.153), built here from the inverse mean NTK H~^-1 on the training set and the
+inverting tensors X_II, X_III (∞.107)-(∞.110). m^NTK = H_beta,a H~^ab y_b uses the full mean NTK
+H = Theta + H1 / n_(L-1), so its own 1/n part (H1, which the book leaves uncomputed) enters the coefficient too.
+
+Every tensor comes from ``kernel_matrices`` on the training inputs and the test input together, so the training
+set and one test input must fit the inputs the NTK sector has: one or two so far, i.e. one training input (each
+test input is its own pair with it). Indices below: d = any input of that set (training first), a..g = training
+inputs; y is (n_L, N_train).
+
+The fluctuation term enters with a minus sign, m^DeltaNTK = -(A + B + n_L B) H~^-1 H~^-1 y in (∞.157)'s slots: a
+frozen but fluctuating NTK trains to z(x) - H(x, x_0) H(x_0, x_0)^-1 (z(x_0) - y) exactly, and the delta method on
+E[H(x, x_0) H(x_0, x_0)^-1] gives -Cov / H^2 (as transcribed in the reference the sign is +; trained ensembles
+side with the derivation, tests/montecarlo/test_predict_mc.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import FlowError
+
+ALGORITHMS = ("gradient-flow", "gd", "newton2")
+NEEDED = ("Theta", "H1", "A", "B", "P", "Q", "R", "S", "T", "U")
+PARTS = ("NTK mean", "NTK fluctuations", "dNTK", "ddNTK-I", "ddNTK-II")
+
+
+@dataclass
+class Prediction:
+    """The mean trained output at the test inputs: ``mean_infinite`` + ``mean_coefficient`` / n + O(1/n^2), arrays
+    (n_test, n_L), for all hidden widths equal to n. ``parts[name]`` splits the coefficient into the NTK mean's own
+    1/n part ("NTK mean", from H1), the NTK fluctuations (A, B), the dNTK (P, Q) and the ddNTKs (R; S, T, U).
+    ``error`` is the largest accumulated relative error bound of the tensors used."""
+
+    activation: str
+    algorithm: str
+    eta: float
+    depth: int
+    mean_infinite: np.ndarray
+    mean_coefficient: np.ndarray
+    parts: dict = field(default_factory=dict)
+    error: float = 0.0
+
+    def mean(self, width: float) -> np.ndarray:
+        """mean_infinite + mean_coefficient / width (the truncation is O(1/width^2))."""
+        if not (np.isfinite(width) and width >= 1):
+            raise FlowError(f"width must be a number >= 1, got {width}")
+        return self.mean_infinite + self.mean_coefficient / width
+
+    def as_dict(self, width: float | None = None) -> dict:
+        """The JSON contract of ``pdlt predict``: lists over test inputs, one list per output when n_L > 1."""
+
+        def out(a: np.ndarray):
+            return [float(v) for v in a[:, 0]] if a.shape[1] == 1 else [[float(v) for v in row] for row in a.T]
+
+        d = {"mean_infinite": out(self.mean_infinite), "mean_coefficient": out(self.mean_coefficient)}
+        if width is not None:
+            d["mean"] = out(self.mean(width))
+        d["parts"] = {name: out(v) for name, v in self.parts.items()}
+        d.update({"algorithm": self.algorithm, "eta": self.eta, "depth": self.depth, "error_bound": self.error})
+        return d
+
+
+# ------------------------------------------------------------------------------------------ projectors
+
+
+def inverting(H: np.ndarray, eta: float) -> tuple[np.ndarray, np.ndarray]:
+    """X_II (N,)*4 and X_III (N,)*6 of (∞.107) and (∞.110): the inverses, on pairs and triples of training indices,
+    of H d + d H - eta H H and of (H d d + d H d + d d H) - eta (H H d + H d H + d H H) + eta^2 H H H."""
+    N = H.shape[0]
+    eye = np.eye(N)
+    M2 = np.einsum("ac,bd->abcd", H, eye) + np.einsum("ac,bd->abcd", eye, H) - eta * np.einsum("ac,bd->abcd", H, H)
+    X2 = np.linalg.inv(M2.reshape(N * N, N * N)).reshape((N,) * 4)
+
+    def outer3(P, Q, R):
+        return np.einsum("ad,be,cf->abcdef", P, Q, R)
+
+    M3 = (outer3(H, eye, eye) + outer3(eye, H, eye) + outer3(eye, eye, H)
+          - eta * (outer3(H, H, eye) + outer3(H, eye, H) + outer3(eye, H, H)) + eta**2 * outer3(H, H, H))  # fmt: skip
+    X3 = np.linalg.inv(M3.reshape(N**3, N**3)).reshape((N,) * 6)
+    return X2, X3
+
+
+def projectors(H: np.ndarray, algorithm: str, eta: float) -> dict[str, np.ndarray]:
+    """Z_A, Z_B (N,)*4 and Z_IA, Z_IB, Z_IIA, Z_IIB (N,)*6 of the algorithm (∞.142)-(∞.153), from the mean NTK H on the
+    training set (the shorthands Y_1..Y_4 of (∞.135), (∞.138)-(∞.140))."""
+    Hi = np.linalg.inv(H)
+    if algorithm == "newton2":  # (∞.148)
+        N = H.shape[0]
+        zero4, zero6 = np.zeros((N,) * 4), np.zeros((N,) * 6)
+        hhh = np.einsum("ad,be,cf->abcdef", Hi, Hi, Hi)
+        return {"A": zero4, "B": 0.5 * np.einsum("ac,bd->abcd", Hi, Hi), "IA": zero6, "IB": -hhh / 6, "IIA": zero6,
+                "IIB": zero6}  # fmt: skip
+    if algorithm == "gradient-flow":
+        eta = 0.0
+    X2, X3 = inverting(H, eta)
+    Y1 = np.einsum("abde,cf->abcdef", X2, Hi) - np.einsum("cg,abgdef->abcdef", Hi, X3)
+    Y2 = np.einsum("ac,bd->abcd", Hi, Hi) - np.einsum("be,aecd->abcd", Hi, X2)
+    Y3 = (np.einsum("ad,be,cf->abcdef", Hi, Hi, Hi) - np.einsum("bg,agde,cf->abcdef", Hi, X2, Hi)
+          - np.einsum("ad,cg,bgef->abcdef", Hi, Hi, X2)
+          + np.einsum("ci,bigh,aghdef->abcdef", Hi, X2, X3))  # fmt: skip
+    Y4 = np.einsum("ad,bcef->abcdef", Hi, X2) - np.einsum("bcgh,aghdef->abcdef", X2, X3)
+    Y3_213546 = Y3.transpose(1, 0, 2, 4, 3, 5)
+    Y3_132465 = Y3.transpose(0, 2, 1, 3, 5, 4)
+    return {
+        "A": Y2,
+        "B": Y2 + eta / 2 * X2,
+        "IA": -Y3 - eta / 2 * Y4,
+        "IB": -Y3 - eta / 2 * Y4 - eta / 2 * Y1 - eta**2 / 6 * X3,
+        "IIA": -Y3,
+        "IIB": -Y3 - Y3_213546 - Y3_132465 - eta * Y4 - eta * Y1,
+    }
+
+
+# ------------------------------------------------------------------------------------- the mean (∞.155)
+
+
+def corrections(t: dict[str, np.ndarray], y: np.ndarray, Z: dict, train: np.ndarray) -> dict[str, np.ndarray]:
+    """m^DeltaNTK, m^dNTK, m^ddNTK-I, m^ddNTK-II (∞.157)-(∞.160), each (n_L, N) at every input d of the set, from the
+    output layer's tensors ``t`` (name -> array over the set's N inputs) and targets y (n_L, N_train)."""
+    nL = y.shape[0]
+    Hi = np.linalg.inv(t["Theta"][np.ix_(train, train)])
+    K = t["K"][np.ix_(train, train)]
+
+    def tr(name: str, spec: str) -> np.ndarray:
+        """The tensor with its slots read as ``spec`` (d = the free input, a, b, c = training), as [d, a, b, c]."""
+        x = np.einsum(f"{spec}->dabc", t[name])
+        return x[:, train][:, :, train][:, :, :, train]
+
+    A = tr("A", "dabc")
+    out = {}
+    fluct = A + tr("B", "dbac") + nL * tr("B", "dcab")
+    out["NTK fluctuations"] = -np.einsum("dabc,ab,ce,ie->id", fluct, Hi, Hi, y)
+    P, Q = tr("P", "dabc"), tr("Q", "dabc")
+    first = P + Q + nL * tr("Q", "dbac")
+    second = nL * tr("P", "adbc") + tr("Q", "adbc") + tr("Q", "abdc")
+    third = tr("P", "adbc") + nL * tr("Q", "adbc") + tr("Q", "abdc")
+    out["dNTK"] = -(
+        2 * np.einsum("dabc,abce,ie->id", first, Z["B"], y)
+        + np.einsum("dabc,abce,ie->id", second, Z["A"], y)
+        + np.einsum("dabc,abec,ie->id", third, Z["A"], y)
+    )
+    gamma = (np.einsum("ie,jf,jg->iefg", y, y, y) + nL * np.einsum("ie,fg->iefg", y, K)
+             + np.einsum("if,ge->iefg", y, K) + np.einsum("ig,ef->iefg", y, K))  # fmt: skip
+    R = tr("R", "dabc")
+    ZIB, ZIA = Z["IB"], Z["IA"]
+    zib = ZIB + np.einsum("bcafge->abcefg", ZIB) + np.einsum("cabgef->abcefg", ZIB)
+    out["ddNTK-I"] = -(
+        np.einsum("dabc,abcefg,iefg->id", R, zib, gamma)
+        + np.einsum("dabc,abcefg,iefg->id", tr("R", "adbc"), ZIA, gamma)
+        + np.einsum("dabc,abcfge,iefg->id", tr("R", "abcd"), ZIA, gamma)
+        + np.einsum("dabc,abcgef,iefg->id", tr("R", "acdb"), ZIA, gamma)
+    )
+    ZIIB, ZIIA = Z["IIB"], Z["IIA"]
+    out["ddNTK-II"] = -(
+        np.einsum("dabc,abcefg,iefg->id", tr("S", "dabc"), ZIIB, gamma)
+        + np.einsum("dabc,bcafge,iefg->id", tr("T", "dabc"), ZIIB, gamma)
+        + np.einsum("dabc,cabgef,iefg->id", tr("U", "dabc"), ZIIB, gamma)
+        + np.einsum("dabc,abcfge,iefg->id", tr("S", "abdc"), ZIIA, gamma)
+        + np.einsum("dabc,abcefg,iefg->id", tr("T", "adcb"), ZIIA, gamma)
+        + np.einsum("dabc,abcgef,iefg->id", tr("U", "acbd"), ZIIA, gamma)
+    )
+    return out
+
+
+def mean_prediction(t: dict[str, np.ndarray], y: np.ndarray, algorithm: str, eta: float, train: np.ndarray,
+                    test: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:  # fmt: skip
+    """(m_infinite, m_coefficient, parts), each (n_L, len(test)), from the output layer's tensors on the set."""
+    H0 = t["Theta"][np.ix_(train, train)]
+    H1 = t["H1"][np.ix_(train, train)]
+    Hi = np.linalg.inv(H0)
+    proj = t["Theta"][np.ix_(test, train)] @ Hi  # H_beta,a H~^ab at leading order
+    alpha = Hi @ y.T  # (N_train, n_L)
+    m_inf = (proj @ y.T).T
+    parts = {"NTK mean": (t["H1"][np.ix_(test, train)] @ alpha - proj @ H1 @ alpha).T}
+    for name, m in corrections(t, y, projectors(H0, algorithm, eta), train).items():
+        parts[name] = m[:, test] - (proj @ m[:, train].T).T
+    total = sum(parts.values())
+    return m_inf, total, parts
+
+
+def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.0, C_W=1.0, lambda_b=None,
+            lambda_W=None, algorithm: str = "gradient-flow", eta: float | None = None, tolerance: float = 1e-8,
+            **params) -> Prediction:  # fmt: skip
+    """The mean output of the fully trained network at ``test_inputs`` (book ∞.155-∞.160) for an activation module
+    (``pdlt.generated.load(name)``), hidden widths all equal: see :class:`Prediction`.
+
+    ``train_inputs`` (N, n_0), ``train_targets`` (N,) or (N, n_L), ``test_inputs`` (M, n_0); hyperparameters as in
+    ``kernel`` (one value or one per layer; ``lambda_b``, ``lambda_W`` default to ``C_b``, ``C_W``). ``algorithm``:
+    "gradient-flow" (eta -> 0), "gd" (full-batch gradient descent at global learning rate ``eta``, which must make
+    it converge: 0 < eta < 2 / the largest eigenvalue of the training NTK), or "newton2" (the two-Newton-step
+    algorithm of ∞.148). One training input so far (see the module doc). FlowError on bad input or a tensor that
+    misses ``tolerance``."""
+    X = _matrix("train inputs", train_inputs)
+    XT = _matrix("test inputs", test_inputs)
+    Y = np.asarray(train_targets, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] != X.shape[0] or not np.all(np.isfinite(Y)):
+        raise FlowError(f"train targets must be finite, shaped (N,) or (N, n_L) with N = {X.shape[0]}, "
+                        f"got {np.shape(train_targets)}")  # fmt: skip
+    if XT.shape[1] != X.shape[1]:
+        raise FlowError(f"test inputs have {XT.shape[1]} features, train inputs {X.shape[1]}")
+    if algorithm not in ALGORITHMS:
+        raise FlowError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if algorithm == "gd":
+        if eta is None or not (np.isfinite(eta) and eta > 0):
+            raise FlowError(f"gradient descent needs a learning rate eta > 0, got {eta}")
+    elif eta is not None:
+        raise FlowError(f"eta is the learning rate of gd; {algorithm} does not take one")
+    if X.shape[0] != 1:
+        raise FlowError(
+            f"pdlt predict takes one training input so far, got {X.shape[0]}: the tensors on a training set and a "
+            "test input need expectations over three or more inputs at once (issue 8)"
+        )
+    name = getattr(module, "NAME", getattr(module, "__name__", "sigma"))
+    core = getattr(module, "_MODULE", None)
+    if core is not None and core.kinks:
+        raise FlowError(
+            f"the finite-width prediction needs the ddNTKs R, S, T, U, which {name} does not have: its kink makes "
+            "sigma'' a point mass and the training expansion breaks down (book ∞.39-44); its infinite-width answer "
+            "is kernel regression with the NTK (pdlt kernel --tensors Theta)"
+        )
+    kw = dict(C_b=C_b, C_W=C_W, lambda_b=lambda_b, lambda_W=lambda_W, tolerance=tolerance, **params)
+    nL = Y.shape[1]
+    m_inf = np.zeros((XT.shape[0], nL))
+    m_coef = np.zeros_like(m_inf)
+    parts = {name: np.zeros_like(m_inf) for name in PARTS}
+    error = 0.0
+    train, test = np.array([0]), np.array([1])
+    for j, x in enumerate(XT):
+        if np.array_equal(x, X[0]):  # a training input: the trained network fits it exactly, at any width
+            m_inf[j] = Y[0]
+            continue
+        km = module.kernel(np.stack([X[0], x]), depth, layers=[depth], tensors=("K", *NEEDED), **kw)
+        t = {name: np.asarray(getattr(km, name)[0]) for name in ("K", *NEEDED)}
+        if algorithm == "gd":
+            top = float(np.max(np.linalg.eigvalsh(t["Theta"][np.ix_(train, train)])))
+            if eta >= 2.0 / top:
+                raise FlowError(f"gd at eta = {eta:g} does not converge: eta must be below 2 / {top:.6g} (twice the "
+                                "inverse of the training NTK's largest eigenvalue)")  # fmt: skip
+        inf, coef, p = mean_prediction(t, Y.T, algorithm, 0.0 if eta is None else float(eta), train, test)
+        m_inf[j], m_coef[j] = inf[:, 0], coef[:, 0]
+        for name in PARTS:
+            parts[name][j] = p[name][:, 0]
+        error = max(error, float(np.max(km.error)), float(np.max(km.four_error)))
+    return Prediction(name, algorithm, 0.0 if eta is None else float(eta), depth, m_inf, m_coef, parts, error)
+
+
+def _matrix(what: str, a) -> np.ndarray:
+    x = np.asarray(a, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or not np.all(np.isfinite(x)):
+        raise FlowError(f"{what} must be a finite (N, n_0) array, got shape {np.shape(a)}")
+    return x

@@ -1,0 +1,162 @@
+"""``pdlt predict`` and pdlt.runtime.predict: the algebra of the projectors, the exact limits, refusals (issue 10).
+
+The comparison with really trained networks is tests/montecarlo/test_predict_mc.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pdlt.codegen.cli import main
+from pdlt.generated import load
+from pdlt.runtime.errors import FlowError
+from pdlt.runtime.predict import inverting, predict, projectors
+
+X = np.array([[1.0, 0.3, -0.2]])
+XT = np.array([[0.2, 0.9, 0.5], [-0.5, 0.4, 1.0]])
+KW = dict(C_W=1.0, lambda_b=1.0, lambda_W=1.0)
+
+
+def _spd(N: int, seed: int) -> np.ndarray:
+    a = np.random.default_rng(seed).standard_normal((N, N))
+    return a @ a.T + N * np.eye(N)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.05])
+def test_inverting_tensors_satisfy_their_defining_equations(eta):
+    """(∞.107) and (∞.110) as written, for a random 3 x 3 NTK: the sums give the identity on pairs and triples."""
+    H = _spd(3, 1)
+    d = np.eye(3)
+    X2, X3 = inverting(H, eta)
+    lhs = (np.einsum("abcd,ce,df->abef", X2, H, d) + np.einsum("abcd,ce,df->abef", X2, d, H)
+           - eta * np.einsum("abcd,ce,df->abef", X2, H, H))  # fmt: skip
+    assert np.allclose(lhs, np.einsum("ae,bf->abef", d, d), atol=1e-12)
+
+    def three(P, Q, R):
+        return np.einsum("abcdef,dg,eh,fi->abcghi", X3, P, Q, R)
+
+    lhs3 = (three(H, d, d) + three(d, H, d) + three(d, d, H) - eta * (three(H, H, d) + three(H, d, H) + three(d, H, H))
+            + eta**2 * three(H, H, H))  # fmt: skip
+    assert np.allclose(lhs3, np.einsum("ag,bh,ci->abcghi", d, d, d), atol=1e-12)
+
+
+def test_projectors_of_one_training_input_in_closed_form():
+    """One training input with NTK h: X_II = 1/(2h - eta h^2), Z_A = 1/(2 h^2) in gradient flow, and the two Newton
+    steps' Z_B = 1/(2 h^2), Z_IB = -1/(6 h^3) (∞.148)."""
+    h, eta = 2.7, 0.2
+    X2, X3 = inverting(np.array([[h]]), eta)
+    assert X2.item() == pytest.approx(1 / (2 * h - eta * h * h), rel=1e-14)
+    assert X3.item() == pytest.approx(1 / (3 * h - 3 * eta * h * h + eta**2 * h**3), rel=1e-14)
+    gf = projectors(np.array([[h]]), "gradient-flow", 0.0)
+    assert gf["A"].item() == pytest.approx(1 / (2 * h * h)) and gf["B"].item() == pytest.approx(1 / (2 * h * h))
+    assert gf["IA"].item() == pytest.approx(-1 / (6 * h**3))  # 1/h^3 - 2/(2 h^3) + 1/(6 h^3), with a minus
+    nw = projectors(np.array([[h]]), "newton2", 0.0)
+    assert nw["B"].item() == pytest.approx(1 / (2 * h * h)) and nw["IB"].item() == pytest.approx(-1 / (6 * h**3))
+    assert nw["A"].item() == 0 and nw["IIB"].item() == 0
+
+
+def test_gradient_descent_tends_to_gradient_flow_and_its_parts_add_up():
+    mod = load("tanh")
+    flow = predict(mod, X, [2.0], XT, 3, **KW)
+    slow = predict(mod, X, [2.0], XT, 3, algorithm="gd", eta=1e-7, **KW)
+    fast = predict(mod, X, [2.0], XT, 3, algorithm="gd", eta=0.3, **KW)
+    assert np.allclose(slow.mean_coefficient, flow.mean_coefficient, rtol=1e-5)
+    assert not np.allclose(fast.mean_coefficient, flow.mean_coefficient, rtol=0.1)
+    assert np.allclose(sum(flow.parts.values()), flow.mean_coefficient, rtol=1e-14)
+    theta = mod.kernel(np.vstack([X, XT]), 3, tensors=("Theta",), layers=[3], **KW).Theta[0]
+    assert np.allclose(flow.mean_infinite[:, 0], theta[1:, 0] / theta[0, 0] * 2.0, rtol=1e-12)  # kernel regression
+    assert np.allclose(flow.mean(50.0), flow.mean_infinite + flow.mean_coefficient / 50.0)
+
+
+def test_only_the_output_layer_learning_leaves_the_ntk_terms():
+    """lambda = 0 below the output layer: the dNTK and ddNTKs vanish (book ∞.168) and the network is a linear model
+    of its last layer, z_T(x) = z(x) - H(x, x_0)/H(x_0, x_0) (z(x_0) - y): its mean E[H(x, x_0)/H(x_0, x_0)] y to
+    1/n is the NTK-mean and NTK-fluctuation parts, by the delta method on the mean and covariance of H."""
+    lam = [0.0, 0.0, 1.0]
+    p = predict(load("tanh"), X, [0.7], XT, 3, C_W=1.0, lambda_b=lam, lambda_W=lam)
+    for name in ("dNTK", "ddNTK-I", "ddNTK-II"):
+        assert np.all(p.parts[name] == 0)
+    for j, x in enumerate(XT):
+        t = load("tanh").kernel(np.vstack([X, x]), 3, C_W=1.0, lambda_b=lam, lambda_W=lam,
+                                tensors=("Theta", "H1", "A"), layers=[3])  # fmt: skip
+        H, H1, A = t.Theta[0], t.H1[0], t.A[0]
+        r = H[1, 0] / H[0, 0]
+        ratio = (H1[1, 0] - r * H1[0, 0]) / H[0, 0] - (A[1, 0, 0, 0] - r * A[0, 0, 0, 0]) / H[0, 0] ** 2
+        assert p.mean_coefficient[j, 0] == pytest.approx(0.7 * ratio, rel=1e-10)
+
+
+def test_a_training_input_is_fitted_exactly_and_vector_targets_scale():
+    p = predict(load("tanh"), X, [[1.5, -1.0]], np.vstack([X, XT]), 3, **KW)
+    assert np.array_equal(p.mean_infinite[0], [1.5, -1.0]) and np.all(p.mean_coefficient[0] == 0)
+    assert p.mean_infinite.shape == (3, 2)
+    one = predict(load("tanh"), X, [1.5], XT, 3, **KW)
+    assert np.allclose(p.mean_infinite[1:, 0], one.mean_infinite[:, 0], rtol=1e-12)
+    assert not np.allclose(p.mean_coefficient[1:, 0], one.mean_coefficient[:, 0], rtol=1e-3)  # n_L and |y|^2 enter
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"train_inputs": np.eye(2, 3), "train_targets": [1.0, 2.0]}, "one training input so far"),
+        ({"activation": "relu"}, "does not have: its kink"),
+        ({"algorithm": "gd"}, "needs a learning rate"),
+        ({"algorithm": "gd", "eta": 5.0}, "does not converge"),
+        ({"algorithm": "newton2", "eta": 0.1}, "does not take one"),
+        ({"algorithm": "adam"}, "unknown algorithm"),
+        ({"train_targets": [1.0, 2.0]}, "train targets must be"),
+        ({"test_inputs": np.ones((2, 4))}, "test inputs have 4 features"),
+        ({"test_inputs": np.array([[np.nan, 0.0, 0.0]])}, "finite"),
+    ],
+)
+def test_refusals(kwargs, message):
+    args = {"activation": "tanh", "train_inputs": X, "train_targets": [1.0], "test_inputs": XT}
+    args.update(kwargs)
+    act = args.pop("activation")
+    with pytest.raises(FlowError, match=message):
+        predict(load(act), args["train_inputs"], args["train_targets"], args["test_inputs"], 3,
+                **{k: v for k, v in args.items() if k in ("algorithm", "eta")})  # fmt: skip
+
+
+def _files(tmp_path, targets):
+    paths = [str(tmp_path / f) for f in ("x.npy", "y.npy", "t.npy")]
+    for path, a in zip(paths, (X, np.asarray(targets), XT)):
+        np.save(path, a)
+    return ["--train-inputs", paths[0], "--train-targets", paths[1], "--test-inputs", paths[2]]
+
+
+def test_cli_json_is_the_contract(tmp_path, capsys):
+    files = _files(tmp_path, [[1.5, -1.0]])
+    assert main(["predict", "tanh", *files, "--depth", "3", "--lambda-b", "1", "--lambda-W", "1", "--width", "64",
+                 "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    p = predict(load("tanh"), X, [[1.5, -1.0]], XT, 3, **KW)
+    assert np.allclose(out["mean_infinite"], p.mean_infinite.T, rtol=1e-14)  # one list per output over test inputs
+    assert np.allclose(out["mean_coefficient"], p.mean_coefficient.T, rtol=1e-14)
+    assert np.allclose(out["mean"], (p.mean_infinite + p.mean_coefficient / 64).T, rtol=1e-14)
+    files = _files(tmp_path, [2.0])
+    assert main(["predict", "tanh", *files, "--depth", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["mean_infinite"]) == 2 and isinstance(out["mean_infinite"][0], float) and "mean" not in out
+    assert main(["predict", "tanh", *files, "--depth", "3", "--width", "32"]) == 0
+    assert "mean at n = 32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--algorithm", "gd"], "needs --eta"),
+        (["--eta", "0.1"], "does not take one"),
+        (["--width", "0"], "--width must be >= 1"),
+        (["--depth", "1"], "--depth must be >= 2"),
+    ],
+)
+def test_cli_refuses_in_one_line(tmp_path, capsys, extra, message):
+    files = _files(tmp_path, [2.0])
+    args = ["predict", "tanh", *files, "--depth", "3", *extra]
+    if "--depth" in extra:
+        args = ["predict", "tanh", *files, *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
