@@ -40,7 +40,9 @@ class Prediction:
     """The mean trained output at the test inputs: ``mean_infinite`` + ``mean_coefficient`` / n + O(1/n^2), arrays
     (n_test, n_L), for all hidden widths equal to n. ``parts[name]`` splits the coefficient into the NTK mean's own
     1/n part ("NTK mean", from H1), the NTK fluctuations (A, B), the dNTK (P, Q) and the ddNTKs (R; S, T, U).
-    ``error`` is the largest accumulated relative error bound of the tensors used."""
+    ``variance_infinite`` (n_test,): each output's variance over initializations at infinite width (the leading
+    term of ∞.161), K(x, x) - 2 H(x, a) H~^ab K(b, x) + H(x, a) H~^ab K(b, c) H~^cd H(d, x); its 1/n part is not
+    computed. ``error`` is the largest accumulated relative error bound of the tensors used."""
 
     activation: str
     algorithm: str
@@ -48,6 +50,7 @@ class Prediction:
     depth: int
     mean_infinite: np.ndarray
     mean_coefficient: np.ndarray
+    variance_infinite: np.ndarray
     parts: dict = field(default_factory=dict)
     error: float = 0.0
 
@@ -63,7 +66,11 @@ class Prediction:
         def out(a: np.ndarray):
             return [float(v) for v in a[:, 0]] if a.shape[1] == 1 else [[float(v) for v in row] for row in a.T]
 
-        d = {"mean_infinite": out(self.mean_infinite), "mean_coefficient": out(self.mean_coefficient)}
+        d = {
+            "mean_infinite": out(self.mean_infinite),
+            "mean_coefficient": out(self.mean_coefficient),
+            "variance_infinite": [float(v) for v in self.variance_infinite],
+        }
         if width is not None:
             d["mean"] = out(self.mean(width))
         d["parts"] = {name: out(v) for name, v in self.parts.items()}
@@ -235,6 +242,7 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
     nL = Y.shape[1]
     m_inf = np.zeros((XT.shape[0], nL))
     m_coef = np.zeros_like(m_inf)
+    var = np.zeros(XT.shape[0])
     parts = {name: np.zeros_like(m_inf) for name in PARTS}
     error = 0.0
     train, test = np.array([0]), np.array([1])
@@ -250,11 +258,15 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
                 raise FlowError(f"gd at eta = {eta:g} does not converge: eta must be below 2 / {top:.6g} (twice the "
                                 "inverse of the training NTK's largest eigenvalue)")  # fmt: skip
         inf, coef, p = mean_prediction(t, Y.T, algorithm, 0.0 if eta is None else float(eta), train, test)
+        proj = t["Theta"][np.ix_(test, train)] @ np.linalg.inv(t["Theta"][np.ix_(train, train)])
+        K = t["K"]
+        var[j] = (K[np.ix_(test, test)] - 2 * proj @ K[np.ix_(train, test)]
+                  + proj @ K[np.ix_(train, train)] @ proj.T).item()  # fmt: skip
         m_inf[j], m_coef[j] = inf[:, 0], coef[:, 0]
         for name in PARTS:
             parts[name][j] = p[name][:, 0]
         error = max(error, float(np.max(km.error)), float(np.max(km.four_error)))
-    return Prediction(name, algorithm, 0.0 if eta is None else float(eta), depth, m_inf, m_coef, parts, error)
+    return Prediction(name, algorithm, 0.0 if eta is None else float(eta), depth, m_inf, m_coef, var, parts, error)
 
 
 def _matrix(what: str, a) -> np.ndarray:

@@ -135,6 +135,7 @@ def test_cli_json_is_the_contract(tmp_path, capsys):
     assert np.allclose(out["mean_infinite"], p.mean_infinite.T, rtol=1e-14)  # one list per output over test inputs
     assert np.allclose(out["mean_coefficient"], p.mean_coefficient.T, rtol=1e-14)
     assert np.allclose(out["mean"], (p.mean_infinite + p.mean_coefficient / 64).T, rtol=1e-14)
+    assert np.allclose(out["variance_infinite"], p.variance_infinite, rtol=1e-14) and len(out["variance_infinite"]) == 2
     files = _files(tmp_path, [2.0])
     assert main(["predict", "tanh", *files, "--depth", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
