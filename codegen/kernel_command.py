@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tensors",
         default="K,Theta",
-        help="comma-separated subset of K,Theta,G,H1,V,A,...,U (default K,Theta); H1,V,...,U: one or two inputs so far",
+        help="comma-separated subset of K,Theta,G,H1,V,A,...,U (default K,Theta); H1,V,...,U: up to 6 inputs",
     )
     p.add_argument("--order", type=int, help="order in 1/n of G, 1 or 2 (default 1): G[k] multiplies 1/n_(l-1)^k")
     p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, help="global learning rate of gd (per parameter: eta lambda)")
     p.add_argument("--width", type=float, help="hidden width n: also print the mean at n")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
-    p.add_argument("--tolerance", type=float, default=1e-8, help="largest relative error bound accepted (1e-8)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error bound accepted (1e-4)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -37,11 +37,29 @@ def _forward(params, fns, X):
     return zs
 
 
+def _ntk(params, fns, zs, X, lb, lw, sizes) -> np.ndarray:
+    """Each network's NTK on the training inputs (count, N, N), one output, by backpropagating a unit error."""
+    sigma, dsigma = fns
+    depth = len(params)
+    count = zs[-1].shape[0]
+    g = np.ones_like(zs[-1])  # dz_L/dz_L, per sample
+    H = np.zeros((count, X.shape[0], X.shape[0]))
+    for l in range(depth - 1, -1, -1):
+        h = sigma(zs[l - 1]) if l else np.broadcast_to(X, (count, *X.shape))
+        gg = np.einsum("cpi,cqi->cpq", g, g)
+        H += gg * (lb[l] + lw[l] / sizes[l] * np.einsum("cpj,cqj->cpq", h, h))
+        if l:
+            g = np.einsum("cpi,cij->cpj", g, params[l][0]) * dsigma(zs[l - 1])
+    return H
+
+
 def train(fns, n: int, depth: int, X, Y, X_test, C_b: float, C_W: float, lambda_b, lambda_W, eta: float,
-          count: int, rng, tol: float = 1e-11, max_steps: int = 100_000) -> Trained:  # fmt: skip
+          count: int, rng, tol: float = 1e-11, max_steps: int = 100_000, kappa=None) -> Trained:  # fmt: skip
     """Train ``count`` networks of hidden width n (sigma, sigma' = fns) on (X (N, n_0), Y (N, n_L)) and return their
     outputs at X_test (M, n_0); ``lambda_b``, ``lambda_W``: one number or one per layer. Raises RuntimeError if some
-    network has not fitted to ``tol`` after max_steps."""
+    network has not fitted to ``tol`` after max_steps. With ``kappa`` (N, N), the two-Newton-step algorithm (∞.148)
+    instead: a first step whose sample-space learning rate is kappa (the inverse mean NTK on the training set), a
+    second with the inverse of the network's own NTK at that point (one output), then the outputs are read."""
     sigma, dsigma = fns
     X, Y, X_test = (np.asarray(a, dtype=np.float64) for a in (X, Y, X_test))
     n0, nL = X.shape[1], Y.shape[1]
@@ -59,9 +77,17 @@ def train(fns, n: int, depth: int, X, Y, X_test, C_b: float, C_W: float, lambda_
         err = zs[-1] - Y  # (count, N, n_L)
         if initial_train is None:
             initial_train = zs[-1].copy()
-        if np.max(np.abs(err)) < tol:
+        worst = np.max(np.abs(err))
+        if worst < tol or (kappa is not None and step == 2):
             break
-        g = err
+        if not np.isfinite(worst):
+            raise RuntimeError(f"gradient descent diverged at step {step}: eta is too large for some networks")
+        if kappa is None:
+            g = err
+        elif step == 0:  # the giant leap: the mean NTK's inverse for every network
+            g = np.einsum("ab,cbi->cai", kappa, err)
+        else:  # the small step: each network's own NTK on the training set, now
+            g = np.linalg.solve(_ntk(params, fns, zs, X, lb, lw, sizes), err)
         for l in range(depth - 1, -1, -1):
             W, b = params[l]
             h = sigma(zs[l - 1]) if l else np.broadcast_to(X, (count, *X.shape))
@@ -69,8 +95,9 @@ def train(fns, n: int, depth: int, X, Y, X_test, C_b: float, C_W: float, lambda_
             db = g.sum(axis=1)
             if l:
                 g = np.einsum("cpi,cij->cpj", g, W) * dsigma(zs[l - 1])
-            W -= eta * lw[l] / sizes[l] * dW
-            b -= eta * lb[l] * db
+            rate = 1.0 if kappa is not None else eta
+            W -= rate * lw[l] / sizes[l] * dW
+            b -= rate * lb[l] * db
     else:
         raise RuntimeError(f"gradient descent did not fit the training set to {tol:g} in {max_steps} steps")
     final = _forward(params, fns, X_test)[-1]

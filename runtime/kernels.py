@@ -50,7 +50,8 @@ _OPTS = {"cache": True, "error_model": "numpy"}
 M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
 TENSORS = ("K", "Theta", "G", "H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
-FOUR = ("H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the NTK sector's: one or two inputs so far
+FOUR = ("H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the NTK sector's tensors
+MANY_MAX = 6  # the most inputs they are computed for (three or more: smooth activations, ntk_many)
 
 
 @njit(**_OPTS)
@@ -382,7 +383,9 @@ class KernelMatrices:
     E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
     ``G_error[l-1]`` is its accumulated relative error bound, like ``error``.
     ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q``, ``R``, ``S``, ``T``, ``U`` (stored layers, N, N, N, N), when asked
-    for (one or two inputs so far): the coefficients of 1/n_(l-1) of the four-point vertex, the NTK variance (8.82),
+    for (up to MANY_MAX inputs; three or more for smooth activations, by Gauss-Hermite cubature, whose error
+    bound is typically 1e-5 for three inputs and 1e-4 for four: pass a tolerance above it): the coefficients of
+    1/n_(l-1) of the four-point vertex, the NTK variance (8.82),
     the NTK-preactivation cross-correlation (8.67), the dNTK-preactivation cross-correlation (11.30) and the ddNTK
     means (∞.171, ∞.173), axes in the book's subscript order; ``H1`` (stored layers, N, N): the coefficient of
     1/n_(l-1) of the NTK mean, E[H_ab] = Theta_ab + H1_ab / n_(l-1) + O(1/n^2) (the book leaves it uncomputed);
@@ -680,10 +683,10 @@ def kernel_matrices(
         if t not in TENSORS:
             raise FlowError(f"unknown tensor {t!r}; available: {', '.join(TENSORS)}")
     four = tuple(t for t in FOUR if t in tensors)
-    if four and x.shape[0] > 2:
+    if four and x.shape[0] > MANY_MAX:
         raise FlowError(
-            f"{', '.join(four)} {'is' if len(four) == 1 else 'are'} computed for one or two inputs so far "
-            f"(N = {x.shape[0]} needs three- and four-input expectations: issue 7 item 3 and issue 8)"
+            f"{', '.join(four)} {'is' if len(four) == 1 else 'are'} computed for at most {MANY_MAX} inputs so far "
+            f"(N = {x.shape[0]}: every entry of N^4 needs its own four-input cubature; issue 8)"
         )
     if four and (scheduler is not None or str(out).endswith(".zarr")):
         raise FlowError(f"{', '.join(four)} of one input are computed in process: write a .npz file, no scheduler")
@@ -837,10 +840,16 @@ def kernel_matrices(
             names = sector().TENSORS
             for t in four:
                 result.four[t] = state[store - 1, names.index(t)].reshape(store.size, *(1,) * (2 if t == "H1" else 4))
-        else:
+        elif N == 2:
             gram = x @ x.T / n0
             state, result.four_error = ntk_pair_flow(mod, depth, gram, hyper4, ratios, pvals, tolerance, four)
             arrays = pair_arrays(state, sector().NTK_PAIR_TENSORS)
+            for t in four:
+                result.four[t] = arrays[t][store - 1]
+        else:
+            from .ntk_many import many_flow
+
+            arrays, result.four_error = many_flow(mod, depth, x @ x.T / n0, hyper4, ratios, pvals, tolerance)
             for t in four:
                 result.four[t] = arrays[t][store - 1]
     if out is not None and str(out).endswith(".zarr") or scheduler is not None:

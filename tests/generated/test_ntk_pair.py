@@ -121,6 +121,6 @@ def test_symmetries_of_the_definitions_hold_in_the_arrays(pdlt_result):
     assert np.allclose(T, T.transpose(3, 2, 1, 0)) and np.allclose(U, U.transpose(2, 3, 0, 1))
 
 
-def test_more_than_two_inputs_are_refused():
-    with pytest.raises(FlowError, match="one or two inputs so far"):
+def test_three_inputs_at_the_default_tolerance_are_refused_with_the_cubatures_error():
+    with pytest.raises(FlowError, match="Gauss-Hermite expectations of the 3-input NTK statistics"):
         load("tanh").kernel(np.eye(3), 3, tensors=("A",))

@@ -12,7 +12,7 @@ import pytest
 from pdlt.codegen.cli import main
 from pdlt.generated import load
 from pdlt.runtime.errors import FlowError
-from pdlt.runtime.predict import inverting, predict, projectors
+from pdlt.runtime.predict import inverting, mean_prediction, predict, projectors
 
 X = np.array([[1.0, 0.3, -0.2]])
 XT = np.array([[0.2, 0.9, 0.5], [-0.5, 0.4, 1.0]])
@@ -99,7 +99,7 @@ def test_a_training_input_is_fitted_exactly_and_vector_targets_scale():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"train_inputs": np.eye(2, 3), "train_targets": [1.0, 2.0]}, "one training input so far"),
+        ({"train_inputs": np.eye(2, 3), "train_targets": [1.0, 2.0]}, "one training input so far, got 2"),
         ({"activation": "relu"}, "does not have: its kink"),
         ({"algorithm": "gd"}, "needs a learning rate"),
         ({"algorithm": "gd", "eta": 5.0}, "does not converge"),
@@ -161,3 +161,30 @@ def test_cli_refuses_in_one_line(tmp_path, capsys, extra, message):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_two_training_inputs_frozen_features_are_the_matrix_delta_method():
+    """Two training inputs, lambda = 0 below the output: the mean is E[H(x, T) H(T, T)^-1] y, whose 1/n part by the
+    delta method is H1(x,T) Hi y - H(x,T) Hi H1 Hi y - sum A_(x a)(b c) Hi^ab Hi^cd y_d + H(x,T) Hi A_(T a)(b c) ...:
+    written here with its own index placement, it must equal the algebra's (three-input tensors by cubature; predict
+    itself refuses two training inputs, see test_refusals)."""
+    lam = [0.0, 0.0, 1.0]
+    x2 = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])
+    y = np.array([0.7, -0.4])
+    names = ("K", "Theta", "H1", *"ABPQRSTU")
+    t = load("tanh").kernel(np.vstack([x2, XT[1:]]), 3, C_W=1.0, lambda_b=lam, lambda_W=lam, layers=[3],
+                            tensors=names, tolerance=1e-4)  # fmt: skip
+    tensors = {name: np.asarray(getattr(t, name)[0]) for name in names}
+    _, coefficient, parts = mean_prediction(tensors, y[None, :], "gradient-flow", 0.0, np.arange(2), np.array([2]))
+    H, H1, A = t.Theta[0], t.H1[0], t.A[0]
+    T, b = [0, 1], 2
+    Hi = np.linalg.inv(H[np.ix_(T, T)])
+    alpha = Hi @ y
+
+    def second(d):  # E[delta(d, a) Hi^ab delta(b, c)] Hi^cd y_d, per unit 1/n
+        return np.einsum("abc,ab,c->", A[d][np.ix_(T, T, T)], Hi, alpha)
+
+    proj = H[b, T] @ Hi
+    want = H1[b, T] @ alpha - proj @ H1[np.ix_(T, T)] @ alpha - second(b) + proj @ np.array([second(a) for a in T])
+    assert coefficient[0, 0] == pytest.approx(want, rel=1e-6)
+    assert all(np.allclose(parts[k], 0, atol=1e-12) for k in ("dNTK", "ddNTK-I", "ddNTK-II"))

@@ -1,0 +1,229 @@
+"""The NTK sector for any number of inputs (smooth activations): every entry of K, H, K1, H1 and the four-index
+tensors V..U on N inputs, layer by layer (issues 7 item 3, 8, 10).
+
+An entry's recursion depends only on which of its slots coincide: for each such pattern (15 for four slots)
+``pdlt.derive.ntk`` derives it once at pattern labels, in weight form, and a one-to-one relabelling to the
+entry's inputs is exact. The Gaussian expectations <d_B prod sigma^(k)(z_a)> over up to four distinct inputs are
+E[prod sigma^(k)(z_a) h_B(z)] (Price's theorem: h_B is the multivariate Hermite polynomial of the derivatives
+B in the metric K^-1), integrated by a tensor-product Gauss-Hermite rule in whitened coordinates z = L u,
+K = L L^T. Two rule sizes give the error estimate; a layer whose worst relative error (against the integral of
+the integrand's absolute value) misses its share of the tolerance is refused. Gauss-Hermite converges
+geometrically for an entire sigma (tanh, erf, gelu, swish, ...), slowly at a kink, so kinked activations are
+refused here (one or two inputs have the piecewise rules of ``pdlt.runtime.ntk``).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from itertools import product
+
+import numpy as np
+import sympy as sp
+
+from .errors import FlowError
+
+RULES = {1: (96, 128), 2: (96, 128), 3: (36, 48), 4: (18, 24)}  # Gauss-Hermite nodes per axis, by dimension
+
+
+@cache
+def _derivation():
+    from pdlt.derive import notation as nt
+    from pdlt.derive import ntk
+
+    return ntk, nt
+
+
+def pattern_of(slots: tuple) -> tuple[int, ...]:
+    """The coincidence pattern of concrete labels: each slot's first-occurrence index, e.g. (5, 2, 5) -> (0, 1, 0)."""
+    first: dict = {}
+    return tuple(first.setdefault(s, len(first)) for s in slots)
+
+
+@cache
+def _rule(name: str, pattern: tuple[int, ...]):
+    """(lambdified rule, its tensor symbols, its expectation symbols) for entries of ``name`` with ``pattern``."""
+    ntk, nt = _derivation()
+    labels = pattern + tuple(range(8, 8 + 4 - len(pattern)))  # the two-slot tensors use a1, a2 only
+    expr = ntk.weight_form(ntk.derive_ntk_step(labels)[name], strict=False)
+    syms = sorted(expr.free_symbols, key=str)
+    tensors = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.TensorEntry)]
+    gexps = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.GExp)]
+    scalars = [nt.r, nt.C_b, nt.C_W, ntk.lam_b, ntk.lam_W]
+    fn = sp.lambdify([*tensors, *gexps, *scalars], expr, modules="numpy", cse=True)
+    return fn, [ntk._REGISTRY[s] for s in tensors], [ntk._REGISTRY[s] for s in gexps]
+
+
+def _canonical(name: str, slots: tuple, orbits: dict) -> tuple:
+    keys = tuple(str(s) for s in slots)
+    return name, min(tuple(keys[i] for i in p) for p in orbits[name])
+
+
+class Plan:
+    """The state entries of N inputs, each entry's rule and the gathers of its arguments, the expectation table."""
+
+    def __init__(self, N: int):
+        ntk, _ = _derivation()
+        self.N = N
+        orbits = ntk._ORBITS
+        self.entries: list[tuple] = []
+        index: dict = {}
+        for name in ntk.TENSORS:
+            width = 2 if name in ntk.TWO_SLOT else 4
+            for slots in product(range(N), repeat=width):
+                key = _canonical(name, slots, orbits)
+                if key not in index:
+                    index[key] = len(self.entries)
+                    self.entries.append((name, tuple(int(c) for c in key[1])))
+        self.index = index
+        gindex: dict = {}
+        groups: dict = {}
+        self.calls = []  # (fn, entry rows, tensor gathers (k, m), expectation gathers (g, m))
+        by_rule: dict = {}
+        for i, (name, slots) in enumerate(self.entries):
+            by_rule.setdefault((name, pattern_of(slots)), []).append(i)
+        for (name, pat), rows in by_rule.items():
+            fn, tensors, gexps = _rule(name, pat)
+            tg = np.zeros((len(tensors), len(rows)), dtype=np.int64)
+            eg = np.zeros((len(gexps), len(rows)), dtype=np.int64)
+            for col, row in enumerate(rows):
+                slots = self.entries[row][1]
+                where = {str(p): s for p, s in zip(pat, slots)}
+                for k, t in enumerate(tensors):
+                    tg[k, col] = index[_canonical(t.name, tuple(where[s] for s in t.slots), orbits)]
+                for k, e in enumerate(gexps):
+                    atoms = tuple(sorted((where[a], power) for a, power in e.atoms))
+                    derivs = tuple(sorted(where[d] for d in e.derivs))
+                    key = (atoms, derivs)
+                    if key not in gindex:
+                        gindex[key] = len(gindex)
+                        groups.setdefault(tuple(sorted({a for a, _ in atoms})), []).append(key)
+                    eg[k, col] = gindex[key]
+            self.calls.append((fn, np.array(rows), tg, eg))
+        self.gindex = gindex
+        self.groups = groups
+
+    def start(self, gram: np.ndarray, hyper0: np.ndarray) -> np.ndarray:
+        t = np.zeros(len(self.entries))
+        cb, cw, lb, lw = hyper0
+        for i, (name, slots) in enumerate(self.entries):
+            if name in ("K", "H"):
+                g = gram[slots[0], slots[1]]
+                t[i] = cb + cw * g if name == "K" else lb + lw * g
+        return t
+
+    def kernel(self, t: np.ndarray) -> np.ndarray:
+        K = np.zeros((self.N, self.N))
+        for a, b in product(range(self.N), repeat=2):
+            K[a, b] = t[self.index[_canonical("K", (a, b), _derivation()[0]._ORBITS)]]
+        return K
+
+    def step(self, t: np.ndarray, e: np.ndarray, hyper: np.ndarray, r: float) -> np.ndarray:
+        out = np.zeros_like(t)
+        scalars = (r, *hyper)
+        for fn, rows, tg, eg in self.calls:
+            out[rows] = fn(*t[tg], *e[eg], *scalars)
+        return out
+
+
+def _hermite(w: np.ndarray, Kinv: np.ndarray, derivs: tuple, memo: dict) -> np.ndarray:
+    """h_B(z) = (-1)^|B| d_B p(z) / p(z) at the nodes (w = K^-1 z, columns by label position), by the recursion
+    h_{B+c} = w_c h_B - sum_{b in B} Kinv[b, c] h_{B-b}."""
+    if derivs in memo:
+        return memo[derivs]
+    if not derivs:
+        out = np.ones(w.shape[0])
+    else:
+        *rest, c = derivs
+        rest = tuple(rest)
+        out = w[:, c] * _hermite(w, Kinv, rest, memo)
+        for i, b in enumerate(rest):
+            out = out - Kinv[b, c] * _hermite(w, Kinv, rest[:i] + rest[i + 1 :], memo)
+    memo[derivs] = out
+    return out
+
+
+def expectations(mod, plan: Plan, K: np.ndarray, params) -> tuple[np.ndarray, float]:
+    """The expectation table at the layer's kernel K, and the worst relative error estimate (two rule sizes)."""
+    from .ntk import _tabulate
+
+    p = mod.pieces
+    values = np.zeros((2, len(plan.gindex)))
+    size = np.zeros(len(plan.gindex))
+    for labels, keys in plan.groups.items():
+        m = len(labels)
+        sub = K[np.ix_(labels, labels)]
+        try:
+            L = np.linalg.cholesky(sub)
+        except np.linalg.LinAlgError:
+            raise FlowError(
+                f"the kernel of inputs {list(labels)} is singular at some layer (parallel inputs): the NTK "
+                "statistics of more than two inputs need them distinct"
+            ) from None
+        Kinv = np.linalg.inv(sub)
+        pos = {a: i for i, a in enumerate(labels)}
+        for rule, q in enumerate(RULES[m]):
+            x, w = np.polynomial.hermite_e.hermegauss(q)
+            w = w / math.sqrt(2 * math.pi)
+            grid = np.stack(np.meshgrid(*([x] * m), indexing="ij"), -1).reshape(-1, m)
+            weight = np.prod(np.stack(np.meshgrid(*([w] * m), indexing="ij"), -1).reshape(-1, m), axis=1)
+            z = grid @ L.T
+            table = np.zeros((m, 4, z.shape[0]))
+            for i in range(m):
+                _tabulate(p.values, p.dvalues, p.d2values, p.d3values, np.ascontiguousarray(z[:, i]), 1.0, params,
+                          table[i])  # fmt: skip
+            wz = z @ Kinv  # rows: K^-1 z per node (Kinv symmetric)
+            memo: dict = {}
+            for key in keys:
+                atoms, derivs = key
+                f = weight * _hermite(wz, Kinv, tuple(pos[d] for d in derivs), memo)
+                for a, power in atoms:
+                    f = f * table[pos[a], power]
+                g = plan.gindex[key]
+                values[rule, g] = f.sum()
+                if rule == 1:
+                    size[g] = np.abs(f).sum()
+    err = np.abs(values[1] - values[0]) + 8 * np.finfo(float).eps * size
+    ok = size > 0
+    worst = float(np.max(err[ok] / size[ok], initial=0.0))
+    return values[1], worst
+
+
+def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.ndarray, params,
+              tolerance: float) -> tuple[dict, np.ndarray]:  # fmt: skip
+    """(arrays, error): arrays[name] of shape (depth, N, N) for K, H, K1, H1 and (depth, N, N, N, N) for V..U, every
+    entry for the N inputs with gram[a, b] = x_a . x_b / n_0; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W);
+    error[l - 1] the accumulated relative error bound of the expectations."""
+    if mod.kinks:
+        raise FlowError(
+            f"the NTK statistics of more than two inputs are computed for smooth activations so far; {mod.name} has "
+            "a kink, where Gauss-Hermite cubature converges too slowly (one or two inputs have piecewise rules)"
+        )
+    N = gram.shape[0]
+    plan = Plan(N)
+    T = np.zeros((depth, len(plan.entries)))
+    T[0] = plan.start(gram, hyper[0])
+    rel = np.zeros(max(depth - 1, 1))
+    for l in range(depth - 1):
+        K = plan.kernel(T[l])
+        e, rel[l] = expectations(mod, plan, K, params)
+        T[l + 1] = plan.step(T[l], e, hyper[l + 1], float(ratios[l]))
+    error = np.zeros(depth)
+    error[1:] = np.cumsum(rel[: depth - 1])
+    if not np.all(np.isfinite(T)):
+        raise FlowError(f"the NTK statistics of {mod.name} for {N} inputs are not finite (inputs or C_W too large)")
+    if not error[-1] <= tolerance:
+        worst = int(np.argmax(error > tolerance))
+        raise FlowError(
+            f"the Gauss-Hermite expectations of the {N}-input NTK statistics of {mod.name} reach a relative error "
+            f"~{error[worst]:.1e} at layer {worst + 1}, above tolerance {tolerance:g}: pass a larger tolerance"
+        )
+    ntk, _ = _derivation()
+    arrays = {}
+    for name in ntk.TENSORS:
+        width = 2 if name in ntk.TWO_SLOT else 4
+        arr = np.zeros((depth, *(N,) * width))
+        for slots in product(range(N), repeat=width):
+            arr[(slice(None), *slots)] = T[:, plan.index[_canonical(name, slots, ntk._ORBITS)]]
+        arrays[name] = arr
+    return arrays, error

@@ -1,0 +1,89 @@
+"""The NTK sector on three or more inputs (pdlt.runtime.ntk_many): each entry's recursion derived at its slots'
+coincidence pattern and relabelled, Gaussian expectations by Gauss-Hermite cubature with weight-derivative Hermite
+polynomials (issues 7 item 3, 8)."""
+
+from __future__ import annotations
+
+from itertools import permutations, product
+
+import numpy as np
+import pytest
+
+from pdlt.generated import load
+from pdlt.runtime.errors import FlowError
+from pdlt.runtime.finite import width_ratios
+from pdlt.runtime.ntk import ntk_pair_flow, pair_arrays, sector
+from pdlt.runtime.ntk_many import many_flow, pattern_of
+
+X = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5], [-0.5, 0.4, 1.0], [0.6, -0.6, 0.3]])
+DEPTH = 4
+HYPER = np.tile([0.1, 1.1, 0.7, 1.3], (DEPTH, 1))
+
+
+def run(name, x, tolerance=1e-3, hyper=HYPER):
+    mod = load(name)._MODULE
+    return many_flow(mod, hyper.shape[0], x @ x.T / x.shape[1], hyper, width_ratios(None, hyper.shape[0]),
+                     mod.param_values({}), tolerance)  # fmt: skip
+
+
+def test_patterns():
+    assert pattern_of((5, 2, 5, 7)) == (0, 1, 0, 2) and pattern_of((3, 3, 3, 3)) == (0, 0, 0, 0)
+
+
+def test_two_inputs_are_the_pair_flow():
+    """Every entry of every tensor at two inputs equals the Mehler-series pair flow (its own derivation at the 16
+    label patterns, Hermite-coefficient shifts for the weight derivatives) to 1e-10 of the tensor's largest entry."""
+    arrays, error = run("tanh", X[:2], 1e-8)
+    mod = load("tanh")._MODULE
+    T, _ = ntk_pair_flow(mod, DEPTH, X[:2] @ X[:2].T / 3, HYPER, width_ratios(None, DEPTH), mod.param_values({}), 1e-10)
+    ref = pair_arrays(T, sector().NTK_PAIR_TENSORS)
+    assert error[-1] < 1e-8
+    for name, want in ref.items():
+        scale = max(np.max(np.abs(want)), 1e-300)
+        assert np.max(np.abs(arrays[name] - want)) <= 1e-10 * scale, name
+
+
+def test_deep_linear_vertex_is_exact_on_four_inputs():
+    """sigma = z, C_b = 0, C_W = 1: V(l)_(ab)(cd) = (l - 1)(K_ac K_bd + K_ad K_bc) with K = gram (deep linear
+    networks, from V' = C_W^2 [V + K_ac K_bd + K_ad K_bc]); the cubature is exact for these polynomials."""
+    hyper = np.tile([0.0, 1.0, 1.0, 1.0], (DEPTH, 1))
+    arrays, _ = run("linear", X, 1e-6, hyper)  # the estimate is roundoff over 331 776 nodes
+    K = X @ X.T / 3
+    for l in range(1, DEPTH + 1):
+        want = (l - 1) * (np.einsum("ac,bd->abcd", K, K) + np.einsum("ad,bc->abcd", K, K))
+        assert np.allclose(arrays["V"][l - 1], want, rtol=1e-10, atol=1e-13)
+        assert np.allclose(arrays["K1"][l - 1], 0.0, atol=1e-13)  # a deep linear network's mean kernel is exact
+
+
+def test_three_inputs_hold_every_pair_and_permute_with_the_inputs():
+    arrays, error = run("tanh", X[:3])
+    pair, _ = run("tanh", X[:2], 1e-8)
+    for name, a in pair.items():
+        sub = arrays[name][(slice(None), *([slice(0, 2)] * (a.ndim - 1)))]
+        assert np.allclose(sub, a, rtol=1e-10, atol=1e-14), name
+    assert 0 < error[-1] < 1e-3  # three-input cubature: about 2e-5 here
+    perm = (2, 0, 1)
+    moved, _ = run("tanh", X[list(perm)])
+    inverse = np.argsort(perm)
+    for name, a in arrays.items():
+        idx = np.ix_(*([inverse] * (a.ndim - 1)))
+        scale = np.max(np.abs(a))
+        assert np.max(np.abs(moved[name][(slice(None), *idx)] - a)) <= 10 * error[-1] * scale + 1e-14, name
+
+
+def test_symmetries_of_three_input_tensors():
+    arrays, _ = run("tanh", X[:3])
+    A, B = arrays["A"][-1], arrays["B"][-1]
+    for p in permutations(range(3)):
+        assert np.isclose(A[p[0], p[1], p[2], p[2]], A[p[1], p[0], p[2], p[2]])
+    for a, b, c, d in product(range(3), repeat=4):
+        assert B[a, b, c, d] == B[c, d, a, b]
+
+
+def test_refusals():
+    with pytest.raises(FlowError, match="smooth activations so far; relu has a kink"):
+        run("relu", X[:3])
+    with pytest.raises(FlowError, match="at most 6 inputs"):
+        load("tanh").kernel(np.eye(7), 3, tensors=("A",))
+    with pytest.raises(FlowError, match="above tolerance 1e-10"):
+        run("tanh", X[:3], 1e-10)
