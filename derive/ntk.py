@@ -1,4 +1,5 @@
-"""The NTK sector at leading order in 1/n, derived from the stochastic forward equations (book ch. 8, issue 8).
+"""The NTK sector at leading order in 1/n (and its means at the next), derived from the stochastic forward equations
+(book ch. 8, issue 8).
 
 Nothing here is transcribed from the book's results. The engine starts from the two forward equations of layer
 l + 1 given layer l (book 8.9 and 8.12),
@@ -28,6 +29,11 @@ picks output neurons (rows) so that one term of each defining decomposition surv
 
    where a z leg of a cumulant acts on that neuron's function as a derivative (the cumulant expansion of a
    nearly Gaussian law: 1/4 for the two pairs of V, 1/2 for the pair of D, 1 otherwise).
+
+The means K and H are also carried one order further (K1, H1, issue 10: the book leaves H1 uncomputed): their
+1/n part needs each neuron's own law at next-to-leading order (``_own_law``: its kernel K + K1/n, its own
+four-point cumulant, its NTK mean H + H1/n and the D, F correlation of its NTK with its own preactivations) and
+the count n (n - 1) ... of distinct neurons.
 
 Every Gaussian expectation is kept as ``<d_{b1} ... d_{bm} Phi>_K`` for a product Phi of sigma^(k)(z_a): the
 derivatives are those of the Gaussian weight (Price's theorem), so kinks are harmless and nothing like a

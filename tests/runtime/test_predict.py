@@ -188,3 +188,51 @@ def test_two_training_inputs_frozen_features_are_the_matrix_delta_method():
     want = H1[b, T] @ alpha - proj @ H1[np.ix_(T, T)] @ alpha - second(b) + proj @ np.array([second(a) for a in T])
     assert coefficient[0, 0] == pytest.approx(want, rel=1e-6)
     assert all(np.allclose(parts[k], 0, atol=1e-12) for k in ("dNTK", "ddNTK-I", "ddNTK-II"))
+
+
+def _compact(t, y, Z, train):
+    """The book's compact mean terms (∞.158)-(∞.160), as the reference prints them: valid where the projectors have
+    the symmetries they assume (one training input)."""
+    nL = y.shape[0]
+    K = t["K"][np.ix_(train, train)]
+
+    def tr(name, spec):
+        x = np.einsum(f"{spec}->dabc", t[name])
+        return x[:, train][:, :, train][:, :, :, train]
+
+    first = tr("P", "dabc") + tr("Q", "dabc") + nL * tr("Q", "dbac")
+    second = nL * tr("P", "adbc") + tr("Q", "adbc") + tr("Q", "abdc")
+    third = tr("P", "adbc") + nL * tr("Q", "adbc") + tr("Q", "abdc")
+    dntk = -(2 * np.einsum("dabc,abce,ie->id", first, Z["B"], y) + np.einsum("dabc,abce,ie->id", second, Z["A"], y)
+             + np.einsum("dabc,abec,ie->id", third, Z["A"], y))  # fmt: skip
+    gamma = (np.einsum("ie,jf,jg->iefg", y, y, y) + nL * np.einsum("ie,fg->iefg", y, K)
+             + np.einsum("if,ge->iefg", y, K) + np.einsum("ig,ef->iefg", y, K))  # fmt: skip
+    zib = Z["IB"] + np.einsum("bcafge->abcefg", Z["IB"]) + np.einsum("cabgef->abcefg", Z["IB"])
+    dd1 = -(np.einsum("dabc,abcefg,iefg->id", tr("R", "dabc"), zib, gamma)
+            + np.einsum("dabc,abcefg,iefg->id", tr("R", "adbc"), Z["IA"], gamma)
+            + np.einsum("dabc,abcfge,iefg->id", tr("R", "abcd"), Z["IA"], gamma)
+            + np.einsum("dabc,abcgef,iefg->id", tr("R", "acdb"), Z["IA"], gamma))  # fmt: skip
+    dd2 = -(np.einsum("dabc,abcefg,iefg->id", tr("S", "dabc"), Z["IIB"], gamma)
+            + np.einsum("dabc,bcafge,iefg->id", tr("T", "dabc"), Z["IIB"], gamma)
+            + np.einsum("dabc,cabgef,iefg->id", tr("U", "dabc"), Z["IIB"], gamma)
+            + np.einsum("dabc,abcfge,iefg->id", tr("S", "abdc"), Z["IIA"], gamma)
+            + np.einsum("dabc,abcefg,iefg->id", tr("T", "adcb"), Z["IIA"], gamma)
+            + np.einsum("dabc,abcgef,iefg->id", tr("U", "acbd"), Z["IIA"], gamma))  # fmt: skip
+    return {"dNTK": dntk, "ddNTK-I": dd1, "ddNTK-II": dd2}
+
+
+@pytest.mark.parametrize("targets", [[[2.0]], [[1.5], [-1.0]]])
+@pytest.mark.parametrize(("algorithm", "eta"), [("gd", 0.3), ("gradient-flow", 0.0), ("newton2", 0.0)])
+def test_term_by_term_means_are_the_books_compact_forms_at_one_training_input(targets, algorithm, eta):
+    """The dNTK and ddNTK parts, taken line by line from the T-shirt formula with explicit output indices, equal the
+    book's compact (∞.158)-(∞.160) at one training input, for one output and two."""
+    from pdlt.runtime.predict import corrections
+
+    names = ("K", "Theta", "H1", *"ABPQRSTU")
+    t = load("tanh").kernel(np.vstack([X, XT[:1]]), 3, layers=[3], tensors=names, **KW)
+    t = {name: np.asarray(getattr(t, name)[0]) for name in names}
+    train, y = np.array([0]), np.asarray(targets, dtype=float)
+    Z = projectors(t["Theta"][:1, :1], algorithm, eta)
+    got, want = corrections(t, y, Z, train), _compact(t, y, Z, train)
+    for name, value in want.items():
+        assert np.allclose(got[name], value, rtol=1e-12, atol=1e-14), name
