@@ -254,6 +254,12 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
             "is kernel regression with the NTK (pdlt kernel --tensors Theta)"
         )
     kw = dict(C_b=C_b, C_W=C_W, lambda_b=lambda_b, lambda_W=lambda_W, tolerance=tolerance, **params)
+    if algorithm == "gd":  # checked once, before any test input (a test input at a training one skips the tensors)
+        theta = module.kernel(X, depth, layers=[depth], tensors=("Theta",), **kw).Theta[0]
+        top = float(np.max(np.linalg.eigvalsh(theta)))
+        if eta >= 2.0 / top:
+            raise FlowError(f"gd at eta = {eta:g} does not converge: eta must be below 2 / {top:.6g} (twice the "
+                            "inverse of the training NTK's largest eigenvalue)")  # fmt: skip
     nL = Y.shape[1]
     m_inf = np.zeros((XT.shape[0], nL))
     m_coef = np.zeros_like(m_inf)
@@ -269,11 +275,6 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
             continue
         km = module.kernel(np.vstack([X, x]), depth, layers=[depth], tensors=("K", *NEEDED), **kw)
         t = {name: np.asarray(getattr(km, name)[0]) for name in ("K", *NEEDED)}
-        if algorithm == "gd":
-            top = float(np.max(np.linalg.eigvalsh(t["Theta"][np.ix_(train, train)])))
-            if eta >= 2.0 / top:
-                raise FlowError(f"gd at eta = {eta:g} does not converge: eta must be below 2 / {top:.6g} (twice the "
-                                "inverse of the training NTK's largest eigenvalue)")  # fmt: skip
         inf, coef, p = mean_prediction(t, Y.T, algorithm, 0.0 if eta is None else float(eta), train, test)
         proj = t["Theta"][np.ix_(test, train)] @ np.linalg.inv(t["Theta"][np.ix_(train, train)])
         K = t["K"]

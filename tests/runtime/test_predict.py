@@ -103,6 +103,7 @@ def test_a_training_input_is_fitted_exactly_and_vector_targets_scale():
         ({"activation": "relu"}, "does not have: its kink"),
         ({"algorithm": "gd"}, "needs a learning rate"),
         ({"algorithm": "gd", "eta": 5.0}, "does not converge"),
+        ({"algorithm": "gd", "eta": 5.0, "test_inputs": X}, "does not converge"),  # even at the training input
         ({"algorithm": "newton2", "eta": 0.1}, "does not take one"),
         ({"algorithm": "adam"}, "unknown algorithm"),
         ({"train_targets": [1.0, 2.0]}, "train targets must be"),
