@@ -377,18 +377,26 @@ def orbits() -> dict:
     return {name: [tuple(int(c) for c in q) for q in perms] for name, perms in sector().NTK_ORBITS}
 
 
-def pair_arrays(T: np.ndarray, names: tuple) -> dict[str, np.ndarray]:
-    """The two-input state as arrays: name -> (layers, 2, 2, 2, 2) for the four-index tensors, (layers, 2, 2) for
-    K, H, K1, H1."""
-    index = {entry: i for i, entry in enumerate(names)}
+def canonical(name: str, slots: tuple, perms: dict) -> tuple:
+    """(name, slots) with the slots (as strings) in the order the state stores: the least over the tensor's orbit."""
+    keys = tuple(str(s) for s in slots)
+    return name, min(tuple(keys[i] for i in p) for p in perms[name])
+
+
+def state_arrays(T: np.ndarray, index: dict, N: int) -> dict[str, np.ndarray]:
+    """A state over N inputs as arrays: name -> (layers, N, N, N, N) for the four-index tensors, (layers, N, N) for
+    K, H, K1, H1; ``index`` maps each stored (name, canonical slots) to its column of T."""
     perms = orbits()
     out = {}
     for name in (*TWO_SLOT, *TENSORS):
-        shape = (2,) * (2 if name in TWO_SLOT else 4)
+        shape = (N,) * (2 if name in TWO_SLOT else 4)
         arr = np.zeros((T.shape[0], *shape))
         for slots in np.ndindex(*shape):
-            keys = tuple(str(s) for s in slots)
-            canon = min(tuple(keys[i] for i in p) for p in perms[name])
-            arr[(slice(None), *slots)] = T[:, index[(name, canon)]]
+            arr[(slice(None), *slots)] = T[:, index[canonical(name, slots, perms)]]
         out[name] = arr
     return out
+
+
+def pair_arrays(T: np.ndarray, names: tuple) -> dict[str, np.ndarray]:
+    """The two-input state (entries NTK_PAIR_TENSORS) as arrays, see ``state_arrays``."""
+    return state_arrays(T, {entry: i for i, entry in enumerate(names)}, 2)

@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import FlowError
+from .ntk import canonical, state_arrays
 
 RULES = {1: (96, 128), 2: (96, 128), 3: (36, 48), 4: (18, 24)}  # Gauss-Hermite nodes per axis, by dimension
 
@@ -54,11 +55,6 @@ def _rule(name: str, pattern: tuple[int, ...]):
     return fn, [ntk._REGISTRY[s] for s in tensors], [ntk._REGISTRY[s] for s in gexps]
 
 
-def _canonical(name: str, slots: tuple, orbits: dict) -> tuple:
-    keys = tuple(str(s) for s in slots)
-    return name, min(tuple(keys[i] for i in p) for p in orbits[name])
-
-
 class Plan:
     """The state entries of N inputs, each entry's rule and the gathers of its arguments, the expectation table."""
 
@@ -71,7 +67,7 @@ class Plan:
         for name in ntk.TENSORS:
             width = 2 if name in ntk.TWO_SLOT else 4
             for slots in product(range(N), repeat=width):
-                key = _canonical(name, slots, orbits)
+                key = canonical(name, slots, orbits)
                 if key not in index:
                     index[key] = len(self.entries)
                     self.entries.append((name, tuple(int(c) for c in key[1])))
@@ -90,7 +86,7 @@ class Plan:
                 slots = self.entries[row][1]
                 where = {str(p): s for p, s in zip(pat, slots)}
                 for k, t in enumerate(tensors):
-                    tg[k, col] = index[_canonical(t.name, tuple(where[s] for s in t.slots), orbits)]
+                    tg[k, col] = index[canonical(t.name, tuple(where[s] for s in t.slots), orbits)]
                 for k, e in enumerate(gexps):
                     atoms = tuple(sorted((where[a], power) for a, power in e.atoms))
                     derivs = tuple(sorted(where[d] for d in e.derivs))
@@ -102,6 +98,7 @@ class Plan:
             self.calls.append((fn, np.array(rows), tg, eg))
         self.gindex = gindex
         self.groups = groups
+        self.k_columns = np.array([[index[canonical("K", (a, b), orbits)] for b in range(N)] for a in range(N)])
 
     def start(self, gram: np.ndarray, hyper0: np.ndarray) -> np.ndarray:
         t = np.zeros(len(self.entries))
@@ -113,10 +110,7 @@ class Plan:
         return t
 
     def kernel(self, t: np.ndarray) -> np.ndarray:
-        K = np.zeros((self.N, self.N))
-        for a, b in product(range(self.N), repeat=2):
-            K[a, b] = t[self.index[_canonical("K", (a, b), _derivation()[0]._ORBITS)]]
-        return K
+        return t[self.k_columns]
 
     def step(self, t: np.ndarray, e: np.ndarray, hyper: np.ndarray, r: float) -> np.ndarray:
         out = np.zeros_like(t)
@@ -218,12 +212,4 @@ def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.n
             f"the Gauss-Hermite expectations of the {N}-input NTK statistics of {mod.name} reach a relative error "
             f"~{error[worst]:.1e} at layer {worst + 1}, above tolerance {tolerance:g}: pass a larger tolerance"
         )
-    ntk, _ = _derivation()
-    arrays = {}
-    for name in ntk.TENSORS:
-        width = 2 if name in ntk.TWO_SLOT else 4
-        arr = np.zeros((depth, *(N,) * width))
-        for slots in product(range(N), repeat=width):
-            arr[(slice(None), *slots)] = T[:, plan.index[_canonical(name, slots, ntk._ORBITS)]]
-        arrays[name] = arr
-    return arrays, error
+    return state_arrays(T, plan.index, N), error

@@ -32,6 +32,20 @@ DEPTH, ETA, WIDTHS, SAMPLES, CHUNK = 3, 0.3, (16, 32, 64), 20_000, 4_000
 FNS = (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2)
 
 
+def _intercepts(rows, widths, powers: int) -> list[tuple[float, float]]:
+    """Per test input, the weighted least-squares intercept of rows[k] = (estimates, standard errors) at widths[k]
+    in the basis 1, 1/n, ..., 1/n^(powers - 1), and its standard error."""
+    n = np.array(widths, dtype=float)
+    basis = np.stack([n**-k for k in range(powers)], axis=1)
+    out = []
+    for j in range(XT.shape[0]):
+        e = np.array([row[0][j] for row in rows])
+        w = 1.0 / np.array([row[1][j] for row in rows]) ** 2
+        cov = np.linalg.inv(basis.T @ (w[:, None] * basis))
+        out.append(((cov @ basis.T @ (w * e))[0], float(np.sqrt(cov[0, 0]))))
+    return out
+
+
 @pytest.fixture(scope="module")
 def fit():
     mod = load("tanh")
@@ -53,16 +67,7 @@ def fit():
         v = f.var(0, ddof=1)
         kurtosis = ((f - f.mean(0)) ** 4).mean(0) / v**2
         variances.append((v, v * np.sqrt((kurtosis - 1.0) / len(f))))
-    n = np.array(WIDTHS, dtype=float)
-    fits, var_fits = [], []
-    for j in range(XT.shape[0]):
-        for source, out, powers in ((rows, fits, 2), (variances, var_fits, 3)):
-            basis = np.stack([n**-k for k in range(powers)], axis=1)
-            e = np.array([row[0][j] for row in source])
-            w = 1.0 / np.array([row[1][j] for row in source]) ** 2
-            cov = np.linalg.inv(basis.T @ (w[:, None] * basis))
-            out.append(((cov @ basis.T @ (w * e))[0], float(np.sqrt(cov[0, 0]))))
-    return p, fits, var_fits
+    return p, _intercepts(rows, WIDTHS, 2), _intercepts(variances, WIDTHS, 3)
 
 
 @pytest.mark.parametrize("j", [0, 1])
@@ -107,15 +112,7 @@ def newton():
             outs.append(t.final[:, :, 0] - (t.initial[:, :, 0] - proj * t.initial_train[:, 0, :]))
         r = np.concatenate(outs)
         rows.append((n * (r.mean(0) - p.mean_infinite[:, 0]), n * r.std(0, ddof=1) / np.sqrt(len(r))))
-    n = np.array(widths, dtype=float)
-    basis = np.stack([np.ones_like(n), 1.0 / n], axis=1)
-    fits = []
-    for j in range(XT.shape[0]):
-        e = np.array([row[0][j] for row in rows])
-        w = 1.0 / np.array([row[1][j] for row in rows]) ** 2
-        cov = np.linalg.inv(basis.T @ (w[:, None] * basis))
-        fits.append(((cov @ basis.T @ (w * e))[0], float(np.sqrt(cov[0, 0]))))
-    return p, fits
+    return p, _intercepts(rows, widths, 2)
 
 
 @pytest.mark.parametrize("j", [0, 1])
