@@ -12,12 +12,14 @@ tensors X_II, X_III (∞.107)-(∞.110). The representation-learning parts are t
 lines (∞.154), taken term by term (``corrections``). m^NTK = H_beta,a H~^ab y_b uses the full mean NTK
 H = Theta + H1 / n_(L-1), so its own 1/n part (H1, which the book leaves uncomputed) enters the coefficient too.
 
-Every tensor comes from ``kernel_matrices`` on the training inputs and one test input together. The algebra below
-is written for any number of training inputs (and checked for two where it can be derived: a frozen NTK), but
-``predict`` takes one: with two, gradient descent's prediction disagrees with trained networks (the projectors'
-shorthands beyond one input, as transcribed, are suspect), while one training input agrees for gradient descent
-and two Newton steps. Indices below: d = any input of that set (training first), a..g = training inputs; y is
-(n_L, N_train).
+Every tensor comes from ``kernel_matrices`` on the training inputs and one test input together, so a training set
+has at most MANY_MAX - 1 inputs. The projectors are the book's; each one is also the nested geometric sum that the
+function-space gradient descent, truncated where the book truncates it, produces in the eigenbasis of H (a
+training mode k decays as (1 - eta h_k)^t), and the linear response of that truncated dynamics is the T-shirt
+formula's lines exactly (tests/runtime/test_predict.py). How far the expansion can be trusted depends on the
+training set: the O(1/n^2) remainder grows with the condition number of the training NTK (slow modes train long
+while the ddNTKs drift), see ``Prediction.condition`` and docs/predicting-trained-networks.md. Indices below:
+d = any input of that set (training first), a..g = training inputs; y is (n_L, N_train).
 
 The fluctuation term enters with a minus sign, m^DeltaNTK = -(A + B + n_L B) H~^-1 H~^-1 y in (∞.157)'s slots: a
 frozen but fluctuating NTK trains to z(x) - H(x, x_0) H(x_0, x_0)^-1 (z(x_0) - y) exactly, and the delta method on
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FlowError
+from .kernels import MANY_MAX
 
 ALGORITHMS = ("gradient-flow", "gd", "newton2")
 NEEDED = ("Theta", "H1", "A", "B", "P", "Q", "R", "S", "T", "U")
@@ -45,7 +48,9 @@ class Prediction:
     1/n part ("NTK mean", from H1), the NTK fluctuations (A, B), the dNTK (P, Q) and the ddNTKs (R; S, T, U).
     ``variance_infinite`` (n_test,): each output's variance over initializations at infinite width (the leading
     term of ∞.161), K(x, x) - 2 H(x, a) H~^ab K(b, x) + H(x, a) H~^ab K(b, c) H~^cd H(d, x); its 1/n part is not
-    computed. ``error`` is the largest accumulated relative error bound of the tensors used."""
+    computed. ``error`` is the largest accumulated relative error bound of the tensors used. ``condition``: the
+    condition number of the training NTK Theta (largest over smallest eigenvalue; 1 for one training input), on which
+    the size of the O(1/n^2) remainder depends (module doc)."""
 
     activation: str
     algorithm: str
@@ -56,6 +61,7 @@ class Prediction:
     variance_infinite: np.ndarray
     parts: dict = field(default_factory=dict)
     error: float = 0.0
+    condition: float = 1.0
 
     def mean(self, width: float) -> np.ndarray:
         """mean_infinite + mean_coefficient / width (the truncation is O(1/width^2))."""
@@ -77,7 +83,8 @@ class Prediction:
         if width is not None:
             d["mean"] = out(self.mean(width))
         d["parts"] = {name: out(v) for name, v in self.parts.items()}
-        d.update({"algorithm": self.algorithm, "eta": self.eta, "depth": self.depth, "error_bound": self.error})
+        d.update({"algorithm": self.algorithm, "eta": self.eta, "depth": self.depth, "error_bound": self.error,
+                  "condition_number": self.condition})  # fmt: skip
         return d
 
 
@@ -220,8 +227,8 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
     ``kernel`` (one value or one per layer; ``lambda_b``, ``lambda_W`` default to ``C_b``, ``C_W``). ``algorithm``:
     "gradient-flow" (eta -> 0), "gd" (full-batch gradient descent at global learning rate ``eta``, which must make
     it converge: 0 < eta < 2 / the largest eigenvalue of the training NTK), or "newton2" (the two-Newton-step
-    algorithm of ∞.148). One training input so far (see the module doc). FlowError on bad input or a tensor that
-    misses ``tolerance``."""
+    algorithm of ∞.148). At most MANY_MAX - 1 training inputs, distinct. FlowError on bad input or a tensor that misses
+    ``tolerance``."""
     X = _matrix("train inputs", train_inputs)
     XT = _matrix("test inputs", test_inputs)
     Y = np.asarray(train_targets, dtype=np.float64)
@@ -239,12 +246,14 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
             raise FlowError(f"gradient descent needs a learning rate eta > 0, got {eta}")
     elif eta is not None:
         raise FlowError(f"eta is the learning rate of gd; {algorithm} does not take one")
-    if X.shape[0] > 1:
+    if X.shape[0] > MANY_MAX - 1:
         raise FlowError(
-            f"pdlt predict takes one training input so far, got {X.shape[0]}: with two, trained networks disagree "
-            "with gradient descent's prediction (coefficient about +0.7 measured, -1.4 predicted; the projectors of "
-            "∞.135-∞.147 beyond one input are not yet derived here), so it is refused (issue 10)"
+            f"pdlt predict takes at most {MANY_MAX - 1} training inputs, got {X.shape[0]}: it needs the dNTK and "
+            f"ddNTK tensors on the training inputs and a test input together, computed for at most {MANY_MAX} inputs"
         )
+    if len({tuple(row) for row in X}) < X.shape[0]:
+        raise FlowError("train inputs repeat an input: the training NTK is singular and gradient descent cannot fit "
+                        "two targets at one input; merge the repeats")  # fmt: skip
     name = getattr(module, "NAME", getattr(module, "__name__", "sigma"))
     core = getattr(module, "_MODULE", None)
     if core is not None and core.kinks:
@@ -254,9 +263,14 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
             "is kernel regression with the NTK (pdlt kernel --tensors Theta)"
         )
     kw = dict(C_b=C_b, C_W=C_W, lambda_b=lambda_b, lambda_W=lambda_W, tolerance=tolerance, **params)
+    km = module.kernel(X, depth, layers=[depth], tensors=("Theta",), **kw)
+    spectrum = np.linalg.eigvalsh(km.Theta[0])
+    top = float(spectrum[-1])
+    if not spectrum[0] > 10 * X.shape[0] * max(float(np.max(km.error)), 1e-14) * top:
+        raise FlowError(f"the training NTK is singular to its accuracy (eigenvalues {spectrum[0]:.3g} to {top:.3g}, "
+                        f"relative error {float(np.max(km.error)):.1g}): gradient descent cannot fit these targets "
+                        "at zero loss; drop inputs that (nearly) repeat another")  # fmt: skip
     if algorithm == "gd":  # checked once, before any test input (a test input at a training one skips the tensors)
-        theta = module.kernel(X, depth, layers=[depth], tensors=("Theta",), **kw).Theta[0]
-        top = float(np.max(np.linalg.eigvalsh(theta)))
         if eta >= 2.0 / top:
             raise FlowError(f"gd at eta = {eta:g} does not converge: eta must be below 2 / {top:.6g} (twice the "
                             "inverse of the training NTK's largest eigenvalue)")  # fmt: skip
@@ -284,7 +298,8 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
         for name in PARTS:
             parts[name][j] = p[name][:, 0]
         error = max(error, float(np.max(km.error)), float(np.max(km.four_error)))
-    return Prediction(name, algorithm, 0.0 if eta is None else float(eta), depth, m_inf, m_coef, var, parts, error)
+    return Prediction(name, algorithm, 0.0 if eta is None else float(eta), depth, m_inf, m_coef, var, parts, error,
+                      top / float(spectrum[0]))  # fmt: skip
 
 
 def _matrix(what: str, a) -> np.ndarray:

@@ -57,6 +57,81 @@ def test_projectors_of_one_training_input_in_closed_form():
     assert nw["A"].item() == 0 and nw["IIB"].item() == 0
 
 
+def _truncated(z, H, dH, ddI, ddII, y, train, algorithm, eta):
+    """The outputs on every input after training, by iterating the function-space dynamics as the book truncates
+    them (∞.2): one output; z (P,), H (P, P), dH (P,)*3 with its second derivative in slot 0, ddI (P,)*4 likewise,
+    ddII (P,)*4 with its second derivatives in slots 0 and 1. A step moves the parameters by -eta lambda grad z . e
+    (e = z - y on the training inputs): z gains -eta H e + eta^2/2 dH e e - eta^3/6 ddI e e e, H its first two
+    orders and dH its first; ddI and ddII stay (their change is O(1/n^2)). Two Newton steps: the first with
+    sample-space rate H^-1 (eta = 1), the second with the NTK reached, to first order."""
+    z, H, dH = z.copy(), H.copy(), dH.copy()
+    t = np.ix_(train, train)
+    G = ddI + ddII + ddII.transpose(0, 2, 1, 3)
+    dH2 = ddI + ddI.transpose(1, 0, 2, 3) + 2 * ddII
+    newton = algorithm == "newton2"
+    kappa = np.linalg.inv(H[t]) if newton else eta * np.eye(len(train))
+    for step in range(2 if newton else 100_000):
+        if newton and step == 1:  # the small Newton step: the error left, through the NTK reached
+            return z - H[:, train] @ np.linalg.solve(H[t], z[train] - y)
+        if np.max(np.abs(z[train] - y)) < 1e-14:
+            return z
+        e = kappa @ (z[train] - y)  # the step's sample-space move, times eta
+        z += (-H[:, train] @ e + np.einsum("dab,a,b->d", dH[:, train][:, :, train], e, e) / 2
+              - np.einsum("dabc,a,b,c->d", ddI[:, train][:, :, train][:, :, :, train], e, e, e) / 6)  # fmt: skip
+        H += (-np.einsum("xyc,c->xy", dH[:, :, train], e) - np.einsum("yxc,c->xy", dH[:, :, train], e)
+              + np.einsum("xycd,c,d->xy", dH2[:, :, train][:, :, :, train], e, e) / 2)  # fmt: skip
+        dH -= np.einsum("xyzc,c->xyz", G[..., train], e)
+    raise AssertionError("the truncated dynamics did not converge")
+
+
+def _tshirt_lines(H, dH, ddI, ddII, e, train, test, Z):
+    """The representation-learning lines of (∞.154) for one network with Delta H = 0 (H~ = H), one output, at the
+    inputs ``test``: each tensor with the free slot where the reference puts beta (A: 2nd of dH, B: 1st; IA: 2nd of
+    ddI, IB: 1st; IIA: 3rd of ddII, IIB: 1st), minus its kernel projection."""
+    proj = H[np.ix_(test, train)] @ np.linalg.inv(H[np.ix_(train, train)])
+
+    def line(T, slot):
+        free = np.moveaxis(T, slot, 0)
+        free = free[np.ix_(np.arange(len(T)), *[train] * (T.ndim - 1))]
+        return free[test] - np.einsum("da,a...->d...", proj, free[train])
+
+    lines = {"A": line(dH, 1), "B": line(dH, 0), "IA": line(ddI, 1), "IB": line(ddI, 0), "IIA": line(ddII, 2),
+             "IIB": line(ddII, 0)}  # fmt: skip
+    two = sum(np.einsum("dab,abce,c,e->d", lines[k], Z[k], e, e) for k in ("A", "B"))
+    three = sum(np.einsum("dabc,abcefg,e,f,g->d", lines[k], Z[k], e, e, e) for k in ("IA", "IB", "IIA", "IIB"))
+    return two + three
+
+
+@pytest.mark.parametrize(("algorithm", "eta"), [("gd", 0.3), ("gd", 0.05), ("newton2", 0.0)])
+def test_projectors_are_the_linear_response_of_the_truncated_dynamics(algorithm, eta):
+    """Three training inputs, two test inputs, a random NTK and random dNTK and ddNTKs (with their symmetries): the
+    T-shirt formula's lines with the projectors are the derivative of the trained outputs with respect to the scale
+    s of dH, ddI, ddII at s = 0, computed by running the truncated dynamics at s = +-1e-6: a central difference, whose
+    error c s^2 has c ~ 3e3 for these O(1) tensors (measured at s = 1e-2 .. 1e-5), so ~3e-9, with rounding
+    ~1e-16 / s below it. With the dNTK's slots read another way (its second derivative in slot 1, the projectors
+    transposed), the lines differ by O(1)."""
+    rng = np.random.default_rng(7)
+    P, train, test = 5, np.arange(3), np.array([3, 4])
+    a = rng.standard_normal((P, P + 2))
+    H = a @ a.T / (P + 2) + 0.5 * np.eye(P)
+    z, y = rng.standard_normal(P), rng.standard_normal(3)
+    dH = rng.standard_normal((P,) * 3)
+    dH = (dH + dH.transpose(0, 2, 1)) / 2
+    ddI = rng.standard_normal((P,) * 4)
+    ddI = sum(ddI.transpose(0, *p) for p in ((1, 2, 3), (1, 3, 2), (2, 1, 3), (2, 3, 1), (3, 1, 2), (3, 2, 1))) / 6
+    ddII = rng.standard_normal((P,) * 4)
+    ddII = (ddII + ddII.transpose(1, 0, 3, 2)) / 2
+    s = 1e-6
+    up, down = (_truncated(z, H, k * dH, k * ddI, k * ddII, y, train, algorithm, eta) for k in (s, -s))
+    response = (up - down)[test] / (2 * s)
+    Z = projectors(H[np.ix_(train, train)], algorithm, eta)
+    want = _tshirt_lines(H, dH, ddI, ddII, z[train] - y, train, test, Z)
+    assert np.allclose(response, want, rtol=1e-7, atol=1e-7 * np.max(np.abs(want))), (response, want)
+    Zt = {k: v.T if v.ndim == 4 else v for k, v in Z.items()}
+    assert not np.allclose(_tshirt_lines(H, dH.transpose(1, 0, 2), ddI, ddII, z[train] - y, train, test, Zt), want,
+                           rtol=1e-2)  # fmt: skip
+
+
 def test_gradient_descent_tends_to_gradient_flow_and_its_parts_add_up():
     mod = load("tanh")
     flow = predict(mod, X, [2.0], XT, 3, **KW)
@@ -99,7 +174,9 @@ def test_a_training_input_is_fitted_exactly_and_vector_targets_scale():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"train_inputs": np.eye(2, 3), "train_targets": [1.0, 2.0]}, "one training input so far, got 2"),
+        ({"train_inputs": np.eye(6, 3, k=-3) + np.eye(6, 3), "train_targets": np.ones(6)}, "at most 5 training"),
+        ({"train_inputs": np.vstack([X, X]), "train_targets": [1.0, 2.0]}, "repeat an input"),
+        ({"train_inputs": np.vstack([X, X * (1 + 1e-9)]), "train_targets": [1.0, 2.0]}, "training NTK is singular"),
         ({"activation": "relu"}, "does not have: its kink"),
         ({"algorithm": "gd"}, "needs a learning rate"),
         ({"algorithm": "gd", "eta": 5.0}, "does not converge"),
