@@ -69,7 +69,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     n_out = result.mean_infinite.shape[1]
     rate = f" at eta = {args.eta:g}" if args.algorithm == "gd" else ""
     print(f"{args.activation}: depth {args.depth}, {args.algorithm}{rate}; mean output = infinite + coefficient / n "
-          f"+ O(1/n^2) (error bound {result.error:.1e})")  # fmt: skip
+          f"+ O(1/n^2) (error bound {result.error:.1e}); training NTK condition number {result.condition:.3g}, "
+          "on which the O(1/n^2) remainder grows")  # fmt: skip
     head = "  test  out      infinite   coefficient" + (f"   mean at n = {args.width:g}" if args.width else "")
     names = list(result.parts)
     print(head + "".join(f"  {name:>16}" for name in names))
