@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mpmath
@@ -45,20 +46,21 @@ def scale_invariant(x, depth, C_b, C_W, lam_b, lam_W, a_minus, a_plus, dps=30):
         return K, T
 
 
+@functools.cache
 def _rule(n):
     x, w = roots_hermitenorm(n)
     return x, w / math.sqrt(2 * math.pi)
 
 
 def pair_expectations(sigma, dsigma, Ka, Kb, Kab, n):
-    """(<sigma_a sigma_b>, <sigma'_a sigma'_b>) by n x n Gauss-Hermite."""
+    """(<sigma_a sigma_b>, <sigma'_a sigma'_b>) by n x n Gauss-Hermite: the inner sum over the second node for
+    each first one (a matrix-vector product), then the outer."""
     x, w = _rule(n)
     rho = max(min(Kab / math.sqrt(Ka * Kb), 1.0), -1.0)
     c = math.sqrt(max(1.0 - rho * rho, 0.0))
-    X, Y = np.meshgrid(x, x, indexing="ij")
-    W = np.outer(w, w)
-    ua, ub = math.sqrt(Ka) * X, math.sqrt(Kb) * (rho * X + c * Y)
-    return float(np.sum(W * sigma(ua) * sigma(ub))), float(np.sum(W * dsigma(ua) * dsigma(ub)))
+    ua = math.sqrt(Ka) * x
+    ub = math.sqrt(Kb) * (rho * x[:, None] + c * x[None, :])
+    return float((w * sigma(ua)) @ (sigma(ub) @ w)), float((w * dsigma(ua)) @ (dsigma(ub) @ w))
 
 
 def gauss_hermite(sigma, dsigma, x, depth, C_b, C_W, lam_b, lam_W, n=160):

@@ -28,6 +28,7 @@ from numba import njit, types
 
 EPS = 2.220446049250313e-16
 TRAPEZOID_MAX = 2**20  # most nodes on each side of the trapezoid rule (K up to ~1e10 for the registry)
+REFINE, REFINEMENTS = 1e-13, 3  # the trapezoid halves h while its error estimate is above REFINE of the scale
 INV_SQRT_2PI = 0.3989422804014327
 
 DIMS_FIELDS = ("order", "top", "nrows", "max_i", "n_params", "qtop")
@@ -119,35 +120,48 @@ def _trapezoid(integrands, K, params, check, perp, dims, qcount, rule, mu, err, 
     With ``check``, the midpoint rule M(h) on the same spacing is computed too and err gets
     |T(h) - M(h)|/2, which estimates T's error sharply for both the Gaussian-aliasing and the
     complex-singularity limited regimes, plus roundoff 8 eps * scale. Without, err gets roundoff.
+    Where that estimate is above REFINE of the scale (high K-derivatives, whose Hermite factors
+    He_2i have many oscillations, at small K where h is h_max), h is halved and the rule redone,
+    up to REFINEMENTS times: the trapezoid's error falls like exp(-2 pi^2 / h^2) on halving.
     """
     nrows, cols, qtop = dims[NROWS], dims[MAX_I] + 1, dims[QTOP]
     sk = math.sqrt(K)
     h = min(rule[H_MAX], rule[BETA] / sk)
-    if rule[X_MAX] / h > TRAPEZOID_MAX:  # K so large that the spacing would need more nodes than memory holds:
-        mu[:, :] = math.nan  # not resolved (callers refuse with the reason), rather than allocating gigabytes
-        err[:, :] = math.inf
-        return
-    n = int(math.ceil(rule[X_MAX] / h))
     even = rule[EVEN] != 0.0
-    acc = np.zeros((nrows, cols))
-    accm = np.zeros((nrows, cols))
-    scale = np.zeros((nrows, cols))
-    he = np.empty((2 * n + 1, cols))
-    x = np.empty(2 * n + 1)
-    w = np.empty(2 * n + 1)
-    values = np.zeros((2 * n + 1, nrows))
-    edge = 0.0
-    for shift in range(2 if check else 1):
-        count = _trapezoid_nodes(n, h, shift, even, x, w)
-        integrands(x, count, sk, params, perp, values)
-        _hermite_table(x, count, he)
-        _accumulate(w, count, values, qcount, perp, he, acc if shift == 0 else accm, scale, shift == 0)
-        if shift == 0:
-            for j in (0, count - 1):
-                if j == count - 1 or not even:  # the ends x = -n h and x = n h
-                    tail = w[j] * abs(values[j, qtop])
-                    if not tail <= edge:  # also catches inf and nan
-                        edge = tail
+    for refinement in range(REFINEMENTS + 1):
+        if rule[X_MAX] / h > TRAPEZOID_MAX:  # K so large that the spacing would need more nodes than memory holds:
+            mu[:, :] = math.nan  # not resolved (callers refuse with the reason), rather than allocating gigabytes
+            err[:, :] = math.inf
+            return
+        n = int(math.ceil(rule[X_MAX] / h))
+        acc = np.zeros((nrows, cols))
+        accm = np.zeros((nrows, cols))
+        scale = np.zeros((nrows, cols))
+        he = np.empty((2 * n + 1, cols))
+        x = np.empty(2 * n + 1)
+        w = np.empty(2 * n + 1)
+        values = np.zeros((2 * n + 1, nrows))
+        edge = 0.0
+        for shift in range(2 if check else 1):
+            count = _trapezoid_nodes(n, h, shift, even, x, w)
+            integrands(x, count, sk, params, perp, values)
+            _hermite_table(x, count, he)
+            _accumulate(w, count, values, qcount, perp, he, acc if shift == 0 else accm, scale, shift == 0)
+            if shift == 0:
+                for j in (0, count - 1):
+                    if j == count - 1 or not even:  # the ends x = -n h and x = n h
+                        tail = w[j] * abs(values[j, qtop])
+                        if not tail <= edge:  # also catches inf and nan
+                            edge = tail
+        coarse = False
+        if check and refinement < REFINEMENTS:
+            for a in range(nrows):
+                for i in range(qcount[a] if (perp or a != nrows - 1) else 0):
+                    if 0.5 * abs(acc[a, i] - accm[a, i]) > REFINE * scale[a, i]:
+                        coarse = True
+        if not coarse:
+            break
+        h *= 0.5
     norm = h * INV_SQRT_2PI
     bad = not (edge * norm <= 1e-14 * max(1.0, abs(acc[qtop, 0]) * norm))
     for a in range(nrows):
