@@ -47,24 +47,34 @@ def _intercepts(rows, widths, powers: int) -> list[tuple[float, float]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def fit():
-    mod = load("tanh")
-    p = predict(mod, X, Y, XT, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, algorithm="gd", eta=ETA)
-    theta = mod.kernel(np.vstack([X, XT]), DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, tensors=("Theta",),
-                       layers=[DEPTH]).Theta[0]  # fmt: skip
-    proj = theta[1:, 0] / theta[0, 0]
-    rows, variances = [], []
-    for n in WIDTHS:
-        rng = np.random.default_rng([31, n])
+def _ensembles(p, X, y, XT, depth, widths, seed, lambda_b=1.0, eta=ETA, kappa=None):
+    """Per width n, trained networks' (n (mean - mean_infinite), n * standard error) of the estimator, and their
+    final outputs (SAMPLES, test inputs). The estimator subtracts the initial function's kernel-projected part,
+    z_0(x) - Theta(x, X) Theta(X, X)^-1 z_0(X), whose mean is zero."""
+    kw = dict(C_W=1.0, lambda_b=lambda_b, lambda_W=1.0)
+    theta = load("tanh").kernel(np.vstack([X, XT]), depth, tensors=("Theta",), layers=[depth], **kw).Theta[0]
+    N = len(X)
+    proj = theta[N:, :N] @ np.linalg.inv(theta[:N, :N])
+    out = []
+    for n in widths:
+        rng = np.random.default_rng([seed, n])
         outs, finals = [], []
         for _ in range(SAMPLES // CHUNK):
-            t = train(FNS, n, DEPTH, X, Y, XT, 0.0, 1.0, 1.0, 1.0, ETA, CHUNK, rng)
-            outs.append(t.final[:, :, 0] - (t.initial[:, :, 0] - proj * t.initial_train[:, 0, :]))
+            t = train(FNS, n, depth, X, y, XT, 0.0, 1.0, lambda_b, 1.0, eta, CHUNK, rng, kappa=kappa)
+            outs.append(t.final[:, :, 0] - (t.initial[:, :, 0] - t.initial_train[:, :, 0] @ proj.T))
             finals.append(t.final[:, :, 0])
         r = np.concatenate(outs)
-        rows.append((n * (r.mean(0) - p.mean_infinite[:, 0]), n * r.std(0, ddof=1) / np.sqrt(len(r))))
-        f = np.concatenate(finals)
+        row = (n * (r.mean(0) - p.mean_infinite[:, 0]), n * r.std(0, ddof=1) / np.sqrt(len(r)))
+        out.append((row, np.concatenate(finals)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fit():
+    p = predict(load("tanh"), X, Y, XT, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, algorithm="gd", eta=ETA)
+    rows, variances = [], []
+    for row, f in _ensembles(p, X, Y, XT, DEPTH, WIDTHS, 31):
+        rows.append(row)
         v = f.var(0, ddof=1)
         kurtosis = ((f - f.mean(0)) ** 4).mean(0) / v**2
         variances.append((v, v * np.sqrt((kurtosis - 1.0) / len(f))))
@@ -99,20 +109,9 @@ def newton():
     mod = load("tanh")
     y = np.array([[1.5]])
     p = predict(mod, X, y, XT, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, algorithm="newton2")
-    theta = mod.kernel(np.vstack([X, XT]), DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, tensors=("Theta",),
-                       layers=[DEPTH]).Theta[0]  # fmt: skip
-    kappa = np.linalg.inv(theta[:1, :1])
-    proj = theta[1:, 0] / theta[0, 0]
+    theta = mod.kernel(X, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, tensors=("Theta",), layers=[DEPTH]).Theta[0]
     widths = (32, 64, 128)
-    rows = []
-    for n in widths:
-        rng = np.random.default_rng([37, n])
-        outs = []
-        for _ in range(SAMPLES // CHUNK):
-            t = train(FNS, n, DEPTH, X, y, XT, 0.0, 1.0, 1.0, 1.0, 1.0, CHUNK, rng, kappa=kappa)
-            outs.append(t.final[:, :, 0] - (t.initial[:, :, 0] - proj * t.initial_train[:, 0, :]))
-        r = np.concatenate(outs)
-        rows.append((n * (r.mean(0) - p.mean_infinite[:, 0]), n * r.std(0, ddof=1) / np.sqrt(len(r))))
+    rows = [row for row, _ in _ensembles(p, X, y, XT, DEPTH, widths, 37, eta=1.0, kappa=np.linalg.inv(theta))]
     return p, _intercepts(rows, widths, 2)
 
 
@@ -134,24 +133,11 @@ XT2 = np.array([[0.7, 0.7, 0.0], [1.0, -0.5, 0.5]])
 @pytest.fixture(scope="module")
 def two_inputs():
     """Two orthogonal training inputs with targets 2 and -1.5, depth 2, lambda_b = 0 (the training NTK's condition
-    number is 1.02), gradient descent at eta = 1, widths 16, 32, 64 with 20 000 networks each. The estimator
-    subtracts the initial function's kernel-projected part z_0(x) - Theta(x, X) Theta(X, X)^-1 z_0(X) (zero mean)."""
-    mod = load("tanh")
+    number is 1.02), gradient descent at eta = 1, widths 16, 32, 64 with 20 000 networks each."""
     y = np.array([[2.0], [-1.5]])
-    kw = dict(C_W=1.0, lambda_b=0.0, lambda_W=1.0)
-    p = predict(mod, X2, y, XT2, 2, algorithm="gd", eta=1.0, **kw)
-    theta = mod.kernel(np.vstack([X2, XT2]), 2, tensors=("Theta",), layers=[2], **kw).Theta[0]
-    proj = theta[2:, :2] @ np.linalg.inv(theta[:2, :2])
+    p = predict(load("tanh"), X2, y, XT2, 2, C_W=1.0, lambda_b=0.0, lambda_W=1.0, algorithm="gd", eta=1.0)
     widths = (16, 32, 64)
-    rows = []
-    for n in widths:
-        rng = np.random.default_rng([41, n])
-        outs = []
-        for _ in range(SAMPLES // CHUNK):
-            t = train(FNS, n, 2, X2, y, XT2, 0.0, 1.0, 0.0, 1.0, 1.0, CHUNK, rng)
-            outs.append(t.final[:, :, 0] - (t.initial[:, :, 0] - t.initial_train[:, :, 0] @ proj.T))
-        r = np.concatenate(outs)
-        rows.append((n * (r.mean(0) - p.mean_infinite[:, 0]), n * r.std(0, ddof=1) / np.sqrt(len(r))))
+    rows = [row for row, _ in _ensembles(p, X2, y, XT2, 2, widths, 41, lambda_b=0.0, eta=1.0)]
     return p, _intercepts(rows, widths, 2)
 
 
