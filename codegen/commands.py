@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -175,16 +176,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def width_number(text: str, option: str = "--width") -> int:
+    """A hidden width as typed: an integer, also written as a float (1e30 is a fine width: at that size the output
+    is the infinite-width answer to double precision). Whether it is >= 1 the runtime checks."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value.is_integer()):
+        raise CliError(f"{option}: widths must be integers >= 1, got {text!r}")
+    return int(value)
+
+
 def _parse_widths(args: argparse.Namespace) -> dict:
     if (args.width is None) == (args.widths is None):
         raise CliError("give exactly one of --width N and --widths n1,n2,...")
     if args.width is not None:
-        return {"width": args.width}
-    try:
-        widths = [int(w) for w in args.widths.split(",") if w.strip()]
-    except ValueError:
-        raise CliError(f"--widths must be comma-separated integers, got {args.widths!r}") from None
-    return {"widths": widths}
+        return {"width": width_number(args.width)}
+    return {"widths": [width_number(w, "--widths") for w in args.widths.split(",") if w.strip()]}
 
 
 def run_flow(args: argparse.Namespace):
@@ -327,6 +336,7 @@ def cmd_phase(args: argparse.Namespace) -> int:
 def cmd_aspect_ratio(args: argparse.Namespace) -> int:
     from .analysis import aspect_ratio
 
+    args.width = width_number(args.width)
     for name in ("depth", "width", "outputs"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -355,7 +365,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CliError(f"--depth must be >= 2 for pdlt check (G(1) is not random), got {args.depth}")
     if args.seed < 0:
         raise CliError(f"--seed must be >= 0, got {args.seed}")
-    if args.samples * (args.depth - 1) * max(_parse_widths(args).get("widths") or [args.width or 1]) > 2e10:
+    hidden = _parse_widths(args)
+    if args.samples * (args.depth - 1) * max(hidden.get("widths") or [hidden["width"]]) > 2e10:
         raise CliError("--samples x depth x width is above 2e10 sigma evaluations (hours); sample fewer")
     act, _, flow = run_flow(args)
     _progress(f"sampling {args.samples} networks ...")

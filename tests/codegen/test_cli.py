@@ -124,6 +124,9 @@ BAD = [
     (["flow", "tanh", "--depth", "0", "--width", "4"], "--depth must be >= 1"),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--order", "-1"], "order must be an integer >= 0"),
     (["flow", "tanh", "--depth", "3"], "exactly one of --width"),
+    (["flow", "tanh", "--depth", "3", "--width", "1.5"], "--width: widths must be integers >= 1, got '1.5'"),
+    (["flow", "tanh", "--depth", "3", "--width", "inf"], "--width: widths must be integers >= 1, got 'inf'"),
+    (["flow", "tanh", "--depth", "3", "--widths", "4,2.5"], "--widths: widths must be integers >= 1, got '2.5'"),
     (["flow", "leaky_relu", "--depth", "3", "--width", "4", "--param", "alpha=2"], "--param expects NAME=VALUE"),
     (["latex", "tanh", "--order", "-2"], "order must be an integer >= 0"),
     (["generate", "z", "--name", "1bad", "--out", "OUT"], "--name must be a Python identifier"),
@@ -362,3 +365,10 @@ def test_a_failed_command_leaves_nothing_in_the_user_cache(capsys, tmp_path, mon
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     code, _, _ = run(capsys, "flow", "z*erf(z)", "--depth", "3", "--width", "8")
     assert code == 0 and any(tmp_path.rglob("pdlt_kernels_*.py"))
+
+
+def test_a_width_in_float_notation_is_that_integer(capsys):
+    """--width 1e30 was refused as "invalid int value" (issue 9): it is the width 10^30, the same flow."""
+    code, out, err = run(capsys, "flow", "tanh", "--depth", "3", "--width", "1e30", "--json")
+    assert code == 0, err
+    assert out == run(capsys, "flow", "tanh", "--depth", "3", "--width", str(10**30), "--json")[1]
