@@ -4,30 +4,20 @@ is a bug in pdlt, reported as such with its traceback and exit status 1 (``deriv
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
 
 from pdlt.derive.errors import UserError
 
-from .commands import (
-    cmd_activations,
-    cmd_aspect_ratio,
-    cmd_bench,
-    cmd_check,
-    cmd_criticality,
-    cmd_flow,
-    cmd_generate,
-    cmd_latex,
-    cmd_phase,
+from .arguments import (
+    SHIPPED_ORDER,
+    add_flow_arguments,
+    add_kernel_arguments,
+    add_predict_arguments,
+    add_tradeoff_arguments,
 )
-from .generate import SHIPPED_ORDER
-from .kernel_command import add_arguments as add_kernel_arguments
-from .kernel_command import cmd_kernel
-from .predict_command import add_arguments as add_predict_arguments
-from .predict_command import cmd_predict
-from .tradeoff_command import add_arguments as add_tradeoff_arguments
-from .tradeoff_command import cmd_tradeoff
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
@@ -54,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("activations", help="list the registered activations")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_activations)
+    p.set_defaults(func=("commands", "cmd_activations"))
 
     p = sub.add_parser("latex", help="print the recursions as LaTeX (generic, and specialised to ACT)")
     p.add_argument("activation", nargs="?", help="registered name or formula in z (optional)")
@@ -64,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sector", choices=("all", "ntk"), default="all",
                    help="all recursions (default), or only the NTK sector (A, B, D, F with K, V, H)")  # fmt: skip
     p.add_argument("--out", help="write to this file instead of stdout")
-    p.set_defaults(func=cmd_latex)
+    p.set_defaults(func=("commands", "cmd_latex"))
 
     p = sub.add_parser("generate", help="write a kernel module for a formula (it needs numpy, numba and pdlt.runtime)")
     p.add_argument("expression", help='activation: a formula in z, e.g. "z*tanh(log(1+exp(z)))", or a name')
@@ -72,38 +62,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, default=SHIPPED_ORDER, help=f"order in 1/n (default {SHIPPED_ORDER})")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_generate)
+    p.set_defaults(func=("commands", "cmd_generate"))
 
     p = sub.add_parser("flow", help="iterate the recursions through the layers")
     add_flow_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON (schema in docs/user-guide.md, section JSON)")
     p.add_argument("--plot", help="also draw K, V/(nK^2), G{1} against depth (PNG), laws overlaid at criticality")
-    p.set_defaults(func=cmd_flow)
+    p.set_defaults(func=("commands", "cmd_flow"))
 
     p = sub.add_parser("criticality", help="critical points, universality class, exponents and nu")
     p.add_argument("activation", help="registered name or formula in z")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_criticality)
+    p.set_defaults(func=("commands", "cmd_criticality"))
 
     p = sub.add_parser("phase", help="phase diagram in the (C_b, C_W) plane as a PNG")
     p.add_argument("activation", help="registered name or formula in z")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--out", required=True, help="output image (PNG)")
-    p.set_defaults(func=cmd_phase)
+    p.set_defaults(func=("commands", "cmd_phase"))
 
     p = sub.add_parser("check", help="sample real networks and compare the 1/n expansion with them, order by order")
     add_flow_arguments(p)
     p.add_argument("--samples", type=int, default=20000, help="number of sampled networks (default 20000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=("commands", "cmd_check"))
 
     p = sub.add_parser(
         "kernel", help="N x N kernel matrices (NNGP K, NTK Theta) at infinite width for inputs in a .npy"
     )
     add_kernel_arguments(p)
-    p.set_defaults(func=cmd_kernel)
+    p.set_defaults(func=("kernel_command", "cmd_kernel"))
 
     p = sub.add_parser("aspect-ratio", help="how large finite-width effects are at depth L and width n")
     p.add_argument("activation", help="registered name or formula in z")
@@ -114,14 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--C-W", dest="C_W", type=float, help="weight variance (default: the critical point)")
     p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_aspect_ratio)
+    p.set_defaults(func=("commands", "cmd_aspect_ratio"))
 
     p = sub.add_parser("tradeoff", help="NTK fluctuations against representation learning (dNTK, ddNTK) over L/n")
     add_tradeoff_arguments(p)
-    p.set_defaults(func=cmd_tradeoff)
+    p.set_defaults(func=("tradeoff_command", "cmd_tradeoff"))
     p = sub.add_parser("predict", help="mean output of the fully trained network at finite width (book ∞.155)")
     add_predict_arguments(p)
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=("predict_command", "cmd_predict"))
 
     p = sub.add_parser("bench", help="benchmark generated kernels against lambdify+scipy and Monte Carlo")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
@@ -129,39 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the JSON results to this file")
     p.add_argument("--kernels", action="store_true", help="benchmark N x N kernel matrices instead")
     p.add_argument("--sizes", help="with --kernels: comma-separated N (default 1000,3000; 300 with --quick)")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=("commands", "cmd_bench"))
     return parser
-
-
-def add_flow_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("activation", help="registered name or formula in z")
-    p.add_argument("--order", type=int, default=SHIPPED_ORDER, help=f"order in 1/n (default {SHIPPED_ORDER})")
-    p.add_argument("--depth", type=int, required=True, help="number of layers L")
-    p.add_argument("--width", help="width of every hidden layer")
-    p.add_argument("--widths", help="comma-separated n_1,...,n_{L-1}")
-    p.add_argument("--C-b", dest="C_b", type=float, help="bias variance (default 0)")
-    p.add_argument("--C-W", dest="C_W", type=float, help="weight variance C_W (default 1)")
-    p.add_argument(
-        "--critical",
-        action="store_true",
-        help="initialize at the activation's critical point (as pdlt criticality finds it; stated on stderr)",
-    )
-    p.add_argument(
-        "--input-norm2",
-        dest="input_norm2",
-        type=float,
-        default=1.0,
-        help="|x|^2/n_0 of the input, so K(1) = C_b + C_W |x|^2/n_0 (default 1)",
-    )
-    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
-    p.add_argument("--C-b-n", dest="C_b_n", help="1/n pieces of C_b: c_b{1},c_b{2},... (book 5.138)")
-    p.add_argument("--C-W-n", dest="C_W_n", help="1/n pieces of C_W: c_W{1},c_W{2},... (book 5.139)")
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=1e-10,
-        help="largest relative quadrature error estimate accepted (default 1e-10)",
-    )
 
 
 def _version() -> str:
@@ -177,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        module, name = args.func  # imported only now: the parser alone stays light
+        return getattr(importlib.import_module(f"pdlt.codegen.{module}"), name)(args)
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
     except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import sys
@@ -17,8 +18,8 @@ from pdlt.derive.activations import Activation
 from pdlt.derive.errors import UserError
 from pdlt.derive.notation import z
 
+from .arguments import SHIPPED_ORDER
 from .formatting import format_aspect_ratio, format_criticality, format_table
-from .generate import SHIPPED_ORDER, check_name, check_order, module_text
 from .write import write_atomic
 
 
@@ -129,10 +130,16 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
 
 def _exact_powers(generated, name: str, act: Activation) -> set[int]:
-    """The a with a closed form for <sigma^(2a)>_K: read off the shipped module's EXPECTATIONS table
-    (a second; deciding it again with sympy takes about fifteen), derived for anything not shipped."""
+    """The a with a closed form for <sigma^(2a)>_K: read off the shipped module's EXPECTATIONS table in its source
+    (importing the module would load numba; deciding it again with sympy takes about fifteen seconds), derived for
+    anything not shipped."""
     if name in generated.SHIPPED:
-        return {a for a, _, path, _ in generated.load(name).EXPECTATIONS if path == "exact"}
+        from importlib.util import find_spec
+
+        text = Path(find_spec(f"{generated.__name__}.{name}").origin).read_text()
+        start = text.index("EXPECTATIONS = (") + len("EXPECTATIONS = ")
+        table = ast.literal_eval(text[start : text.index("\n)\n", start) + 2])
+        return {a for a, _, path, _ in table if path == "exact"}
     from pdlt.derive.expectations import expectations
     from pdlt.derive.recursion import moment_derivatives
 
@@ -141,6 +148,8 @@ def _exact_powers(generated, name: str, act: Activation) -> set[int]:
 
 def cmd_latex(args: argparse.Namespace) -> int:
     from pdlt.derive import latex
+
+    from .generate import check_order
 
     check_order(args.order)
     if args.out:
@@ -162,6 +171,8 @@ def cmd_latex(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import check_name, check_order, module_text
+
     name = check_name(args.name)
     order = check_order(args.order)
     act = resolve(args.expression, args.param)
@@ -197,6 +208,8 @@ def _parse_widths(args: argparse.Namespace) -> dict:
 
 
 def run_flow(args: argparse.Namespace):
+    from .generate import check_order
+
     if args.depth < 1:
         raise CliError(f"--depth must be >= 1, got {args.depth}")
     check_order(args.order)

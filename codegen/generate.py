@@ -11,11 +11,11 @@ from pathlib import Path
 from pdlt.derive.activations import REGISTRY, Activation
 from pdlt.derive.errors import UserError
 
+from .arguments import SHIPPED_ORDER  # noqa: F401 (re-exported)
 from .lower import lower, lower_ntk, lower_pair_metric
 from .render import environment, module_context, render_module
 from .write import write_atomic
 
-SHIPPED_ORDER = 2
 GENERATED_DIR = Path(__file__).resolve().parent.parent / "generated"
 REGENERATE = "python -m pdlt.codegen"
 

@@ -14,53 +14,6 @@ from .commands import CliError, _hyperparameters, _kernels, _probe_writable, _pr
 from .generate import SHIPPED_ORDER
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("activation", help="registered name or formula in z")
-    p.add_argument("--inputs", required=True, help="the inputs: a .npy file holding an (N, n_0) array")
-    p.add_argument("--depth", type=int, required=True, help="number of layers L")
-    p.add_argument("--C-b", dest="C_b", help="bias variance: one number or one per layer 1..L (default 0)")
-    p.add_argument("--C-W", dest="C_W", help="weight variance: one number or one per layer 1..L (default 1)")
-    p.add_argument("--lambda-b", dest="lambda_b", help="bias learning rate of the NTK, one or per layer (default C_b)")
-    p.add_argument(
-        "--lambda-W", dest="lambda_W", help="weight learning rate of the NTK, one or per layer (default C_W)"
-    )
-    p.add_argument("--critical", action="store_true", help="C_b, C_W at the activation's critical point")
-    p.add_argument(
-        "--rates",
-        choices=("equivalence",),
-        help="the book's learning rates at criticality (9.94-9.96): lambda~/L for scale-invariant activations, "
-        "lambda~_b (1/l)^p_perp L^(p_perp-1) and lambda~_W (L/l)^(p_perp-1) for the K* = 0 class; --lambda-b and "
-        "--lambda-W then give the single numbers lambda~ (default 1)",
-    )
-    p.add_argument(
-        "--parametrization",
-        choices=("ntk", "standard"),
-        default="ntk",
-        help="ntk (the book's, default) or standard (plain gradient descent: lambda_b = 1, lambda_W = n_(l-1))",
-    )
-    p.add_argument(
-        "--widths",
-        help="hidden widths n_1,...,n_(L-1): the standard parametrization's NTK needs them; G uses their ratios",
-    )
-    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
-    p.add_argument(
-        "--tensors",
-        default="K,Theta",
-        help="comma-separated subset of K,Theta,G,H1,V,A,...,U (default K,Theta); H1,V,...,U: up to 6 inputs",
-    )
-    p.add_argument("--order", type=int, help="order in 1/n of G, 1 or 2 (default 1): G[k] multiplies 1/n_(l-1)^k")
-    p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")
-    p.add_argument(
-        "--tolerance", type=float, default=1e-10, help="largest relative error bound accepted (default 1e-10)"
-    )
-    p.add_argument(
-        "--out", required=True, help="output .npz file or .zarr store: layers, and one (layers, N, N) array per tensor"
-    )
-    p.add_argument("--scheduler", help="compute blocks on a dask.distributed scheduler (ADDRESS, or 'local')")
-    p.add_argument("--chunk-size", dest="chunk_size", type=int, help="block size B (pairs B x B; default 2048)")
-    p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
-
-
 def output_store(text: str) -> Path:
     """Check, before any work, that a .zarr store (a folder) can be written at ``text``."""
     path = Path(text)

@@ -14,27 +14,6 @@ from .kernel_command import _numbers, _read_inputs
 ALGORITHMS = ("gradient-flow", "gd", "newton2")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("activation", help="registered name or formula in z")
-    p.add_argument("--train-inputs", dest="train_inputs", required=True, help=".npy file: (N, n_0) training inputs")
-    p.add_argument("--train-targets", dest="train_targets", required=True,
-                   help=".npy file: (N,) targets for one output, or (N, n_L)")  # fmt: skip
-    p.add_argument("--test-inputs", dest="test_inputs", required=True, help=".npy file: (M, n_0) test inputs")
-    p.add_argument("--depth", type=int, required=True, help="number of layers L")
-    p.add_argument("--C-b", dest="C_b", help="bias variance: one number or one per layer 1..L (default 0)")
-    p.add_argument("--C-W", dest="C_W", help="weight variance: one number or one per layer 1..L (default 1)")
-    p.add_argument("--lambda-b", dest="lambda_b", help="bias learning rate, one or per layer (default C_b)")
-    p.add_argument("--lambda-W", dest="lambda_W", help="weight learning rate, one or per layer (default C_W)")
-    p.add_argument("--critical", action="store_true", help="C_b, C_W at the activation's critical point")
-    p.add_argument("--algorithm", choices=ALGORITHMS, default="gradient-flow",
-                   help="gradient-flow (default), gd (descent at --eta), newton2 (two Newton steps)")  # fmt: skip
-    p.add_argument("--eta", type=float, help="global learning rate of gd (per parameter: eta lambda)")
-    p.add_argument("--width", type=float, help="hidden width n: also print the mean at n")
-    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error bound accepted (1e-4)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from pdlt.runtime.predict import predict
 

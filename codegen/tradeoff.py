@@ -25,8 +25,8 @@ from pdlt.derive.criticality import critical_points
 from pdlt.derive.errors import UserError
 
 from .analysis import start_norm, usable_point
+from .arguments import RATES  # noqa: F401 (re-exported)
 
-RATES = ("equivalence", "uniform")
 FLUCTUATIONS = ("ntk_variance", "vertex")
 LEARNING = ("P", "Q", "R", "S", "T")
 LABELS = {

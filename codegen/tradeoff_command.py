@@ -8,25 +8,9 @@ import math
 
 from .commands import CliError, _kernels, _progress, output_file, resolve
 from .generate import SHIPPED_ORDER
-from .tradeoff import LABELS, RATES, plot, tradeoff
+from .tradeoff import LABELS, plot, tradeoff
 
 MAX_DEPTH = 100_000
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("activation", help="registered name or formula in z")
-    p.add_argument("--width", type=int, required=True, help="hidden width n")
-    p.add_argument("--depths", help="comma-separated depths L (default: 12 depths from 2 to n, r = L/n up to 1)")
-    p.add_argument("--outputs", type=int, default=1, help="output width n_L, for r* = 4/((20 + 3 n_L) nu) (A.73)")
-    p.add_argument("--rates", choices=RATES, default="equivalence",
-                   help="learning rates: the equivalence principle (9.94)-(9.96, default) or uniform")  # fmt: skip
-    p.add_argument("--lambda-b", dest="lambda_b", type=float, default=1.0, help="lambda~_b (default 1)")
-    p.add_argument("--lambda-W", dest="lambda_W", type=float, default=1.0, help="lambda~_W (default 1)")
-    p.add_argument("--samples", type=int, default=2000, help="sampled networks per Monte Carlo point (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampled networks")
-    p.add_argument("--param", action="append", default=[], help="activation parameter NAME=VALUE")
-    p.add_argument("--out", help="write the figure to this PNG")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _depths(text: str | None, width: int) -> list[int]:

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FlowError
-from .kernels import MANY_MAX
 
 ALGORITHMS = ("gradient-flow", "gd", "newton2")
 NEEDED = ("Theta", "H1", "A", "B", "P", "Q", "R", "S", "T", "U")
@@ -246,6 +245,8 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
             raise FlowError(f"gradient descent needs a learning rate eta > 0, got {eta}")
     elif eta is not None:
         raise FlowError(f"eta is the learning rate of gd; {algorithm} does not take one")
+    from .kernels import MANY_MAX  # here: importing this module stays light (the CLI's argument parser does)
+
     if X.shape[0] > MANY_MAX - 1:
         raise FlowError(
             f"pdlt predict takes at most {MANY_MAX - 1} training inputs, got {X.shape[0]}: it needs the dNTK and "

@@ -291,12 +291,12 @@ def test_series_check_against_the_exact_relu_terms():
 def test_an_internal_bug_says_so_with_its_traceback_and_exit_1(capsys, monkeypatch):
     """A ValueError that is not a user error (here from numpy inside a command) is not dressed up
     as bad input: one line says it is a bug in pdlt, the traceback follows, exit status 1."""
-    import pdlt.codegen.cli as cli
+    import pdlt.codegen.commands as commands
 
     def broken(args):
         return int(np.float64("not a number"))
 
-    monkeypatch.setattr(cli, "cmd_activations", broken)
+    monkeypatch.setattr(commands, "cmd_activations", broken)
     code, out, err = run(capsys, "activations")
     assert code == 1 and out == ""
     assert "pdlt: internal error: this is a bug in pdlt" in err and "Traceback" in err and "ValueError" in err
@@ -372,3 +372,14 @@ def test_a_width_in_float_notation_is_that_integer(capsys):
     code, out, err = run(capsys, "flow", "tanh", "--depth", "3", "--width", "1e30", "--json")
     assert code == 0, err
     assert out == run(capsys, "flow", "tanh", "--depth", "3", "--width", str(10**30), "--json")[1]
+
+
+def test_the_parser_imports_nothing_heavy():
+    """pdlt --help and usage errors build the parser only: neither sympy nor numba may be imported for it (they
+    took a second; issue 9). Commands import what they need when they run."""
+    import subprocess
+    import sys
+
+    code = "import sys, pdlt.codegen.cli as c; c.build_parser(); print(sorted({'sympy', 'numba'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
