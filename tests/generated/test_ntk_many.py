@@ -71,6 +71,24 @@ def test_three_inputs_hold_every_pair_and_permute_with_the_inputs():
         assert np.max(np.abs(moved[name][(slice(None), *idx)] - a)) <= 10 * error[-1] * scale + 1e-14, name
 
 
+def test_a_large_kernel_beside_small_ones_is_resolved():
+    """Norms^2 0.38, 0.36 and 2.3 (a test input well outside the training inputs): the one- and two-input groups,
+    by Gauss-Hermite, missed 1e-4 by a factor 77 (tanh's poles sit at distance 1.03 from the real axis in
+    whitened coordinates there); with Gauss-Legendre panels the bound is 5e-5, and the block of the pair (1, 2)
+    is the Mehler-series pair flow's to 10 times that bound."""
+    x = np.array([[1.0, 0.3, -0.2], [-0.3, 1.0, 0.0], [-2.325, -0.219, -1.246]])
+    hyper = np.tile([0.0, 1.0, 1.0, 1.0], (3, 1))
+    arrays, error = run("tanh", x, 1e-4, hyper)
+    assert error[-1] < 1e-4
+    mod = load("tanh")._MODULE
+    pair = x[1:]
+    T, _ = ntk_pair_flow(mod, 3, pair @ pair.T / 3, hyper, width_ratios(None, 3), mod.param_values({}), 1e-8)
+    for name, want in pair_arrays(T, sector().NTK_PAIR_TENSORS).items():
+        got = arrays[name][(slice(None), *([slice(1, 3)] * (want.ndim - 1)))]
+        scale = np.max(np.abs(want))
+        assert np.max(np.abs(got - want)) <= 10 * error[-1] * scale, name
+
+
 def test_symmetries_of_three_input_tensors():
     arrays, _ = run("tanh", X[:3])
     A, B = arrays["A"][-1], arrays["B"][-1]

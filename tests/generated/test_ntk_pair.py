@@ -122,5 +122,5 @@ def test_symmetries_of_the_definitions_hold_in_the_arrays(pdlt_result):
 
 
 def test_three_inputs_at_the_default_tolerance_are_refused_with_the_cubatures_error():
-    with pytest.raises(FlowError, match="Gauss-Hermite expectations of the 3-input NTK statistics"):
+    with pytest.raises(FlowError, match="Gaussian expectations of the 3-input NTK statistics"):
         load("tanh").kernel(np.eye(3), 3, tensors=("A",))
