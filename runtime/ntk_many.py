@@ -178,8 +178,10 @@ def expectations(mod, plan: Plan, K: np.ndarray, params) -> tuple[np.ndarray, fl
             L = np.linalg.cholesky(sub)
         except np.linalg.LinAlgError:
             raise FlowError(
-                f"the kernel of inputs {list(labels)} is singular at some layer (parallel inputs): the NTK "
-                "statistics of more than two inputs need them distinct"
+                f"the kernel of inputs {list(labels)} is singular at some layer: the inputs are linearly "
+                "dependent (parallel, or more of them than input dimensions with C_b = 0, where layer 1's kernel "
+                "is their Gram matrix); the NTK statistics of more than two inputs need a nonsingular one: use "
+                "C_b > 0 or independent inputs"
             ) from None
         Kinv = np.linalg.inv(sub)
         pos = {a: i for i, a in enumerate(labels)}

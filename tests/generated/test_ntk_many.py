@@ -105,3 +105,5 @@ def test_refusals():
         load("tanh").kernel(np.eye(7), 3, tensors=("A",))
     with pytest.raises(FlowError, match="above tolerance 1e-10"):
         run("tanh", X[:3], 1e-10)
+    with pytest.raises(FlowError, match="singular at some layer: the inputs are linearly dependent"):
+        run("tanh", np.vstack([X[:3], X[:1]]), 1e-3)  # an input twice
