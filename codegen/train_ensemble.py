@@ -17,15 +17,12 @@ import numpy as np
 @dataclass
 class Trained:
     """Outputs at the test inputs before (``initial``, (count, M, n_L)) and after training (``final``), the initial
-    outputs at the training inputs (``initial_train``, (count, N, n_L)), the steps gradient descent took, and with
-    ``ntk=True`` each network's NTK at initialization on the training then the test inputs (``initial_ntk``,
-    (count, N + M, N + M), one output)."""
+    outputs at the training inputs (``initial_train``, (count, N, n_L)), and the steps gradient descent took."""
 
     initial: np.ndarray
     final: np.ndarray
     initial_train: np.ndarray
     steps: int
-    initial_ntk: np.ndarray | None = None
 
 
 def _forward(params, fns, X):
@@ -57,8 +54,7 @@ def _ntk(params, fns, zs, X, lb, lw, sizes) -> np.ndarray:
 
 
 def train(fns, n: int, depth: int, X, Y, X_test, C_b: float, C_W: float, lambda_b, lambda_W, eta: float,
-          count: int, rng, tol: float = 1e-11, max_steps: int = 100_000, kappa=None,
-          ntk: bool = False) -> Trained:  # fmt: skip
+          count: int, rng, tol: float = 1e-11, max_steps: int = 100_000, kappa=None) -> Trained:  # fmt: skip
     """Train ``count`` networks of hidden width n (sigma, sigma' = fns) on (X (N, n_0), Y (N, n_L)) and return their
     outputs at X_test (M, n_0); ``lambda_b``, ``lambda_W``: one number or one per layer. Raises RuntimeError if some
     network has not fitted to ``tol`` after max_steps. With ``kappa`` (N, N), the two-Newton-step algorithm (∞.148)
@@ -75,10 +71,6 @@ def train(fns, n: int, depth: int, X, Y, X_test, C_b: float, C_W: float, lambda_
         b = rng.standard_normal((count, sizes[l + 1])) * np.sqrt(C_b)
         params.append((W, b))
     initial = _forward(params, fns, X_test)[-1]
-    initial_ntk = None
-    if ntk:
-        both = np.vstack([X, X_test])
-        initial_ntk = _ntk(params, fns, _forward(params, fns, both), both, lb, lw, sizes)
     initial_train = None
     for step in range(max_steps + 1):  # noqa: B007 (the count is returned)
         zs = _forward(params, fns, X)
@@ -109,4 +101,4 @@ def train(fns, n: int, depth: int, X, Y, X_test, C_b: float, C_W: float, lambda_
     else:
         raise RuntimeError(f"gradient descent did not fit the training set to {tol:g} in {max_steps} steps")
     final = _forward(params, fns, X_test)[-1]
-    return Trained(initial, final, initial_train, step, initial_ntk)
+    return Trained(initial, final, initial_train, step)
