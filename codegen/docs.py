@@ -53,6 +53,14 @@ def page(act: Activation, order: int = SHIPPED_ORDER) -> str:
         )
     else:
         quad = ""
+    if "fallback" in q:
+        f = q["fallback"]
+        quad = (quad + "; " if quad else "") + (
+            "the closed forms cancel below the scale of the kinks away from $z = 0$ (they are differences of "
+            "terms of size ~1 whose result is ~$e^{-b^2/2K}$), so where a closed form's error estimate exceeds "
+            f"$10^{{-13}}$ of its value, Gauss-Legendre with {f['degrees'][0]} and {f['degrees'][1]} nodes on each "
+            f"piece, $|x| \\le {f['x_max']}$, recomputes it and the smaller error estimate wins"
+        )
     plain = Activation(act.name, act.with_defaults(), act.description) if act.params else act
     recursions = [(k, _markdown_math(latex.specialised_align(derive_step(k), plain))) for k in (1, order)]
     return (

@@ -22,7 +22,7 @@ from pdlt.derive.quadrature import CALIBRATION_KERNELS, GL_DEGREES, TOLERANCE
 from pdlt.derive.sectors import DSIGMA, SIGMA, Integrand, Rule, Sector, Stage
 from pdlt.derive.stability import magnitude, overflow_safe
 from pdlt.runtime import RUNTIME_ABI
-from pdlt.runtime.numerics import KINDS
+from pdlt.runtime.numerics import FALLBACK_REL, KINDS
 
 from .ir import Assign, Branch, Constant, Function, Loop, ModuleIR, Return
 from .printer import NumbaPrinter, print_pairs
@@ -143,8 +143,9 @@ def exact_function(layout: Layout, mapping: dict) -> Function:
     return Function("_exact", "EXACT", ("K", "params", "check", "perp", "mu", "err", "mag"), doc, body)
 
 
-def integrands_function(layout: Layout) -> Function:
-    quad = layout.quadrature()
+def integrands_function(layout: Layout, every: bool = False) -> Function:
+    """The quadrature integrands; with ``every`` (a fallback rule) also those that have a closed form."""
+    quad = list(layout.integrands) if every else layout.quadrature()
     powers = sorted({p.power for p in quad if p.factor == SIGMA})
     inner: list = [Assign("z", "sk * x[j]")]
     if powers:
@@ -218,8 +219,11 @@ def rule_constants(rule: Rule) -> tuple[dict, list[float], list[float]]:
         shown = {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": rule.x_max}
     else:
         shown = {"kind": "none"}
+    if rule.fallback:
+        shown["fallback"] = {"kind": "gauss-legendre", "degrees": GL_DEGREES, "x_max": rule.x_max}
     sizes = [len(x) for x, _ in rule.nodes] or [0, 0]
     values = [float(KINDS[rule.kind]), rule.x_max, rule.h_max, rule.beta, float(rule.even), *map(float, sizes)]
+    values.append(float(rule.fallback))
     gl = [v for x, w in rule.nodes for v in (*x, *w)]
     return shown, values, gl
 
@@ -237,9 +241,15 @@ def _accuracy(layout: Layout, rule: Rule) -> dict:
             f"{GL_DEGREES[1]} nodes per piece; with check=True err = |Q_{GL_DEGREES[0]} - "
             f"Q_{GL_DEGREES[1]}| + 8 eps * L1 size"
         ),
+        "fallback": (
+            f"where a closed form's error estimate exceeds {FALLBACK_REL:g} of its value (it cancels below the scale "
+            f"of a kink away from 0), Gauss-Legendre with {GL_DEGREES[1]} nodes per piece replaces it if its own "
+            "estimate is smaller (with check=True only)"
+        ),
         "tests": "every expectation within its err (x10) of 30-digit mpmath (tests/generated/test_kernels.py)",
     }
     used = {"exact"} if any(p.expectation.exact for p in layout.integrands) else set()
+    used |= {"fallback"} if rule.fallback else set()
     return {path: text for path, text in every.items() if path in used | {rule.kind, "tests"}}
 
 
@@ -309,7 +319,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         Function(
             "d3sigma", None, ("z", "params"), "sigma'''(z) piece by piece; NaN where sigma'' jumps.", derivatives[2]
         ),
-        integrands_function(layout),
+        integrands_function(layout, rule.fallback),
         exact_function(layout, mapping),
         *(stage_function(sector, stage, mapping) for sector in (single, delta) for stage in sector.stages),
         *(values_function(k) for k in range(4)),

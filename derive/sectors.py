@@ -211,22 +211,36 @@ class Rule:
     even: bool = False  # the integrands are even in z: integrate x >= 0 only
     nodes: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = ()  # Gauss-Legendre (x, w), coarse, fine
     breakpoints: tuple[float, ...] = ()
+    fallback: bool = False  # Gauss-Legendre also covers the closed forms, for where they cancel
+
+
+def needs_fallback(act: Activation, integrands: tuple[Integrand, ...]) -> bool:
+    """A kink away from z = 0 makes the truncated-Gaussian closed forms cancel: below the kink's scale
+    (K << b^2) each is a difference of terms of size ~1 whose result is ~exp(-b^2/2K) times a polynomial, and
+    the K-derivatives of hard tanh's K - (tail) are that tail alone. No Taylor series exists there (the
+    exponential is not analytic at K = 0), so the module carries a Gauss-Legendre rule for those rows too."""
+    return act.is_piecewise and any(b != 0 for b in act.breakpoints) and any(p.expectation.exact for p in integrands)
 
 
 def choose_rule(act: Activation, integrands: tuple[Integrand, ...]) -> Rule:
     """Trapezoid in x = z/sqrt(K) for smooth sigma (spacing calibrated against mpmath on the
-    sigma^(2a) integrands), Gauss-Legendre between breakpoints for piecewise sigma, or none."""
+    sigma^(2a) integrands), Gauss-Legendre between breakpoints for piecewise sigma, or none. A piecewise
+    sigma whose closed forms can cancel (``needs_fallback``) gets the Gauss-Legendre rule for every integrand,
+    used by the runtime where a closed form's error estimate is worse."""
     quad = [p for p in integrands if not p.expectation.exact]
-    if not quad:
+    fallback = needs_fallback(act, integrands)
+    if not quad and not fallback:
         return Rule("none")
     if act.is_piecewise:
+        covered = integrands if fallback else quad
         # sigma'^2 counts as the top power of sigma for the truncation radius
-        degrees = [2 * (p.power if p.factor == SIGMA else _top(integrands)) + 2 * p.derivatives for p in quad]
+        degrees = [2 * (p.power if p.factor == SIGMA else _top(integrands)) + 2 * p.derivatives for p in covered]
         return Rule(
-            "gauss-legendre",
+            "gauss-legendre" if quad else "none",
             x_max=truncation_radius(max(degrees)),
             nodes=tuple(gauss_legendre(n) for n in GL_DEGREES),
             breakpoints=tuple(float(b) for b in act.breakpoints),
+            fallback=fallback,
         )
     pairs = tuple(sorted({(p.power, p.derivatives) for p in quad if p.factor == SIGMA})) or ((1, 0),)
     rule = calibrate_trapezoid(act, pairs)

@@ -33,8 +33,9 @@ INV_SQRT_2PI = 0.3989422804014327
 
 DIMS_FIELDS = ("order", "top", "nrows", "max_i", "n_params", "qtop")
 ORDER, TOP, NROWS, MAX_I, NP, QTOP = range(len(DIMS_FIELDS))
-RULE_FIELDS = ("kind", "x_max", "h_max", "beta", "even", "n1", "n2")
-KIND, X_MAX, H_MAX, BETA, EVEN, N1, N2 = range(len(RULE_FIELDS))
+RULE_FIELDS = ("kind", "x_max", "h_max", "beta", "even", "n1", "n2", "fallback")
+KIND, X_MAX, H_MAX, BETA, EVEN, N1, N2, FALLBACK = range(len(RULE_FIELDS))
+FALLBACK_REL = 1e-13  # a closed form whose error estimate exceeds this of its value is checked by quadrature
 KINDS = {"none": 0, "trapezoid": 1, "gauss-legendre": 2}
 
 _F8, _B1 = types.float64, types.boolean
@@ -255,6 +256,33 @@ def moments_unchecked(exact, integrands, dims, qcount, rule, gl, breaks, K, para
         _trapezoid(integrands, K, params, check, perp, dims, qcount, rule, mu, err, mag)
     elif kind == 2:
         _gauss_legendre(integrands, K, params, check, perp, dims, qcount, rule, gl, breaks, mu, err, mag)
+    if check and rule[FALLBACK] > 0.0:
+        _fallback(integrands, dims, qcount, rule, gl, breaks, K, params, perp, mu, err, mag)
+
+
+@njit(**_OPTS)
+def _fallback(integrands, dims, qcount, rule, gl, breaks, K, params, perp, mu, err, mag):
+    """Where a closed form's error estimate is above FALLBACK_REL of its value (it cancels), Gauss-Legendre on
+    the pieces of sigma recomputes it, and whichever has the smaller error estimate is kept."""
+    nrows, cols = dims[NROWS], dims[MAX_I] + 1
+    rows = nrows if perp else nrows - 1
+    bad = False
+    for a in range(1, rows):
+        for i in range(qcount[a], cols):
+            if err[a, i] > FALLBACK_REL * abs(mu[a, i]):
+                bad = True
+    if not bad:
+        return
+    every = np.full(nrows, cols, dtype=np.int64)
+    every[0] = 0
+    whole = dims.copy()
+    whole[QTOP] = dims[TOP]  # the tail check on the highest power of sigma
+    mu2, err2, mag2 = np.zeros((nrows, cols)), np.zeros((nrows, cols)), np.zeros((nrows, cols))
+    _gauss_legendre(integrands, K, params, True, perp, whole, every, rule, gl, breaks, mu2, err2, mag2)
+    for a in range(1, rows):
+        for i in range(qcount[a], cols):
+            if err[a, i] > FALLBACK_REL * abs(mu[a, i]) and err2[a, i] < err[a, i]:
+                mu[a, i], err[a, i], mag[a, i] = mu2[a, i], err2[a, i], mag2[a, i]
 
 
 @njit(**_OPTS)

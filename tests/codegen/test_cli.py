@@ -139,8 +139,9 @@ BAD = [
     (["flow", "tanh", "--depth", "3", "--width", "4", "--tolerance", "-1"], "--tolerance must be > 0"),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--tolerance", "nan"], "--tolerance must be > 0"),
     (["flow", "tanh", "--C-W", "0.5", "--depth", "2000", "--width", "64"], "collapses toward the trivial fixed point"),
-    # its closed forms cancel as K falls: refused at layer 2 with their error, and the likely collapse named
-    (["flow", "max(0, z - 1)", "--depth", "200", "--width", "64"], "may be collapsing toward the trivial fixed"),
+    # K = 1, 0.03, 1e-6, then e^{-1/2K} underflows: the collapse is named with its layer (the closed forms, which
+    # cancel as K falls, are replaced by quadrature on the way down)
+    (["flow", "max(0, z - 1)", "--depth", "200", "--width", "64"], "K = 1.15e-06 at layer 3 (K = 1 at layer 1)"),
     (["flow", "tanh", "--critical", "--C-W", "2", "--depth", "3", "--width", "4"], "not both"),
     (["flow", "sigmoid", "--critical", "--depth", "3", "--width", "4"], "sigmoid has no critical initialization"),
     # outputs are checked before any work (FILE is an existing plain file, TMP an existing folder)
