@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("activations", help="list the registered activations")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=("commands", "cmd_activations"))
+    p.set_defaults(func=("listing", "cmd_activations"))
 
     p = sub.add_parser("latex", help="print the recursions as LaTeX (generic, and specialised to ACT)")
     p.add_argument("activation", nargs="?", help="registered name or formula in z (optional)")

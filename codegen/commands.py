@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import sys
@@ -98,52 +97,6 @@ def _kernels(act: Activation, order: int):
     from .usercache import kernels
 
     return kernels(act, order, progress=_progress)
-
-
-def cmd_activations(args: argparse.Namespace) -> int:
-    from pdlt import generated
-
-    rows = []
-    for name, act in sorted(acts.REGISTRY.items()):
-        exact = sorted(_exact_powers(generated, name, act))
-        rows.append(
-            {
-                "name": name,
-                "formula": sp.sstr(act.expr),
-                "description": act.description,
-                "params": {s.name: float(v) for s, v in act.params},
-                "breakpoints": [float(b) for b in act.breakpoints],
-                "exact_powers": [2 * a for a in exact],
-            }
-        )
-    if args.json:
-        print(json.dumps({"activations": rows, "aliases": acts.ALIASES}, indent=2))
-        return 0
-    print(f"{'name':<11} {'formula':<38} exact <sigma^k>_K for k in")
-    for row in rows:
-        exact = ",".join(map(str, row["exact_powers"])) or "-"
-        extra = f"  params {row['params']}" if row["params"] else ""
-        print(f"{row['name']:<11} {row['formula']:<38} {exact}{extra}")
-    print("aliases: " + ", ".join(f"{k} -> {v}" for k, v in acts.ALIASES.items()))
-    print('any formula in z works too, e.g. pdlt flow "z*tanh(log(1+exp(z)))" ...')
-    return 0
-
-
-def _exact_powers(generated, name: str, act: Activation) -> set[int]:
-    """The a with a closed form for <sigma^(2a)>_K: read off the shipped module's EXPECTATIONS table in its source
-    (importing the module would load numba; deciding it again with sympy takes about fifteen seconds), derived for
-    anything not shipped."""
-    if name in generated.SHIPPED:
-        from importlib.util import find_spec
-
-        text = Path(find_spec(f"{generated.__name__}.{name}").origin).read_text()
-        start = text.index("EXPECTATIONS = (") + len("EXPECTATIONS = ")
-        table = ast.literal_eval(text[start : text.index("\n)\n", start) + 2])
-        return {a for a, _, path, _ in table if path == "exact"}
-    from pdlt.derive.expectations import expectations
-    from pdlt.derive.recursion import moment_derivatives
-
-    return {a for (a, _), e in expectations(act, moment_derivatives(SHIPPED_ORDER)).items() if e.exact}
 
 
 def cmd_latex(args: argparse.Namespace) -> int:

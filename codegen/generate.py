@@ -8,10 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pdlt.derive.activations import REGISTRY, Activation
+import sympy as sp
+
+from pdlt.derive.activations import ALIASES, REGISTRY, Activation
 from pdlt.derive.errors import UserError
 
 from .arguments import SHIPPED_ORDER  # noqa: F401 (re-exported)
+from .ir import ModuleIR
 from .lower import lower, lower_ntk, lower_pair_metric
 from .render import environment, module_context, render_module
 from .write import write_atomic
@@ -54,24 +57,41 @@ def ntk_text(command: str) -> str:
     return environment().get_template("ntk.py.jinja").render(**module_context(ir))
 
 
-def index_text(shipped: dict[str, int]) -> str:
-    return environment().get_template("index.py.jinja").render(command=REGENERATE, shipped=shipped)
+def catalogue_entry(act: Activation, ir: ModuleIR) -> dict:
+    """What ``pdlt activations`` lists for a shipped activation (so that listing needs no sympy)."""
+    return {
+        "formula": sp.sstr(act.expr),
+        "description": act.description,
+        "params": {s.name: float(v) for s, v in act.params},
+        "breakpoints": [float(b) for b in act.breakpoints],
+        "exact_powers": sorted({2 * a for a, _, path, _ in ir.constant("EXPECTATIONS") if path == "exact"}),
+    }
+
+
+def index_text(shipped: dict[str, int], catalogue: dict[str, dict] | None = None) -> str:
+    return (
+        environment()
+        .get_template("index.py.jinja")
+        .render(command=REGENERATE, shipped=shipped, catalogue=catalogue or {}, aliases=ALIASES)
+    )
 
 
 def shipped_files(order: int = SHIPPED_ORDER, progress: Callable[[str], None] | None = None) -> dict[str, str]:
     """File name -> text of everything in generated/, rendered in memory."""
-    files = {}
+    files, catalogue = {}, {}
     for name, act in sorted(REGISTRY.items()):
         if progress:
             progress(f"rendering generated/{name}.py")
-        files[f"{name}.py"] = module_text(act, order, REGENERATE)
+        ir = lower(act, check_order(order), REGENERATE)
+        files[f"{name}.py"] = render_module(ir)
+        catalogue[name] = catalogue_entry(act, ir)
     if progress:
         progress("rendering generated/pair_metric.py")
     files["pair_metric.py"] = pair_metric_text(REGENERATE)
     if progress:
         progress("rendering generated/ntk.py")
     files["ntk.py"] = ntk_text(REGENERATE)
-    files["__init__.py"] = index_text({name: order for name in sorted(REGISTRY)})
+    files["__init__.py"] = index_text({name: order for name in sorted(REGISTRY)}, catalogue)
     return files
 
 

@@ -153,19 +153,25 @@ def pyrepr(value: object) -> str:
     raise TypeError(f"templates take plain data only, got {type(value).__name__}")
 
 
-def _string(value: object, used: int, width: int) -> str:
-    """A dict value; a long string as adjacent literals inside parentheses, split between words."""
+def _string(value: object, used: int, width: int, indent: int = 4) -> str:
+    """A dict value at ``indent``; a long string as adjacent literals inside parentheses, split between words; a
+    long dict with one item per line."""
     text = pyrepr(value)
-    if not isinstance(value, str) or used + len(text) <= width:
+    if used + len(text) <= width or not isinstance(value, (str, dict)) or not value:
         return text
+    inner = " " * (indent + 4)
+    if isinstance(value, dict):
+        items = ((pyrepr(k), v) for k, v in value.items())
+        body = "\n".join(f"{inner}{k}: {_string(v, indent + len(k) + 6, width, indent + 4)}," for k, v in items)
+        return f"{{\n{body}\n{' ' * indent}}}"
     parts, current = [], ""
     for word in value.split(" "):
-        if current and len(current) + len(word) + 12 > width:
+        if current and len(current) + len(word) + 8 + indent > width:
             parts.append(current)
             current = ""
         current += word + " "
     parts.append(current[:-1])
-    return "(\n" + "\n".join(f"        {pyrepr(p)}" for p in parts) + "\n    )"
+    return "(\n" + "\n".join(f"{inner}{pyrepr(p)}" for p in parts) + f"\n{' ' * indent})"
 
 
 def literal(value: object, name_width: int, width: int = WIDTH) -> str:

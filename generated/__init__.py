@@ -29,6 +29,112 @@ SHIPPED = {
     'tanh': 2,
 }
 
+# name -> what ``pdlt activations`` lists: formula, description, params, breakpoints, exact_powers (the k
+# with a closed form for <sigma^k>_K), recorded here so that listing imports neither sympy nor numba
+CATALOGUE = {
+    'abs': {
+        'formula': 'Abs(z)',
+        'description': 'absolute value |z|',
+        'params': {},
+        'breakpoints': [0.0],
+        'exact_powers': [2, 4, 6],
+    },
+    'elu': {
+        'formula': 'Piecewise((z, z >= 0), (alpha*(exp(z) - 1), True))',
+        'description': 'ELU, z for z >= 0 and alpha*(exp(z)-1) below',
+        'params': {'alpha': 1.0},
+        'breakpoints': [0.0],
+        'exact_powers': [],
+    },
+    'erf': {
+        'formula': 'erf(z)',
+        'description': 'error function',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [2],
+    },
+    'gelu': {
+        'formula': 'z*(erf(sqrt(2)*z/2) + 1)/2',
+        'description': 'GELU, z*Phi(z) (exact, erf-based)',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [2],
+    },
+    'hard_tanh': {
+        'formula': 'Max(-1, Min(1, z))',
+        'description': 'hard tanh, z clipped to [-1, 1]',
+        'params': {},
+        'breakpoints': [-1.0, 1.0],
+        'exact_powers': [2, 4, 6],
+    },
+    'leaky_relu': {
+        'formula': 'Piecewise((z, z >= 0), (slope*z, True))',
+        'description': 'leaky ReLU, z for z >= 0 and slope*z below',
+        'params': {'slope': 0.01},
+        'breakpoints': [0.0],
+        'exact_powers': [2, 4, 6],
+    },
+    'linear': {
+        'formula': 'z',
+        'description': 'identity, sigma(z) = z',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [2, 4, 6],
+    },
+    'mish': {
+        'formula': 'z*tanh(log(exp(z) + 1))',
+        'description': 'Mish, z*tanh(softplus(z))',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [],
+    },
+    'relu': {
+        'formula': 'Max(0, z)',
+        'description': 'rectified linear unit, max(0, z)',
+        'params': {},
+        'breakpoints': [0.0],
+        'exact_powers': [2, 4, 6],
+    },
+    'sigmoid': {
+        'formula': '1/(1 + exp(-z))',
+        'description': 'logistic sigmoid 1/(1+exp(-z))',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [],
+    },
+    'sin': {
+        'formula': 'sin(z)',
+        'description': 'sine',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [2, 4, 6],
+    },
+    'softplus': {
+        'formula': 'log(exp(z) + 1)',
+        'description': 'softplus log(1+exp(z))',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [],
+    },
+    'swish': {
+        'formula': 'z/(1 + exp(-z))',
+        'description': 'SWISH / SiLU, z*sigmoid(z)',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [],
+    },
+    'tanh': {
+        'formula': 'tanh(z)',
+        'description': 'hyperbolic tangent',
+        'params': {},
+        'breakpoints': [],
+        'exact_powers': [],
+    },
+}
+
+# alias -> registered name
+ALIASES = {'silu': 'swish', 'identity': 'linear'}
+
 
 def load(name):
     """The generated module for a shipped activation, e.g. ``load("tanh").flow(...)``."""
@@ -37,4 +143,4 @@ def load(name):
     return importlib.import_module(f"{__name__}.{name}")
 
 
-__all__ = ["SHIPPED", "load"]
+__all__ = ["ALIASES", "CATALOGUE", "SHIPPED", "load"]

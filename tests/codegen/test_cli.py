@@ -102,9 +102,21 @@ def test_latex(capsys):
 
 
 def test_activations_listing(capsys):
+    """The listing (read from pdlt.generated.CATALOGUE) is the registry: every name, formula, parameter and
+    breakpoint; relu's <sigma^k> are closed forms for k = 2, 4, 6 and tanh's are not."""
+    import sympy as sp
+
+    from pdlt.derive.activations import ALIASES, REGISTRY
+
     code, out, _ = run(capsys, "activations", "--json")
-    names = {row["name"] for row in json.loads(out)["activations"]}
-    assert {"tanh", "relu", "gelu", "hard_tanh", "leaky_relu"} <= names
+    data = json.loads(out)
+    rows = {row["name"]: row for row in data["activations"]}
+    assert code == 0 and set(rows) == set(REGISTRY) and data["aliases"] == ALIASES
+    for name, act in REGISTRY.items():
+        assert rows[name]["formula"] == sp.sstr(act.expr) and rows[name]["description"] == act.description
+        assert rows[name]["params"] == {s.name: float(v) for s, v in act.params}
+        assert rows[name]["breakpoints"] == [float(b) for b in act.breakpoints]
+    assert rows["relu"]["exact_powers"] == [2, 4, 6] and rows["tanh"]["exact_powers"] == []
 
 
 BAD = [
@@ -292,12 +304,12 @@ def test_series_check_against_the_exact_relu_terms():
 def test_an_internal_bug_says_so_with_its_traceback_and_exit_1(capsys, monkeypatch):
     """A ValueError that is not a user error (here from numpy inside a command) is not dressed up
     as bad input: one line says it is a bug in pdlt, the traceback follows, exit status 1."""
-    import pdlt.codegen.commands as commands
+    import pdlt.codegen.listing as listing
 
     def broken(args):
         return int(np.float64("not a number"))
 
-    monkeypatch.setattr(commands, "cmd_activations", broken)
+    monkeypatch.setattr(listing, "cmd_activations", broken)
     code, out, err = run(capsys, "activations")
     assert code == 1 and out == ""
     assert "pdlt: internal error: this is a bug in pdlt" in err and "Traceback" in err and "ValueError" in err
@@ -382,5 +394,13 @@ def test_the_parser_imports_nothing_heavy():
     import sys
 
     code = "import sys, pdlt.codegen.cli as c; c.build_parser(); print(sorted({'sympy', 'numba'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+    # nor for the listing of activations
+    code = (
+        "import sys, contextlib, io, pdlt.codegen.cli as c\n"
+        "with contextlib.redirect_stdout(io.StringIO()): c.main(['activations'])\n"
+        "print(sorted({'sympy', 'numba'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
