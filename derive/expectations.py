@@ -81,6 +81,8 @@ def _interval_moment(q: int, lo: sp.Expr, hi: sp.Expr) -> sp.Expr:
 def _polynomial_pieces(pieces: tuple[Piece, ...], power: int) -> sp.Expr | None:
     total = sp.Integer(0)
     for piece in pieces:
+        if not piece.expr.is_polynomial(z):  # decided on the tree: expanding sigma'^2 of tanh(tanh(...)) takes minutes
+            return None
         integrand = sp.expand(piece.expr**power)
         if not integrand.is_polynomial(z):
             return None
@@ -96,7 +98,7 @@ def _polynomial_pieces(pieces: tuple[Piece, ...], power: int) -> sp.Expr | None:
 _EXPONENTIALS = (sp.exp, sp.sin, sp.cos, sp.sinh, sp.cosh)
 
 
-def _exponential_shaped(expr: sp.Expr) -> bool:
+def exponential_shaped(expr: sp.Expr) -> bool:
     """Whether ``expr`` is built from numbers and z by sums, products and non-negative integer powers
     of z and of exp, sin, cos, sinh, cosh of polynomials of degree <= 2 in z: the only expressions that
     expand to sums of z^q exp(a z^2 + w z). tanh(tanh(z)), say, is refused here in microseconds
@@ -104,9 +106,9 @@ def _exponential_shaped(expr: sp.Expr) -> bool:
     if expr.is_Number or expr == z or not expr.has(z):
         return True
     if expr.is_Add or expr.is_Mul:
-        return all(_exponential_shaped(a) for a in expr.args)
+        return all(exponential_shaped(a) for a in expr.args)
     if expr.is_Pow:
-        return bool(expr.exp.is_Integer and expr.exp >= 0) and _exponential_shaped(expr.base)
+        return bool(expr.exp.is_Integer and expr.exp >= 0) and exponential_shaped(expr.base)
     if isinstance(expr, _EXPONENTIALS):
         arg = expr.args[0]
         return bool(arg.is_polynomial(z) and sp.degree(arg, z) <= 2)
@@ -119,7 +121,7 @@ def _exponential_sum(expr: sp.Expr) -> sp.Expr | None:
     <z^q e^(a z^2 + w z)>_K = (1 - 2aK)^(-1/2) d^q/dw^q exp(w^2 K'/2), K' = K/(1 - 2aK): a Gaussian
     factor only rescales the variance (where 2aK >= 1 the integral diverges and the form is not real).
     """
-    if not _exponential_shaped(expr):  # decided on the tree, before any expansion can blow up
+    if not exponential_shaped(expr):  # decided on the tree, before any expansion can blow up
         return None
     w = sp.Symbol("w")
     expanded = sp.expand(sp.powsimp(sp.expand(expr.rewrite(sp.exp))))
@@ -166,6 +168,8 @@ def _stein(expectation: sp.Expr, times: int) -> sp.Expr:
 
 def _erf_square(expr: sp.Expr) -> sp.Expr | None:
     """<expr^2>_K for expr = z^q (alpha + beta erf(gamma z)), else None."""
+    if any(not isinstance(f, sp.erf) for f in expr.atoms(sp.Function)):  # on the tree, before expanding
+        return None
     alpha, beta, gamma = (sp.Wild(n, exclude=[z]) for n in ("alpha", "beta", "gamma"))
     q = 0
     coeff, body = sp.factor_terms(sp.expand(expr)).as_independent(z, as_Add=False)

@@ -36,6 +36,7 @@ from functools import cache
 import sympy as sp
 
 from .activations import Activation
+from .expectations import exponential_shaped
 from .notation import z
 from .stability import SmallK, exponential_terms, small_k_branch
 
@@ -92,6 +93,8 @@ def _slopes(act: Activation) -> tuple[sp.Expr, sp.Expr] | None:
         return None
     slopes = []
     for p in pieces:
+        if not p.expr.is_polynomial(z):  # on the tree, before expanding
+            return None
         expr = sp.expand(p.expr)
         if not expr.is_polynomial(z) or sp.degree(expr, z) > 1 or expr.subs(z, 0) != 0:
             return None
@@ -103,7 +106,10 @@ def _gaussian_derivative(act: Activation) -> tuple[sp.Expr, sp.Expr, sp.Expr] | 
     """(A, beta, sigma(0)) if sigma' = A exp(-beta z^2) with beta > 0 and sigma has no parameters, else None."""
     if act.is_piecewise or act.expr.free_symbols != {z}:
         return None
-    d = sp.simplify(sp.diff(act.expr, z))
+    d = sp.diff(act.expr, z)
+    if not exponential_shaped(d):  # refused structurally: simplify on tanh(tanh(...)) takes minutes
+        return None
+    d = sp.simplify(d)
     exps = [f for f in sp.Mul.make_args(d) if isinstance(f, sp.exp)]
     if len(exps) != 1:
         return None
@@ -138,7 +144,7 @@ def gaussian_pair(A: sp.Expr, beta: sp.Expr, s0: sp.Expr) -> tuple[sp.Expr, sp.E
 def _exponential_sum(act: Activation) -> list[tuple[sp.Expr, sp.Expr]] | None:
     """[(A_i, c_i)] if sigma(z) = sum_i A_i exp(c_i z) with constant (possibly complex) A_i, c_i: sin, cos,
     sinh, cosh, exp and their combinations; None otherwise (or with parameters)."""
-    if act.is_piecewise or act.expr.free_symbols != {z}:
+    if act.is_piecewise or act.expr.free_symbols != {z} or not exponential_shaped(act.expr):
         return None
     terms = []
     for term in sp.Add.make_args(sp.expand(act.expr.rewrite(sp.exp))):
