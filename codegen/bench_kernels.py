@@ -135,6 +135,7 @@ def bench_kernels(sizes: tuple[int, ...], names: tuple[str, ...] = tuple(HYPER),
                 code = f"pdlt {name} K+G, order 1"
                 out["cases"].append({"N": n, "code": code, "seconds": sec_g, "peak_mib": mib, "ratio": sec_g / sec})
     out["ntk"] = bench_ntk(depths=NTK_DEPTHS if ntk_depths is None else ntk_depths)
+    out["ntk_pair"] = bench_ntk_pair(depths=PAIR_DEPTHS if ntk_depths is None else ntk_depths)
     return out
 
 
@@ -161,6 +162,31 @@ def bench_ntk(names: tuple[str, ...] = tuple(NTK_CRITICAL), depths: tuple[int, .
     return rows
 
 
+PAIR_DEPTHS = (10, 100, 1000)
+PAIR_TOLERANCE = 1e-5  # at depth 1000 the accumulated bound is ~1.3e-6 (the roundoff floor at small K)
+
+
+def bench_ntk_pair(depths: tuple[int, ...] = PAIR_DEPTHS) -> list[dict]:
+    """Two inputs' every tensor (Theta, V, A, B, D, F, P, Q, R, S, T, U: all entries) for tanh at criticality through
+    ``depths`` layers, last layer stored, to PAIR_TOLERANCE: seconds and the accumulated error bound."""
+    from pdlt import generated
+
+    mod = generated.load("tanh")
+    x = np.array([[1.0, 0.2, 0.0, 0.1], [0.3, -1.0, 0.5, 0.0]])
+    tensors = ("Theta", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+    mod.kernel(x, 3, tensors=tensors, tolerance=PAIR_TOLERANCE)  # compile outside the timing
+    rows = []
+    for depth in depths:
+        holder: dict = {}
+        sec, mib = _measure(
+            lambda depth=depth, holder=holder: holder.setdefault(
+                "r", mod.kernel(x, depth, tensors=tensors, layers=[depth], tolerance=PAIR_TOLERANCE)
+            )
+        )
+        rows.append({"depth": depth, "seconds": sec, "peak_mib": mib, "error": float(holder["r"].four_error[-1])})
+    return rows
+
+
 def report(results: dict) -> list[str]:
     lines = [f"(e) N x N NNGP + NTK, depth {results['depth']}, last layer stored (2 tensors):"]
     lines.append(f"    {'N':>6} {'code':<26} {'seconds':>9} {'peak MiB':>9} {'Mehler terms':>13}")
@@ -175,4 +201,8 @@ def report(results: dict) -> list[str]:
         lines.append("(f) one input's NTK statistics (K, Theta, V, A, B, D, F, P, Q) through the depth:")
         for row in results["ntk"]:
             lines.append(f"    {row['activation']:<6} depth {row['depth']:>6} {row['seconds']:>9.3f} s")
+    if results.get("ntk_pair"):
+        lines.append(f"(f) two tanh inputs, every entry of all twelve NTK tensors, tolerance {PAIR_TOLERANCE:g}:")
+        for row in results["ntk_pair"]:
+            lines.append(f"    depth {row['depth']:>6} {row['seconds']:>9.3f} s, error bound {row['error']:.1e}")
     return lines

@@ -21,6 +21,7 @@ from numba import njit
 
 from . import numerics
 from .errors import FlowError
+from .kernels import project_hermite
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is their difference
@@ -248,79 +249,136 @@ def _call_step(step, t, e, hyper, r, out):
     step(t, e, hyper, r, out)
 
 
-def _coefficients(mod, K: float, powers: list, size: int, params):
-    """{powers: (coefficients, change)}: the first ``size`` normalised Hermite coefficients of
-    sigma^a sigma'^b sigma''^c sigma'''^d (sqrt(K) x) for each (a, b, c, d), by Gauss-Legendre between the kinks with
-    3 size + 48 nodes a piece, and their change from 2 size + 32 (the quadrature error estimate)."""
-    from .kernels import piecewise_rule, project_hermite
-
-    p = mod.pieces
-    kinks = np.asarray(mod.kinks, dtype=np.float64) / math.sqrt(K)
-    out: dict = {}
-    for Q in (2 * size + 32, 3 * size + 48):
-        x, sw = piecewise_rule(Q, kinks, size)
-        table = np.empty((4, x.size))
-        _tabulate(p.values, p.dvalues, p.d2values, p.d3values, x, math.sqrt(K), params, table)
-        for pw in powers:
-            v = np.prod([table[k] ** pw[k] for k in range(4) if pw[k]], axis=0) * sw
-            coef = np.zeros(size)
-            project_hermite(np.ascontiguousarray(v), x, sw, coef)
-            out.setdefault(pw, []).append(coef)
-    return {pw: (c[1], c[1] - c[0]) for pw, c in out.items()}
+@njit(**_OPTS)
+def _power_coefficients(table, x, sw, keys, size, coef):
+    """coef[u] = the first ``size`` normalised Hermite coefficients of prod_k (sigma^(k))^keys[u, k] at the nodes x
+    (table[k] = sigma^(k)(sqrt(K) x), sw the square-root weights)."""
+    v = np.empty(x.shape[0])
+    for u in range(keys.shape[0]):
+        for j in range(x.shape[0]):
+            f = 1.0
+            for k in range(4):
+                for _ in range(keys[u, k]):
+                    f *= table[k, j]
+            v[j] = f * sw[j]
+        project_hermite(v, x, sw, coef[u, :size])
 
 
-def _shifted(coef: np.ndarray, shift: int, K: float) -> np.ndarray:
-    """Coefficients of the shift-th weight derivative in z: c_{k+i} sqrt((k+i)!/k!) / K^(i/2)."""
-    if shift == 0:
-        return coef
-    k = np.arange(coef.size - shift, dtype=float)
-    factor = np.ones_like(k)
-    for j in range(1, shift + 1):
-        factor *= np.sqrt(k + j)
-    return coef[shift:] * factor / K ** (shift / 2)
+@njit(**_OPTS)
+def _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, keys, rows, rho, size, e):
+    """The Mehler series of the both-input rows: e[n] = sum_k f_k g_k rho^k with f, g the Hermite coefficients of the
+    shift-th weight derivative in z, c_{k+i} sqrt((k+i)!/k!) / K^(i/2), of rows[n] = (key of input 0, its shift, key
+    of input 1, its shift); returns the largest relative error estimate (the series' last half, the coefficients'
+    change from the coarse rule, and roundoff 8 eps m).
+    ``rules[i][c]`` = (x, sw) of input i's coarse (c = 0) and fine (c = 1) rule; the coefficients are the fine ones."""
+    coef = np.zeros((2, 2, keys.shape[1], size))  # input, rule, key, k
+    for i in range(2):
+        for c in range(2):
+            x, sw = rules[i][c]
+            table = np.empty((4, x.shape[0]))
+            _tabulate(values, dvalues, d2values, d3values, x, roots[i], params, table)
+            _power_coefficients(table, x, sw, keys[i], size, coef[i, c])
+    worst = 0.0
+    f = np.empty((2, size))
+    g = np.empty((2, size))
+    for n in range(rows.shape[0]):
+        m = size
+        for i in range(2):
+            shift = rows[n, 2 * i + 1]
+            m = min(m, size - shift)
+            u = rows[n, 2 * i]
+            for k in range(size - shift):
+                factor = 1.0
+                for j in range(1, shift + 1):
+                    factor *= math.sqrt(k + j)
+                factor /= K[i] ** (shift / 2)
+                f[i, k] = coef[i, 1, u, k + shift] * factor
+                g[i, k] = (coef[i, 1, u, k + shift] - coef[i, 0, u, k + shift]) * factor
+        total, size_n, tail, quad, power = 0.0, 0.0, 0.0, 0.0, 1.0
+        for k in range(m):
+            term = f[0, k] * f[1, k] * power
+            total += term
+            size_n += abs(term)
+            if k >= m // 2:
+                tail += term
+            quad += (g[0, k] * f[1, k] + f[0, k] * g[1, k]) * power
+            power *= rho
+        e[n] = total
+        if size_n > 0 and math.isfinite(size_n):
+            worst = max(worst, (abs(tail) + abs(quad) + 8 * numerics.EPS * m * size_n) / size_n)
+    return worst
 
 
-def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float, params, target: float):
+def _pattern(table: np.ndarray) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """How the rows of NTK_PAIR_EXPECTATIONS are computed: per input, the rows of that input alone with their
+    (a, b, c, d, m); the rows that involve both inputs, each input's distinct power patterns (keys, padded), and per
+    such row (key of input 0, shift, key of input 1, shift)."""
+    single = []
+    for label in (0, 1):
+        rows = [n for n, row in enumerate(table) if not any(row[5 * (1 - label) : 5 * (1 - label) + 4])]
+        single.append((rows, np.ascontiguousarray(table[rows][:, 5 * label : 5 * label + 5])))
+    both = [n for n, row in enumerate(table) if any(row[0:4]) and any(row[5:9])]
+    keys = [sorted({tuple(table[n, 5 * i : 5 * i + 4]) for n in both}) for i in range(2)]
+    rows = np.array(
+        [
+            [keys[0].index(tuple(table[n, 0:4])), table[n, 4], keys[1].index(tuple(table[n, 5:9])), table[n, 9]]
+            for n in both
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 4)
+    width = max(len(k) for k in keys)
+    padded = np.zeros((2, width, 4), dtype=np.int64)
+    for i in range(2):
+        padded[i, : len(keys[i])] = keys[i]
+    return single, both, padded, rows
+
+
+@cache
+def _smooth_rule(Q: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``piecewise_rule`` without kinks (the same at every K)."""
+    from .kernels import piecewise_rule
+
+    return piecewise_rule(Q, np.zeros(0), size)
+
+
+def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float, params, target: float, pattern=None):
     """e, rel: every joint expectation of NTK_PAIR_EXPECTATIONS at the pair's kernel, and the largest relative error
     estimate (against each expectation's size): one input's rows by the panel rule, both inputs' by a Mehler series
-    sum_k f_k g_k rho^k of shifted Hermite coefficients, whose terms double until the last half changes the sum by
-    less than ``target`` of its size (or PAIR_MAX)."""
+    sum_k f_k g_k rho^k of shifted Hermite coefficients (``_pair_series``), whose terms double until the last half
+    changes the sum by less than ``target`` of its size, or stop improving (roundoff), or PAIR_MAX is reached.
+    ``pattern``: ``_pattern(table)``."""
+    from .kernels import piecewise_rule
+
     e = np.zeros(len(table))
     rel = 0.0
     rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
     kinks = np.array(mod.kinks, dtype=np.float64)
     p = mod.pieces
-    for label, K in ((0, K0), (1, K1)):
-        rows = [n for n, row in enumerate(table) if not any(row[5 * (1 - label) : 5 * (1 - label) + 4])]
-        sub = np.ascontiguousarray(table[rows][:, 5 * label : 5 * label + 5])
+    single, both, keys, pairs = pattern if pattern is not None else _pattern(table)
+    for (rows, sub), K in zip(single, (K0, K1)):
         ev, err = np.zeros(len(rows)), np.zeros(len(rows))
         mag = _expectations(p.values, p.dvalues, p.d2values, p.d3values, sub, K, params, kinks, *rules, ev, err)
         e[rows] = ev
         ok = mag > 0
         rel = max(rel, float(np.max(err[ok] / mag[ok], initial=0.0)))
-    both = [n for n, row in enumerate(table) if any(row[0:4]) and any(row[5:9])]
     rho = K01 / math.sqrt(K0 * K1)
-    size = PAIR_START
+    Ks = np.array([K0, K1])
+    size, best = PAIR_START, (math.inf, None)
     while True:
-        c0 = _coefficients(mod, K0, sorted({tuple(table[n, 0:4]) for n in both}), size, params)
-        c1 = _coefficients(mod, K1, sorted({tuple(table[n, 5:9]) for n in both}), size, params)
-        worst = 0.0
-        for n in both:
-            row = table[n]
-            (a, da), (b, db) = c0[tuple(row[0:4])], c1[tuple(row[5:9])]
-            fa, fb = _shifted(a, row[4], K0), _shifted(b, row[9], K1)
-            ga, gb = _shifted(da, row[4], K0), _shifted(db, row[9], K1)
-            m = min(fa.size, fb.size)
-            powers = rho ** np.arange(m)
-            terms = fa[:m] * fb[:m] * powers
-            e[n] = terms.sum()
-            size_n = np.abs(terms).sum()
-            trunc = abs(terms[m // 2 :].sum())
-            quad = abs((ga[:m] * fb[:m] + fa[:m] * gb[:m]) @ powers)
-            if size_n > 0 and np.isfinite(size_n):
-                worst = max(worst, (trunc + quad + 8 * numerics.EPS * m * size_n) / size_n)
-        if worst <= target or size >= PAIR_MAX:
-            return e, max(rel, worst)
+        orders = (2 * size + 32, 3 * size + 48)
+        if kinks.size:  # the kinks move with K in x = z / sqrt(K)
+            nodes = tuple(tuple(piecewise_rule(Q, kinks / math.sqrt(K), size) for Q in orders) for K in Ks)
+        else:
+            nodes = (tuple(_smooth_rule(Q, size) for Q in orders),) * 2
+        out = np.zeros(len(both))
+        worst = _pair_series(p.values, p.dvalues, p.d2values, p.d3values, params, np.sqrt(Ks), Ks, nodes, keys,
+                             pairs, rho, size, out)  # fmt: skip
+        stalled = worst > 0.5 * best[0]  # more terms no longer help: the estimate sits on the roundoff floor
+        if worst < best[0]:
+            best = (worst, out)
+        if best[0] <= target or size >= PAIR_MAX or stalled:
+            e[both] = best[1]
+            return e, max(rel, best[0])
         size *= 2
 
 
@@ -334,6 +392,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
     names = g.NTK_PAIR_TENSORS
     index = {entry: i for i, entry in enumerate(names)}
     table = np.array(g.NTK_PAIR_EXPECTATIONS, dtype=np.int64)
+    pattern = _pattern(table)
     T = np.zeros((depth, len(names)))
     for (name, slots), i in index.items():
         if name in ("K", "H"):  # K1, H1 start at 0: layer 1 is Gaussian at any width
@@ -350,7 +409,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
         if not (0 < K0 < 1e300 and 0 < K1 < 1e300 and abs(K01) < math.sqrt(K0 * K1)):
             T[l + 1 :] = math.nan
             break
-        e, rel[l] = _pair_expectations(mod, table, K0, K1, K01, params, tolerance / max(depth - 1, 1) / 10)
+        e, rel[l] = _pair_expectations(mod, table, K0, K1, K01, params, tolerance / max(depth - 1, 1) / 10, pattern)
         _call_step(g._ntk_pair_step, T[l], e, hyper[l + 1], float(ratios[l]), out)
         T[l + 1] = out
     error = np.zeros(depth)
@@ -365,11 +424,31 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
             )
         if not error[l] <= tolerance:
             raise FlowError(
-                f"the Gaussian expectations of the two-input NTK statistics of {mod.name} reach a relative error "
-                f"~{error[l]:.1e} at layer {l}, above tolerance {tolerance:g} (nearly parallel inputs with a kinked "
-                "sigma converge slowly): pass a larger tolerance"
+                f"the Gaussian expectations of the two-input NTK statistics of {mod.name} add up to a relative error "
+                f"~{error[l]:.1e} by layer {l}, above tolerance {tolerance:g}; "
+                + _why_slow(mod, T[l - 1, k00], T[l - 1, k11], T[l - 1, k01], rel[l - 1])
+                + ": pass a larger tolerance or use fewer layers"
             )
     return T, error
+
+
+def _why_slow(mod, K0: float, K1: float, K01: float, last: float) -> str:
+    """What makes a layer's two-input expectations inaccurate, in words (the refusal's reason)."""
+    rho = K01 / math.sqrt(K0 * K1)
+    causes = []
+    if abs(rho) > 0.99:
+        causes.append(
+            f"the inputs are nearly parallel there (correlation {rho:.6g}), where the Mehler series converges slowly"
+        )
+    if mod.kinks:
+        causes.append("sigma has kinks, whose Hermite coefficients fall slowly")
+    if min(K0, K1) < 0.01:
+        causes.append(
+            f"K is small there ({min(K0, K1):.3g}), where the expectations that carry K-derivatives lose digits to "
+            "roundoff"
+        )
+    text = f"the last layer added ~{last:.1e}"
+    return text + (" (" + "; ".join(causes) + ")" if causes else "")
 
 
 def orbits() -> dict:

@@ -4,10 +4,8 @@ training. The table of docs/predicting-trained-networks.md ("Network by network"
     python docs/examples/predict_per_network.py [--widths 64 256 1024] [--seeds 4]
 
 For a tanh MLP (depth 3, C_W = 1, C_b = 0) the script computes, at initialization and on the training inputs plus
-one test input, the network's NTK H, dNTK dH, and ddNTKs ddI, ddII as the book defines them (§11.1, §∞.1: H = grad
-z . lambda grad z, dH_(d0 d1 d2) = the second derivative of z_d0 along v_d1 and v_d2 with v = lambda grad z, ddI the
-third, ddII = (Hess z_d0 v_d2) . lambda (Hess z_d1 v_d3)): gradients by backpropagation, Hessian-vector products by
-the complex step (exact to rounding), third derivatives by a central difference of those. It then trains the
+one test input, the network's NTK H, dNTK dH, and ddNTKs ddI, ddII as the book defines them (§11.1, §∞.1), from the
+network's own derivatives (pdlt.codegen.network_tensors). It then trains the
 network by full-batch gradient descent to a training error below 1e-12 and compares
 
     actual     = z_T(x) - [z_0(x) - H(x, X) H(X, X)^-1 (z_0(X) - y)]   (what training did beyond the frozen NTK)
@@ -27,6 +25,7 @@ import argparse
 
 import numpy as np
 
+from pdlt.codegen.network_tensors import initial, network_tensors, output_and_gradient, rates
 from pdlt.runtime.predict import projectors
 
 DEPTH, ETA = 3, 0.15
@@ -37,62 +36,6 @@ SETS = {
     "orthogonal, lambda_b = 0": (np.array([[1.0, 0.3, -0.2], [-0.3, 1.0, 0.0]]), 0.0),
     "correlated, lambda_b = 1": (np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]]), 1.0),
 }
-
-
-def layers(theta, sizes):
-    out, k = [], 0
-    for m, n0 in zip(sizes[1:], sizes[:-1]):
-        W = theta[k : k + m * n0].reshape(m, n0)
-        k += m * n0
-        out.append((W, theta[k : k + m]))
-        k += m
-    return out
-
-
-def rates(sizes, lambda_b):
-    """The book's per-parameter learning rates, flattened like theta: lambda_W / n_(l-1) for weights."""
-    return np.concatenate(
-        [np.r_[np.full(m * n0, 1.0 / n0), np.full(m, lambda_b)] for m, n0 in zip(sizes[1:], sizes[:-1])]
-    )
-
-
-def output_and_gradient(theta, sizes, X):
-    """z (P,) and dz/dtheta (P, parameters) of the single output, by backpropagation (complex theta allowed)."""
-    params = layers(theta, sizes)
-    hs, zs = [X.astype(theta.dtype)], []
-    for W, b in params:
-        zs.append(hs[-1] @ W.T + b)
-        hs.append(np.tanh(zs[-1]))
-    g = np.ones_like(zs[-1])
-    grads = []
-    for ell in range(len(params) - 1, -1, -1):
-        grads.append(np.concatenate([(g[:, :, None] * hs[ell][:, None, :]).reshape(len(X), -1), g], axis=1))
-        if ell:
-            g = (g @ params[ell][0]) * (1 - np.tanh(zs[ell - 1]) ** 2)
-    return zs[-1][:, 0], np.concatenate(grads[::-1], axis=1)
-
-
-def hessian_times(theta, sizes, X, v):
-    """(Hess z at every input) v, (P, parameters), by the complex step."""
-    h = 1e-30
-    return output_and_gradient(theta + 1j * h * v, sizes, X)[1].imag / h
-
-
-def network_tensors(theta, sizes, X, lam):
-    z, g = output_and_gradient(theta, sizes, X)
-    P = len(X)
-    V = g * lam
-    H = g @ V.T
-    HV = np.array([hessian_times(theta, sizes, X, V[c]) for c in range(P)])  # [c, d, :] = Hess z_d v_c
-    dH = np.einsum("cdm,bm->dbc", HV, V)
-    ddII = np.einsum("cam,m,dbm->abcd", HV, lam, HV)
-    ddI = np.zeros((P,) * 4)
-    for c in range(P):
-        s = 1e-4 * np.sqrt(np.mean(theta**2)) / np.sqrt(np.mean(V[c] ** 2))
-        up = np.array([hessian_times(theta + s * V[c], sizes, X, V[e]) for e in range(P)])
-        down = np.array([hessian_times(theta - s * V[c], sizes, X, V[e]) for e in range(P)])
-        ddI[:, :, :, c] = np.einsum("edm,bm->dbe", (up - down) / (2 * s), V)
-    return z, H, dH, ddI, ddII
 
 
 def lines(H, dH, ddI, ddII, e, train, d):
@@ -113,8 +56,7 @@ def lines(H, dH, ddI, ddII, e, train, d):
 def one_network(X, lambda_b, n, rng):
     sizes = [X.shape[1]] + [n] * (DEPTH - 1) + [1]
     lam = rates(sizes, lambda_b)
-    theta = np.concatenate([np.r_[rng.standard_normal(m * n0) / np.sqrt(n0), np.zeros(m)]
-                            for m, n0 in zip(sizes[1:], sizes[:-1])])  # fmt: skip
+    theta = initial(sizes, rng)
     both = np.vstack([X, TEST])
     train, d = np.arange(len(X)), len(X)
     z, H, dH, ddI, ddII = network_tensors(theta, sizes, both, lam)

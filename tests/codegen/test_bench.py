@@ -94,10 +94,13 @@ def test_kernel_bench_structure_and_its_numpy_baseline():
     assert all(_positive(c["seconds"]) and c["N"] == 20 for c in data["cases"])
     acc = data["accuracy"]["relu"]
     assert acc["pdlt"] < 1e-14 < acc["numpy_arccos"]
-    # title, header, two cases, accuracy title, relu; the NTK statistics' title and one row per activation
-    assert len(report(data)) == 6 + 1 + 3
+    # title, header, two cases, accuracy title, relu; the NTK statistics' title and one row per activation; the
+    # two-input title and its row
+    assert len(report(data)) == 6 + 1 + 3 + 1 + 1
     assert [(r["activation"], r["depth"]) for r in data["ntk"]] == [("tanh", 30), ("relu", 30), ("erf", 30)]
     assert all(_positive(r["seconds"]) for r in data["ntk"])
+    (pair,) = data["ntk_pair"]
+    assert pair["depth"] == 30 and _positive(pair["seconds"]) and 0 < pair["error"] <= 1e-5
     x = np.random.default_rng(0).normal(size=(7, 5))
     K, T = numpy_arccos(x, 4, 0.1, 1.9)
     res = generated.load("relu").kernel(x, 4, C_b=0.1, C_W=1.9, layers=[4])

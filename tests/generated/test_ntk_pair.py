@@ -124,3 +124,15 @@ def test_symmetries_of_the_definitions_hold_in_the_arrays(pdlt_result):
 def test_three_inputs_at_the_default_tolerance_are_refused_with_the_cubatures_error():
     with pytest.raises(FlowError, match="Gaussian expectations of the 3-input NTK statistics"):
         load("tanh").kernel(np.eye(3), 3, tensors=("A",))
+
+
+def test_a_refusal_at_great_depth_names_its_cause():
+    """Two tanh inputs through 1000 critical layers: K falls to ~5e-4, where the rows that carry K-derivatives (Hermite
+    coefficients divided by K^(i/2)) sit on a roundoff floor of ~3e-9 a layer that more terms cannot lower (the
+    series stops doubling when it stops improving), so 1e-6 is out of reach by layer ~900; the refusal says why."""
+    from pdlt.generated import tanh
+
+    x = np.array([[1.0, 0.2, 0.0, 0.1], [0.3, -1.0, 0.5, 0.0]])
+    with pytest.raises(tanh.FlowError, match=r"by layer 9\d\d, above tolerance 1e-06; the last layer added ~[0-9.e-]+ "
+                       r"\(K is small there \(0.000"):  # fmt: skip
+        tanh.kernel(x, 1000, tensors=("A",), layers=[1000], tolerance=1e-6)
