@@ -1,7 +1,8 @@
 """One sampled tanh network's NTK, dNTK and ddNTKs on a few inputs, from its own derivatives (book §11.1, §∞.1).
 
-For a one-output tanh MLP with parameters ``theta`` (weights then biases, layer by layer) and the book's per-parameter
-learning rates ``lam`` (lambda_W / n_(l-1) for weights, lambda_b for biases), with v_d = lam * grad z_d:
+For a tanh MLP (an index d below is an (output, input) pair) with parameters ``theta`` (weights then biases, layer
+by layer) and the book's per-parameter learning rates ``lam`` (lambda_W / n_(l-1) for weights, lambda_b for biases),
+with v_d = lam * grad z_d:
 
     H_(d0 d1)          = grad z_d0 . lam grad z_d1
     dH_(d0 d1 d2)      = v_d1 . (Hess z_d0) v_d2
@@ -44,19 +45,25 @@ def initial(sizes: list[int], rng: np.random.Generator, C_W: float = 1.0) -> np.
 
 
 def output_and_gradient(theta: np.ndarray, sizes: list[int], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """z (P,) and dz/dtheta (P, parameters) of the single output, by backpropagation (complex theta allowed)."""
+    """z (m P,) and dz/dtheta (m P, parameters) of the m = sizes[-1] outputs at the P inputs, output-major (entry
+    o P + d is output o at input d), by backpropagation (complex theta allowed)."""
     params = layers(theta, sizes)
     hs, zs = [X.astype(theta.dtype)], []
     for W, b in params:
         zs.append(hs[-1] @ W.T + b)
         hs.append(np.tanh(zs[-1]))
-    g = np.ones_like(zs[-1])
-    grads = []
-    for ell in range(len(params) - 1, -1, -1):
-        grads.append(np.concatenate([(g[:, :, None] * hs[ell][:, None, :]).reshape(len(X), -1), g], axis=1))
-        if ell:
-            g = (g @ params[ell][0]) * (1 - np.tanh(zs[ell - 1]) ** 2)
-    return zs[-1][:, 0], np.concatenate(grads[::-1], axis=1)
+    outputs, rows = [], []
+    for o in range(sizes[-1]):
+        g = np.zeros_like(zs[-1])
+        g[:, o] = 1.0
+        grads = []
+        for ell in range(len(params) - 1, -1, -1):
+            grads.append(np.concatenate([(g[:, :, None] * hs[ell][:, None, :]).reshape(len(X), -1), g], axis=1))
+            if ell:
+                g = (g @ params[ell][0]) * (1 - np.tanh(zs[ell - 1]) ** 2)
+        outputs.append(zs[-1][:, o])
+        rows.append(np.concatenate(grads[::-1], axis=1))
+    return np.concatenate(outputs), np.concatenate(rows, axis=0)
 
 
 def hessian_times(theta: np.ndarray, sizes: list[int], X: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -65,15 +72,21 @@ def hessian_times(theta: np.ndarray, sizes: list[int], X: np.ndarray, v: np.ndar
     return output_and_gradient(theta + 1j * h * v, sizes, X)[1].imag / h
 
 
-def network_tensors(theta: np.ndarray, sizes: list[int], X: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, ...]:
-    """z (P,), H (P, P), dH (P, P, P), ddI and ddII (P, P, P, P) of one network on the P inputs X (module doc)."""
+def network_tensors(
+    theta: np.ndarray, sizes: list[int], X: np.ndarray, lam: np.ndarray, third: bool = True
+) -> tuple[np.ndarray, ...]:
+    """z (A,), H (A, A), dH (A, A, A), ddI and ddII (A, A, A, A) of one network, A = m P over its m outputs and the P
+    inputs X, output-major (index o P + d; with one output, the inputs); module doc. ``third=False`` skips ddI (the
+    third derivatives cost 2 A more Hessian-vector products per direction) and returns None for it."""
     z, g = output_and_gradient(theta, sizes, X)
-    P = len(X)
+    P = len(z)
     V = g * lam
     H = g @ V.T
     HV = np.array([hessian_times(theta, sizes, X, V[c]) for c in range(P)])  # [c, d, :] = Hess z_d v_c
     dH = np.einsum("cdm,bm->dbc", HV, V)
     ddII = np.einsum("cam,m,dbm->abcd", HV, lam, HV)
+    if not third:
+        return z, H, dH, None, ddII
     ddI = np.zeros((P,) * 4)
     for c in range(P):
         s = 1e-4 * np.sqrt(np.mean(theta**2)) / np.sqrt(np.mean(V[c] ** 2))
@@ -81,3 +94,30 @@ def network_tensors(theta: np.ndarray, sizes: list[int], X: np.ndarray, lam: np.
         down = np.array([hessian_times(theta - s * V[c], sizes, X, V[e]) for e in range(P)])
         ddI[:, :, :, c] = np.einsum("edm,bm->dbe", (up - down) / (2 * s), V)
     return z, H, dH, ddI, ddII
+
+
+def components(
+    z: np.ndarray, dH: np.ndarray, ddI: np.ndarray | None, ddII: np.ndarray, P: int
+) -> dict[str, np.ndarray]:
+    """One two-output network's estimators of P, Q, R, S, T, U (each (P, P, P, P), axes in the book's subscript order;
+    their means are the tensors / n_(L-1)): the book's decompositions (11.30), (∞.171), (∞.173) pick each tensor out
+    alone at the output neurons (i0 i1 i2 i3) below; averaged over the two labellings of the outputs.
+
+        P_(d0 d1 d2 d3) = E[dH_(0 1 1) z_0],  Q_(d0 d1 d2 d3) = E[dH_(0 0 1) z_1],  R = E[ddI_(0 0 1 1)],
+        S_(d1 d2 d3 d4) = E[ddII_(0 0 1 1)],  T_(d1 d3 d4 d2) = E[ddII_(0 1 0 1)],  U_(d1 d4 d2 d3) = E[ddII_(0 1 1 0)]
+    """
+    out: dict[str, np.ndarray] = {}
+    for a, b in ((0, 1), (1, 0)):
+        A, B = slice(a * P, (a + 1) * P), slice(b * P, (b + 1) * P)
+        parts = {
+            "P": np.einsum("ijk,l->ijkl", dH[A, B, B], z[A]),
+            "Q": np.einsum("ijk,l->ijkl", dH[A, A, B], z[B]),
+            "S": ddII[A, A, B, B],
+            "T": ddII[A, B, A, B].transpose(0, 2, 3, 1),  # T_(x y z w) = ddII_(0x 1w 0y 1z)
+            "U": ddII[A, B, B, A].transpose(0, 3, 1, 2),  # U_(x y z w) = ddII_(0x 1z 1w 0y)
+        }
+        if ddI is not None:
+            parts["R"] = ddI[A, A, B, B]
+        for key, value in parts.items():
+            out[key] = out.get(key, 0.0) + value / 2
+    return out

@@ -1,6 +1,6 @@
 """The dNTK and both ddNTKs at two inputs, measured on sampled networks, against pdlt's P, Q, R, S, T, U.
 
-    python docs/examples/dntk_two_inputs_mc.py [--widths 16 32 64] [--networks 20000]
+    python docs/examples/dntk_two_inputs_mc.py [--widths 16 32 64] [--networks 20000] [--outputs 1|2]
 
 A tanh MLP of depth 3 (C_W = 1, C_b = 0, lambda_b = lambda_W = 1) with one output, on the two inputs of the
 prediction example of docs/predicting-trained-networks.md (the training input [1, 0.3, -0.2] and the test input
@@ -15,7 +15,9 @@ decompositions (11.30), (∞.171), (∞.173) give, for every entry (d0, d1, d2, 
 
 up to O(1/n). The script fits each measured entry as c + d/n over the widths (weighted least squares with the
 ensemble's standard errors) and prints c, its standard error and pdlt's value, and the residual in standard errors.
-These are exactly the combinations that a one-output prediction (∞.158)-(∞.160) contracts.
+These are exactly the combinations that a one-output prediction (∞.158)-(∞.160) contracts. With ``--outputs 2`` the
+networks have two output neurons, at whose indices each of P, Q, R, S, T, U stands alone
+(``pdlt.codegen.network_tensors.components``), and every single entry is compared.
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ import argparse
 
 import numpy as np
 
-from pdlt.codegen.network_tensors import initial, network_tensors, rates
+from pdlt.codegen.network_tensors import components, initial, network_tensors, rates
 from pdlt.generated import tanh
 
 DEPTH = 3
 X = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])
 
 
-def theory() -> dict[str, np.ndarray]:
+def theory(outputs: int = 1) -> dict[str, np.ndarray]:
     t = tanh.kernel(X, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, tensors=("P", "Q", "R", "S", "T", "U"),
                     layers=[DEPTH], tolerance=1e-6)  # fmt: skip
     P, Q, R, S, T, U = (getattr(t, k)[0] for k in "PQRSTU")
+    if outputs == 2:
+        return {"P": P, "Q": Q, "R": R, "S": S, "T": T, "U": U}
     return {
         "dH z": P + Q + Q.transpose(0, 2, 1, 3),
         "ddI": R + R.transpose(0, 3, 1, 2) + R.transpose(0, 2, 3, 1),
@@ -42,17 +46,21 @@ def theory() -> dict[str, np.ndarray]:
     }
 
 
-def measure(n: int, count: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """n times the ensemble means of dH z, ddI, ddII over ``count`` networks of width n, with standard errors."""
+def measure(n: int, count: int, seed: int, outputs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """n times the ensemble means of dH z, ddI, ddII (one output) or of the estimators of P..U (two outputs) over
+    ``count`` networks of width n, with standard errors."""
     rng = np.random.default_rng([seed, n])
-    sizes = [X.shape[1]] + [n] * (DEPTH - 1) + [1]
+    sizes = [X.shape[1]] + [n] * (DEPTH - 1) + [outputs]
     lam = rates(sizes, 1.0)
-    samples: dict[str, list] = {"dH z": [], "ddI": [], "ddII": []}
+    samples: dict[str, list] = {}
     for _ in range(count):
         z, _, dH, ddI, ddII = network_tensors(initial(sizes, rng), sizes, X, lam)
-        samples["dH z"].append(np.einsum("abc,d->abcd", dH, z))
-        samples["ddI"].append(ddI)
-        samples["ddII"].append(ddII)
+        if outputs == 2:
+            drawn = components(z, dH, ddI, ddII, len(X))
+        else:
+            drawn = {"dH z": np.einsum("abc,d->abcd", dH, z), "ddI": ddI, "ddII": ddII}
+        for key, value in drawn.items():
+            samples.setdefault(key, []).append(value)
     out = {}
     for key, values in samples.items():
         a = n * np.array(values)
@@ -77,11 +85,12 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--networks", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--outputs", type=int, choices=(1, 2), default=1)
     args = parser.parse_args()
     if len(set(args.widths)) < 2:
         parser.error("give at least two --widths (the fit is c + d/n)")
-    want = theory()
-    runs = [measure(n, args.networks, args.seed) for n in args.widths]
+    want = theory(args.outputs)
+    runs = [measure(n, args.networks, args.seed, args.outputs) for n in args.widths]
     for key in want:
         c, s = fit(args.widths, [r[key][0] for r in runs], [r[key][1] for r in runs])
         print(f"{key}: entry, fitted c +- se, pdlt, residual/se")
@@ -90,7 +99,8 @@ def main() -> None:
             z = (c[idx] - want[key][idx]) / s[idx]
             worst = max(worst, abs(z))
             print(f"  {''.join(map(str, idx))}  {c[idx]:+.4f} +- {s[idx]:.4f}  {want[key][idx]:+.4f}  {z:+.1f}")
-        print(f"  largest |residual|/se: {worst:.1f}")
+        scale = np.max(np.abs(want[key]))
+        print(f"  largest |residual|/se: {worst:.1f}; largest se / largest |entry|: {np.max(s) / scale:.3f}")
 
 
 if __name__ == "__main__":
