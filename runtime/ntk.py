@@ -232,6 +232,7 @@ def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarra
 # --------------------------------------------------------------------------------------------- two inputs
 
 PAIR_START, PAIR_MAX = 64, 512  # Hermite coefficients per input: first try, most allowed
+PROBE = 16  # layers between fresh searches for the series size once it sits on its roundoff floor
 
 
 @njit(**_OPTS)
@@ -247,6 +248,18 @@ def _tabulate(values, dvalues, d2values, d3values, x, scale, params, out):
 @njit(**_OPTS)
 def _call_step(step, t, e, hyper, r, out):
     step(t, e, hyper, r, out)
+
+
+@njit(**_OPTS)
+def _layer(values, dvalues, d2values, d3values, params, sub0, sub1, K0, K1, kinks, t1, w1, t2, w2, e0, err0, e1, err1,
+           roots, K, rules, keys, rows, rho, size, e):  # fmt: skip
+    """One layer's first pass in one call (each call from Python pays for typing the four callbacks): each input's
+    own rows (``_expectations``) and the both-input rows at ``size`` (``_pair_series``); returns the two
+    magnitudes and the series' estimate."""
+    mag0 = _expectations(values, dvalues, d2values, d3values, sub0, K0, params, kinks, t1, w1, t2, w2, e0, err0)
+    mag1 = _expectations(values, dvalues, d2values, d3values, sub1, K1, params, kinks, t1, w1, t2, w2, e1, err1)
+    worst = _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, keys, rows, rho, size, e)
+    return mag0, mag1, worst
 
 
 @njit(**_OPTS)
@@ -341,12 +354,15 @@ def _smooth_rule(Q: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return piecewise_rule(Q, np.zeros(0), size)
 
 
-def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float, params, target: float, pattern=None):
+def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float, params, target: float, pattern=None,
+                       floor: int = 0):  # fmt: skip
     """e, rel: every joint expectation of NTK_PAIR_EXPECTATIONS at the pair's kernel, and the largest relative error
     estimate (against each expectation's size): one input's rows by the panel rule, both inputs' by a Mehler series
     sum_k f_k g_k rho^k of shifted Hermite coefficients (``_pair_series``), whose terms double until the last half
     changes the sum by less than ``target`` of its size, or stop improving (roundoff), or PAIR_MAX is reached.
-    ``pattern``: ``_pattern(table)``."""
+    ``pattern``: ``_pattern(table)``. ``floor``: a size at which the previous layer's series sat on its roundoff
+    floor; it is tried alone (the kernel changes little from layer to layer). Returns e, rel and the size at which
+    the estimate stalled (0 if it did not)."""
     from .kernels import piecewise_rule
 
     e = np.zeros(len(table))
@@ -355,31 +371,37 @@ def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float,
     kinks = np.array(mod.kinks, dtype=np.float64)
     p = mod.pieces
     single, both, keys, pairs = pattern if pattern is not None else _pattern(table)
-    for (rows, sub), K in zip(single, (K0, K1)):
-        ev, err = np.zeros(len(rows)), np.zeros(len(rows))
-        mag = _expectations(p.values, p.dvalues, p.d2values, p.d3values, sub, K, params, kinks, *rules, ev, err)
+    (rows0, sub0), (rows1, sub1) = single
+    ev0, err0, ev1, err1 = np.zeros(len(rows0)), np.zeros(len(rows0)), np.zeros(len(rows1)), np.zeros(len(rows1))
+    rho = K01 / math.sqrt(K0 * K1)
+    Ks = np.array([K0, K1])
+
+    def nodes(size):
+        orders = (2 * size + 32, 3 * size + 48)
+        if kinks.size:  # the kinks move with K in x = z / sqrt(K)
+            return tuple(tuple(piecewise_rule(Q, kinks / math.sqrt(K), size) for Q in orders) for K in Ks)
+        return (tuple(_smooth_rule(Q, size) for Q in orders),) * 2
+
+    size, best = floor or PAIR_START, (math.inf, None)
+    out = np.zeros(len(both))
+    # the first size in the same call as each input's own rows (each call from Python pays for typing the callbacks)
+    fns = (p.values, p.dvalues, p.d2values, p.d3values)
+    mag0, mag1, worst = _layer(*fns, params, sub0, sub1, K0, K1, kinks, *rules, ev0, err0, ev1, err1, np.sqrt(Ks), Ks,
+                               nodes(size), keys, pairs, rho, size, out)  # fmt: skip
+    for rows, ev, err, mag in ((rows0, ev0, err0, mag0), (rows1, ev1, err1, mag1)):
         e[rows] = ev
         ok = mag > 0
         rel = max(rel, float(np.max(err[ok] / mag[ok], initial=0.0)))
-    rho = K01 / math.sqrt(K0 * K1)
-    Ks = np.array([K0, K1])
-    size, best = PAIR_START, (math.inf, None)
     while True:
-        orders = (2 * size + 32, 3 * size + 48)
-        if kinks.size:  # the kinks move with K in x = z / sqrt(K)
-            nodes = tuple(tuple(piecewise_rule(Q, kinks / math.sqrt(K), size) for Q in orders) for K in Ks)
-        else:
-            nodes = (tuple(_smooth_rule(Q, size) for Q in orders),) * 2
-        out = np.zeros(len(both))
-        worst = _pair_series(p.values, p.dvalues, p.d2values, p.d3values, params, np.sqrt(Ks), Ks, nodes, keys,
-                             pairs, rho, size, out)  # fmt: skip
         stalled = worst > 0.5 * best[0]  # more terms no longer help: the estimate sits on the roundoff floor
         if worst < best[0]:
             best = (worst, out)
-        if best[0] <= target or size >= PAIR_MAX or stalled:
+        if best[0] <= target or size >= PAIR_MAX or stalled or floor:
             e[both] = best[1]
-            return e, max(rel, best[0])
+            return e, max(rel, best[0]), (size // 2 if stalled else floor if best[0] > target else 0)
         size *= 2
+        out = np.zeros(len(both))
+        worst = _pair_series(*fns, params, np.sqrt(Ks), Ks, nodes(size), keys, pairs, rho, size, out)
 
 
 def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.ndarray, params,
@@ -392,7 +414,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
     names = g.NTK_PAIR_TENSORS
     index = {entry: i for i, entry in enumerate(names)}
     table = np.array(g.NTK_PAIR_EXPECTATIONS, dtype=np.int64)
-    pattern = _pattern(table)
+    pattern, floor = _pattern(table), 0
     T = np.zeros((depth, len(names)))
     for (name, slots), i in index.items():
         if name in ("K", "H"):  # K1, H1 start at 0: layer 1 is Gaussian at any width
@@ -409,7 +431,10 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
         if not (0 < K0 < 1e300 and 0 < K1 < 1e300 and abs(K01) < math.sqrt(K0 * K1)):
             T[l + 1 :] = math.nan
             break
-        e, rel[l] = _pair_expectations(mod, table, K0, K1, K01, params, tolerance / max(depth - 1, 1) / 10, pattern)
+        target = tolerance / max(depth - 1, 1) / 10
+        # on a roundoff floor, the next layers use the size that reached it, re-probing every PROBE layers
+        e, rel[l], floor = _pair_expectations(mod, table, K0, K1, K01, params, target, pattern,
+                                              floor if l % PROBE else 0)  # fmt: skip
         _call_step(g._ntk_pair_step, T[l], e, hyper[l + 1], float(ratios[l]), out)
         T[l + 1] = out
     error = np.zeros(depth)
