@@ -121,3 +121,17 @@ def components(
         for key, value in parts.items():
             out[key] = out.get(key, 0.0) + value / 2
     return out
+
+
+def one_output_combinations(tensors) -> dict[str, np.ndarray]:
+    """What a one-output network measures of P, Q, R, S, T, U (``tensors``: an object with those (N, N, N, N) arrays,
+    e.g. one stored layer): with every neuron index equal the decompositions (11.30), (∞.171), (∞.173) add up to
+    n E[dH_(d0 d1 d2) z_(d3)] = P_(d0 d1 d2 d3) + Q_(d0 d1 d2 d3) + Q_(d0 d2 d1 d3),
+    n E[ddI_(d0 d1 d2 d3)] = R_(d0 d1 d2 d3) + R_(d0 d2 d3 d1) + R_(d0 d3 d1 d2) and
+    n E[ddII_(d1 d2 d3 d4)] = S_(d1 d2 d3 d4) + T_(d1 d3 d4 d2) + U_(d1 d4 d2 d3)."""
+    P, Q, R, S, T, U = (tensors[k] for k in "PQRSTU")
+    return {
+        "dH z": P + Q + Q.transpose(0, 2, 1, 3),
+        "ddI": R + R.transpose(0, 3, 1, 2) + R.transpose(0, 2, 3, 1),
+        "ddII": S + T.transpose(0, 3, 1, 2) + U.transpose(0, 2, 3, 1),
+    }

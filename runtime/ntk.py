@@ -21,7 +21,7 @@ from numba import njit
 
 from . import numerics
 from .errors import FlowError
-from .kernels import project_hermite
+from .kernels import piecewise_rule, project_hermite
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is their difference
@@ -349,8 +349,6 @@ def _pattern(table: np.ndarray) -> tuple[list, list, np.ndarray, np.ndarray]:
 @cache
 def _smooth_rule(Q: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """``piecewise_rule`` without kinks (the same at every K)."""
-    from .kernels import piecewise_rule
-
     return piecewise_rule(Q, np.zeros(0), size)
 
 
@@ -363,8 +361,6 @@ def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float,
     ``pattern``: ``_pattern(table)``. ``floor``: a size at which the previous layer's series sat on its roundoff
     floor; it is tried alone (the kernel changes little from layer to layer). Returns e, rel and the size at which
     the estimate stalled (0 if it did not)."""
-    from .kernels import piecewise_rule
-
     e = np.zeros(len(table))
     rel = 0.0
     rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))

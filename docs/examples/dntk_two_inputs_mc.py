@@ -26,7 +26,7 @@ import argparse
 
 import numpy as np
 
-from pdlt.codegen.network_tensors import components, initial, network_tensors, rates
+from pdlt.codegen.network_tensors import components, initial, network_tensors, one_output_combinations, rates
 from pdlt.generated import tanh
 
 DEPTH = 3
@@ -36,14 +36,8 @@ X = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])
 def theory(outputs: int = 1) -> dict[str, np.ndarray]:
     t = tanh.kernel(X, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, tensors=("P", "Q", "R", "S", "T", "U"),
                     layers=[DEPTH], tolerance=1e-6)  # fmt: skip
-    P, Q, R, S, T, U = (getattr(t, k)[0] for k in "PQRSTU")
-    if outputs == 2:
-        return {"P": P, "Q": Q, "R": R, "S": S, "T": T, "U": U}
-    return {
-        "dH z": P + Q + Q.transpose(0, 2, 1, 3),
-        "ddI": R + R.transpose(0, 3, 1, 2) + R.transpose(0, 2, 3, 1),
-        "ddII": S + T.transpose(0, 3, 1, 2) + U.transpose(0, 2, 3, 1),
-    }
+    tensors = {k: getattr(t, k)[0] for k in "PQRSTU"}
+    return tensors if outputs == 2 else one_output_combinations(tensors)
 
 
 def measure(n: int, count: int, seed: int, outputs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:

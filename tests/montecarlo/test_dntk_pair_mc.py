@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pdlt.codegen.network_tensors import initial, network_tensors, rates
+from pdlt.codegen.network_tensors import components, initial, network_tensors, one_output_combinations, rates
 from pdlt.generated import tanh
 
 pytestmark = pytest.mark.slow
@@ -34,81 +34,51 @@ DEPTH, WIDTHS, NETWORKS = 3, (16, 32), 3000
 def theory() -> dict[str, np.ndarray]:
     t = tanh.kernel(X, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, tensors=("P", "Q", "R", "S", "T", "U"),
                     layers=[DEPTH], tolerance=1e-6)  # fmt: skip
-    P, Q, R, S, T, U = (getattr(t, k)[0] for k in "PQRSTU")
-    return {
-        "dH z": P + Q + Q.transpose(0, 2, 1, 3),
-        "ddI": R + R.transpose(0, 3, 1, 2) + R.transpose(0, 2, 3, 1),
-        "ddII": S + T.transpose(0, 3, 1, 2) + U.transpose(0, 2, 3, 1),
-    }
+    return {k: getattr(t, k)[0] for k in "PQRSTU"}
 
 
-def measure(n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng([23, n])
-    sizes = [X.shape[1]] + [n] * (DEPTH - 1) + [1]
+def measure(n: int, outputs: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """n times the ensemble mean of each estimator, with its standard error, over NETWORKS networks of width n:
+    dH z, ddI, ddII with one output; P, Q, S, T, U (``components``, no third derivatives) with two."""
+    rng = np.random.default_rng([seed, n])
+    sizes = [X.shape[1]] + [n] * (DEPTH - 1) + [outputs]
     lam = rates(sizes, 1.0)
-    samples: dict[str, list] = {"dH z": [], "ddI": [], "ddII": []}
+    draws = []
     for _ in range(NETWORKS):
-        z, _, dH, ddI, ddII = network_tensors(initial(sizes, rng), sizes, X, lam)
-        samples["dH z"].append(np.einsum("abc,d->abcd", dH, z))
-        samples["ddI"].append(ddI)
-        samples["ddII"].append(ddII)
-    return {k: (n * np.mean(v, axis=0), n * np.std(v, axis=0, ddof=1) / np.sqrt(NETWORKS)) for k, v in samples.items()}
+        z, _, dH, ddI, ddII = network_tensors(initial(sizes, rng), sizes, X, lam, third=outputs == 1)
+        if outputs == 2:
+            draws.append(components(z, dH, ddI, ddII, len(X)))
+        else:
+            draws.append({"dH z": np.einsum("abc,d->abcd", dH, z), "ddI": ddI, "ddII": ddII})
+    stacked = {k: np.array([d[k] for d in draws]) for k in draws[0]}
+    return {k: (n * a.mean(axis=0), n * a.std(axis=0, ddof=1) / np.sqrt(NETWORKS)) for k, a in stacked.items()}
+
+
+def assert_extrapolates_to(runs: list[dict], want: dict[str, np.ndarray]) -> None:
+    """c + d/n through the two widths, c = (n2 m2 - n1 m1) / (n2 - n1), entry by entry: within 4 standard errors of
+    ``want``, each standard error below a tenth of that tensor's largest entry."""
+    (n1, n2), (r1, r2) = WIDTHS, runs
+    for key, value in want.items():
+        c = (n2 * r2[key][0] - n1 * r1[key][0]) / (n2 - n1)
+        se = np.hypot(n2 * r2[key][1], n1 * r1[key][1]) / (n2 - n1)
+        assert np.max(se) < 0.1 * np.max(np.abs(value)), (key, np.max(se) / np.max(np.abs(value)))
+        bad = np.abs(c - value) > 4 * se
+        assert not bad.any(), (key, np.argwhere(bad), c[bad], value[bad], se[bad])
 
 
 @pytest.fixture(scope="module")
-def extrapolated():
-    (m1, m2) = [measure(n) for n in WIDTHS]
-    (n1, n2) = WIDTHS
-    out = {}
-    for key in m1:
-        # c + d/n through the two widths: c = (n2 m2 - n1 m1) / (n2 - n1)
-        c = (n2 * m2[key][0] - n1 * m1[key][0]) / (n2 - n1)
-        se = np.hypot(n2 * m2[key][1], n1 * m1[key][1]) / (n2 - n1)
-        out[key] = (c, se)
-    return out
+def one_output():
+    return [measure(n, 1, 23) for n in WIDTHS]
 
 
 @pytest.mark.parametrize("key", ["dH z", "ddI", "ddII"])
-def test_two_input_dntk_and_ddntks_match_sampled_networks(extrapolated, key):
-    want = theory()[key]
-    c, se = extrapolated[key]
-    scale = np.max(np.abs(want))
-    assert np.max(se) < 0.1 * scale, (key, np.max(se) / scale)
-    bad = np.abs(c - want) > 4 * se
-    assert not bad.any(), (key, np.argwhere(bad), c[bad], want[bad], se[bad])
+def test_two_input_dntk_and_ddntks_match_sampled_networks(one_output, key):
+    assert_extrapolates_to(one_output, {key: one_output_combinations(theory())[key]})
 
 
 def test_every_single_entry_of_p_q_s_t_u_matches_two_output_networks():
     """With two output neurons each tensor stands alone at some output indices (``components``): P and Q separately,
     and S, T, U separately, every entry over the two inputs. 3000 two-output networks at widths 16 and 32 (without the
-    third derivatives, which R alone needs: docs/examples/dntk_two_inputs_mc.py --outputs 2 measures R too),
-    extrapolated as c + d/n; within 4 standard errors, each below a tenth of the tensor's largest entry."""
-    from pdlt.codegen.network_tensors import components
-
-    t = tanh.kernel(X, DEPTH, C_W=1.0, lambda_b=1.0, lambda_W=1.0, tensors=("P", "Q", "S", "T", "U"),
-                    layers=[DEPTH], tolerance=1e-6)  # fmt: skip
-    runs = []
-    for n in WIDTHS:
-        rng = np.random.default_rng([29, n])
-        sizes = [X.shape[1]] + [n] * (DEPTH - 1) + [2]
-        lam = rates(sizes, 1.0)
-        draws = [components(*_without_h(network_tensors(initial(sizes, rng), sizes, X, lam, third=False)), len(X))
-                 for _ in range(NETWORKS)]  # fmt: skip
-        stacked = {k: np.array([d[k] for d in draws]) for k in draws[0]}
-        runs.append(
-            {k: (n * a.mean(axis=0), n * a.std(axis=0, ddof=1) / np.sqrt(NETWORKS)) for k, a in stacked.items()}
-        )
-    (n1, n2), (r1, r2) = WIDTHS, runs
-    for key in "PQSTU":
-        want = getattr(t, key)[0]
-        c = (n2 * r2[key][0] - n1 * r1[key][0]) / (n2 - n1)
-        se = np.hypot(n2 * r2[key][1], n1 * r1[key][1]) / (n2 - n1)
-        scale = np.max(np.abs(want))
-        assert np.max(se) < 0.1 * scale, (key, np.max(se) / scale)
-        bad = np.abs(c - want) > 4 * se
-        assert not bad.any(), (key, np.argwhere(bad), c[bad], want[bad], se[bad])
-
-
-def _without_h(tensors):
-    z, _, dH, ddI, ddII = tensors
-    return z, dH, ddI, ddII
+    third derivatives, which R alone needs: docs/examples/dntk_two_inputs_mc.py --outputs 2 measures R too)."""
+    want = theory()
+    assert_extrapolates_to([measure(n, 2, 29) for n in WIDTHS], {k: want[k] for k in "PQSTU"})
