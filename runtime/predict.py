@@ -36,7 +36,7 @@ import numpy as np
 from .errors import FlowError
 
 ALGORITHMS = ("gradient-flow", "gd", "newton2")
-NEEDED = ("Theta", "H1", "A", "B", "P", "Q", "R", "S", "T", "U")
+NEEDED = ("Theta", "H1", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
 PARTS = ("NTK mean", "NTK fluctuations", "dNTK", "ddNTK-I", "ddNTK-II")
 
 
@@ -46,10 +46,12 @@ class Prediction:
     (n_test, n_L), for all hidden widths equal to n. ``parts[name]`` splits the coefficient into the NTK mean's own
     1/n part ("NTK mean", from H1), the NTK fluctuations (A, B), the dNTK (P, Q) and the ddNTKs (R; S, T, U).
     ``variance_infinite`` (n_test,): each output's variance over initializations at infinite width (the leading
-    term of ∞.161), K(x, x) - 2 H(x, a) H~^ab K(b, x) + H(x, a) H~^ab K(b, c) H~^cd H(d, x); its 1/n part is not
-    computed. ``error`` is the largest accumulated relative error bound of the tensors used. ``condition``: the
-    condition number of the training NTK Theta (largest over smallest eigenvalue; 1 for one training input), on which
-    the size of the O(1/n^2) remainder depends (module doc)."""
+    term of ∞.161), K(x, x) - 2 H(x, a) H~^ab K(b, x) + H(x, a) H~^ab K(b, c) H~^cd H(d, x);
+    ``variance_coefficient`` (n_test, n_L) its 1/n part, Var z_T = variance_infinite + variance_coefficient / n
+    + O(1/n^2), split in ``variance_parts`` (see :func:`variance_prediction`). ``error`` is the largest accumulated
+    relative error bound of the tensors used. ``condition``: the condition number of the training NTK Theta (largest
+    over smallest eigenvalue; 1 for one training input), on which the size of the O(1/n^2) remainder depends (module
+    doc)."""
 
     activation: str
     algorithm: str
@@ -58,7 +60,9 @@ class Prediction:
     mean_infinite: np.ndarray
     mean_coefficient: np.ndarray
     variance_infinite: np.ndarray
+    variance_coefficient: np.ndarray
     parts: dict = field(default_factory=dict)
+    variance_parts: dict = field(default_factory=dict)
     error: float = 0.0
     condition: float = 1.0
 
@@ -67,6 +71,12 @@ class Prediction:
         if not (np.isfinite(width) and width >= 1):
             raise FlowError(f"width must be a number >= 1, got {width}")
         return self.mean_infinite + self.mean_coefficient / width
+
+    def variance(self, width: float) -> np.ndarray:
+        """variance_infinite + variance_coefficient / width, (n_test, n_L) (the truncation is O(1/width^2))."""
+        if not (np.isfinite(width) and width >= 1):
+            raise FlowError(f"width must be a number >= 1, got {width}")
+        return self.variance_infinite[:, None] + self.variance_coefficient / width
 
     def as_dict(self, width: float | None = None) -> dict:
         """The JSON contract of ``pdlt predict``: lists over test inputs, one list per output when n_L > 1."""
@@ -78,10 +88,13 @@ class Prediction:
             "mean_infinite": out(self.mean_infinite),
             "mean_coefficient": out(self.mean_coefficient),
             "variance_infinite": [float(v) for v in self.variance_infinite],
+            "variance_coefficient": out(self.variance_coefficient),
         }
         if width is not None:
             d["mean"] = out(self.mean(width))
+            d["variance"] = out(self.variance(width))
         d["parts"] = {name: out(v) for name, v in self.parts.items()}
+        d["variance_parts"] = {name: out(v) for name, v in self.variance_parts.items()}
         d.update({"algorithm": self.algorithm, "eta": self.eta, "depth": self.depth, "error_bound": self.error,
                   "condition_number": self.condition})  # fmt: skip
         return d
@@ -141,6 +154,52 @@ def projectors(H: np.ndarray, algorithm: str, eta: float) -> dict[str, np.ndarra
 # ------------------------------------------------------------------------------------- the mean (∞.155)
 
 
+def _embed(a: np.ndarray, train: np.ndarray, N: int) -> np.ndarray:
+    """a, indexed by training inputs on every axis, as an array over the whole set of N inputs (zero elsewhere)."""
+    out = np.zeros((N,) * a.ndim)
+    out[np.ix_(*[train] * a.ndim)] = a
+    return out
+
+
+def _moments(t: dict[str, np.ndarray], nL: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n E[dH_{i0 i1 i2; s0 s1 s2} z_{i3; s3}] (11.30), n E[ddI_{i0..i3; s0..s3}] (∞.171) and n E[ddII_{i0..i3; s0..s3}]
+    (∞.173) as [i0..i3, s0..s3] over the whole set, from P, Q, R, S, T, U (E[dH] = E[dH z z] = 0)."""
+    e = np.eye(nL)
+    P, Q, R, S, T, U = (t[k] for k in "PQRSTU")
+    dz = (np.einsum("ad,bc,wxyz->abcdwxyz", e, e, P) + np.einsum("ab,cd,wxyz->abcdwxyz", e, e, Q)
+          + np.einsum("ac,bd,wyxz->abcdwxyz", e, e, Q))  # fmt: skip
+    dd1 = (np.einsum("ab,cd,wxyz->abcdwxyz", e, e, R) + np.einsum("ac,db,wyzx->abcdwxyz", e, e, R)
+           + np.einsum("ad,bc,wzxy->abcdwxyz", e, e, R))  # fmt: skip
+    dd2 = (np.einsum("ab,cd,wxyz->abcdwxyz", e, e, S) + np.einsum("ac,bd,wyzx->abcdwxyz", e, e, T)
+           + np.einsum("ad,bc,wzxy->abcdwxyz", e, e, U))  # fmt: skip
+    return dz, dd1, dd2
+
+
+def _dntk_lines(dz: np.ndarray, W: np.ndarray, Z: dict) -> np.ndarray:
+    """[i, d]: the two dNTK lines of (∞.154) (Z_A, Z_B) at every input d of the set, before the kernel projection,
+    with n E[dH_{..} eps_{j;c} eps_{k;e}] replaced by dz[.., j, .., c] W[k, e] + dz[.., k, .., e] W[j, c]: W = -y is
+    the mean (E[dH] = 0), W = E[z' eps] the pairing of another z' with one eps. Z is over the whole set."""
+    return (np.einsum("jikjadbc,ke,abce->id", dz, W, Z["A"]) + np.einsum("jikkadbe,jc,abce->id", dz, W, Z["A"])
+            + np.einsum("ijkjdabc,ke,abce->id", dz, W, Z["B"])
+            + np.einsum("ijkkdabe,jc,abce->id", dz, W, Z["B"]))  # fmt: skip
+
+
+def _ddntk_lines(dd1: np.ndarray, dd2: np.ndarray, W3: np.ndarray, Z: dict) -> tuple[np.ndarray, np.ndarray]:
+    """[i, d]: the ddNTK-I lines (Z_IA, Z_IB) and the ddNTK-II lines (Z_IIA, Z_IIB) of (∞.154), before the kernel
+    projection, with n E[ddH eps eps eps] replaced by n E[ddH] W3[j1, j2, j3, s1, s2, s3]: W3 = E[eps eps eps] is the
+    mean (the ddNTKs' connected correlations with z are O(1/n^2)), W3 = E[z' eps eps eps] the covariance with z'."""
+    first = (np.einsum("jikladbc,abcefg,jklefg->id", dd1, Z["IA"], W3)
+             + np.einsum("ijkldabc,abcefg,jklefg->id", dd1, Z["IB"], W3))  # fmt: skip
+    second = (np.einsum("jkilabdc,abcefg,jklefg->id", dd2, Z["IIA"], W3)
+              + np.einsum("ijkldabc,abcefg,jklefg->id", dd2, Z["IIB"], W3))  # fmt: skip
+    return first, second
+
+
+def _fluctuation(t: dict[str, np.ndarray], nL: int) -> np.ndarray:
+    """[d, a, b, c] = n sum_j E[dH_{ij; d a} dH_{ji; b c}] = A_(da)(bc) + B_dbac + n_L B_dcab (8.82)."""
+    return t["A"] + np.einsum("dbac->dabc", t["B"]) + nL * np.einsum("dcab->dabc", t["B"])
+
+
 def corrections(t: dict[str, np.ndarray], y: np.ndarray, Z: dict, train: np.ndarray) -> dict[str, np.ndarray]:
     """The NTK-fluctuation, dNTK and ddNTK parts of the mean, each (n_L, N) at every input d of the set (before the
     kernel projection of their training values is subtracted), from the output layer's tensors ``t`` (name -> array
@@ -152,52 +211,23 @@ def corrections(t: dict[str, np.ndarray], y: np.ndarray, Z: dict, train: np.ndar
     ∞.173), eps = z - y with E[z z] = delta K. At one training input this is (∞.158)-(∞.160) exactly (checked); beyond
     it those compact forms assume symmetries the projectors lack (the factor 2 of ∞.158 needs Z_B symmetric under
     (a1 a3) <-> (a2 a4), which Y_2 is not)."""
-    nL = y.shape[0]
-    e = np.eye(nL)
-    Hi = np.linalg.inv(t["Theta"][np.ix_(train, train)])
-    K = t["K"][np.ix_(train, train)]
-
-    def tr(name: str, spec: str) -> np.ndarray:
-        """The tensor with its slots read as ``spec`` (d = the free input, a, b, c = training), as [d, a, b, c]."""
-        x = np.einsum(f"{spec}->dabc", t[name])
-        return x[:, train][:, :, train][:, :, :, train]
-
-    def free(arr: np.ndarray, slot: int) -> np.ndarray:
-        """arr[i0..i3, s0..s3] with every sample slot but ``slot`` restricted to the training inputs."""
-        for ax in range(4, 8):
-            if ax - 4 != slot:
-                arr = np.take(arr, train, axis=ax)
-        return arr
-
-    out = {}
-    fluct = tr("A", "dabc") + tr("B", "dbac") + nL * tr("B", "dcab")
-    out["NTK fluctuations"] = -np.einsum("dabc,ab,ce,ie->id", fluct, Hi, Hi, y)
-    P, Q, R, S, T, U = (t[k] for k in "PQRSTU")
-    # n E[dH_{i0 i1 i2; s0 s1 s2} z_{i3; s3}], n E[ddI_{i0..i3; s0..s3}], n E[ddII_{i0..i3; s0..s3}] as [i0..i3, s0..s3]
-    dz = (np.einsum("ad,bc,wxyz->abcdwxyz", e, e, P) + np.einsum("ab,cd,wxyz->abcdwxyz", e, e, Q)
-          + np.einsum("ac,bd,wyxz->abcdwxyz", e, e, Q))  # fmt: skip
-    dd1 = (np.einsum("ab,cd,wxyz->abcdwxyz", e, e, R) + np.einsum("ac,db,wyzx->abcdwxyz", e, e, R)
-           + np.einsum("ad,bc,wzxy->abcdwxyz", e, e, R))  # fmt: skip
-    dd2 = (np.einsum("ab,cd,wxyz->abcdwxyz", e, e, S) + np.einsum("ac,bd,wyzx->abcdwxyz", e, e, T)
-           + np.einsum("ad,bc,wzxy->abcdwxyz", e, e, U))  # fmt: skip
-    # E[dH eps_{j;a} eps_{k;b}] = -E[dH z_{j;a}] y_{k;b} - E[dH z_{k;b}] y_{j;a}; lines Z_A (dH_{j i k; a d b}), Z_B
-    A_, B_ = free(dz, 1), free(dz, 0)
-    out["dNTK"] = -(
-        np.einsum("jikjadbc,ke,abce->id", A_, y, Z["A"]) + np.einsum("jikkadbe,jc,abce->id", A_, y, Z["A"])
-        + np.einsum("ijkjdabc,ke,abce->id", B_, y, Z["B"]) + np.einsum("ijkkdabe,jc,abce->id", B_, y, Z["B"])
-    )  # fmt: skip
-    # -E[eps_{j;a} eps_{k;b} eps_{l;c}] = y y y + delta_jk K_ab y_lc + delta_jl K_ac y_kb + delta_kl K_bc y_ja
-    g3 = (np.einsum("ja,kb,lc->jklabc", y, y, y) + np.einsum("jk,ab,lc->jklabc", e, K, y)
-          + np.einsum("jl,ac,kb->jklabc", e, K, y) + np.einsum("kl,bc,ja->jklabc", e, K, y))  # fmt: skip
-    out["ddNTK-I"] = -(
-        np.einsum("jikladbc,abcefg,jklefg->id", free(dd1, 1), Z["IA"], g3)
-        + np.einsum("ijkldabc,abcefg,jklefg->id", free(dd1, 0), Z["IB"], g3)
-    )
-    out["ddNTK-II"] = -(
-        np.einsum("jkilabdc,abcefg,jklefg->id", free(dd2, 2), Z["IIA"], g3)
-        + np.einsum("ijkldabc,abcefg,jklefg->id", free(dd2, 0), Z["IIB"], g3)
-    )
+    nL, N = y.shape[0], t["K"].shape[0]
+    Hi = _embed(np.linalg.inv(t["Theta"][np.ix_(train, train)]), train, N)
+    yF = np.zeros((nL, N))
+    yF[:, train] = y
+    ZF = {name: _embed(z, train, N) for name, z in Z.items()}
+    out = {"NTK fluctuations": -np.einsum("dabc,ab,ce,ie->id", _fluctuation(t, nL), Hi, Hi, yF)}
+    dz, dd1, dd2 = _moments(t, nL)
+    out["dNTK"] = _dntk_lines(dz, -yF, ZF)
+    out["ddNTK-I"], out["ddNTK-II"] = _ddntk_lines(dd1, dd2, -_third_moment(yF, t["K"]), ZF)
     return out
+
+
+def _third_moment(y: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """-E[eps_{j;a} eps_{k;b} eps_{l;c}] = y y y + delta_jk K_ab y_lc + delta_jl K_ac y_kb + delta_kl K_bc y_ja."""
+    e = np.eye(y.shape[0])
+    return (np.einsum("ja,kb,lc->jklabc", y, y, y) + np.einsum("jk,ab,lc->jklabc", e, K, y)
+            + np.einsum("jl,ac,kb->jklabc", e, K, y) + np.einsum("kl,bc,ja->jklabc", e, K, y))  # fmt: skip
 
 
 def mean_prediction(t: dict[str, np.ndarray], y: np.ndarray, algorithm: str, eta: float, train: np.ndarray,
@@ -214,6 +244,74 @@ def mean_prediction(t: dict[str, np.ndarray], y: np.ndarray, algorithm: str, eta
         parts[name] = m[:, test] - (proj @ m[:, train].T).T
     total = sum(parts.values())
     return m_inf, total, parts
+
+
+VARIANCE_PARTS = ("kernel", "NTK mean", "NTK fluctuations", "dNTK", "ddNTK-I", "ddNTK-II")
+
+
+def variance_prediction(t: dict[str, np.ndarray], y: np.ndarray, algorithm: str, eta: float, train: np.ndarray,
+                        test: int) -> tuple[float, np.ndarray, dict]:  # fmt: skip
+    """(v_infinite, v_coefficient (n_L,), parts): the variance over initializations of each output of the trained
+    network at the test input ``test`` of the set, Var z_T = v_infinite + v_coefficient / n + O(1/n^2), from the
+    output layer's tensors ``t`` (with K1 = the 1/n part of E[z z]) and targets y (n_L, N_train).
+
+    Derived from the T-shirt formula (∞.154) with the derived sign of its Delta-H lines (module doc); the book gives
+    only an example term (∞.162). Write the test input's kernel projection as p (p_beta = 1, p_a = -r_a on the
+    training inputs, r = H(beta, T) H~^-1) and the formula as z_T = p.z + r.y + L1 + L2 + Ld + Ldd with L1 = -p.dH
+    H~^-1 eps and L2 = +p.dH H~^-1 dH H~^-1 eps the Delta-H lines, Ld the dNTK lines, Ldd the ddNTK lines. To O(1/n):
+
+    - Var(p.z + r.y) = p (K + K1/n) p with r = (Theta + H1/n)(beta, T) H~^-1: parts "kernel" (K1) and "NTK mean" (H1);
+    - 2 Cov(p.z, L1) (D, F: 8.67), Var(L1) (A, B with E[eps eps] = delta K + y y: 8.82), 2 Cov(p.z, L2) (A, B: the
+      mean's fluctuation tensor with y replaced by K p): "NTK fluctuations";
+    - 2 Cov(p.z, Ld) = 2 E[p.z dH eps eps]: z is Gaussian at leading order, so the dNTK pairs with p.z (and the eps
+      pair with each other, E[eps eps] = delta K + y y) or with one eps (and p.z with the other): "dNTK";
+    - 2 Cov(p.z, Ldd) = 2 E[ddH] E[p.z eps eps eps]: "ddNTK-I", "ddNTK-II".
+
+    Every other product is O(1/n^2) or vanishes by parity (flipping the last layer's sign flips z and the dNTK): the
+    dNTK and ddNTK lines are themselves O(1/n) per network, and E[z dH] = E[z dH dH] = 0."""
+    nL, N = y.shape[0], t["K"].shape[0]
+    e = np.eye(nL)
+    Theta, K = t["Theta"], t["K"]
+    HiT = np.linalg.inv(Theta[np.ix_(train, train)])
+    Hi = _embed(HiT, train, N)
+    r = Theta[test, train] @ HiT
+    p = np.zeros(N)
+    p[test], p[train] = 1.0, -r
+    Kp = K @ p
+    yF = np.zeros((nL, N))
+    yF[:, train] = y
+    v_inf = float(p @ Kp)
+    r1 = (p @ t["H1"][:, train]) @ HiT
+    parts = {"kernel": np.full(nL, float(p @ t["K1"] @ p)), "NTK mean": np.full(nL, -2.0 * float(r1 @ Kp[train]))}
+    D, F, A, B = t["D"], t["F"], t["A"], t["B"]
+    cross = (np.einsum("s,t,sbta,ab->", p, p, D, Hi) + nL * np.einsum("s,t,stba,ab->", p, p, F, Hi)
+             + np.einsum("s,t,sabt,ab->", p, p, F, Hi))  # fmt: skip
+    same = nL * K + yF.T @ yF  # sum_j E[eps_j eps_j]
+    line2 = 2.0 * np.einsum("t,tabc,ab,cd,d->", p, _fluctuation(t, nL), Hi, Hi, Kp)
+    fluct = np.empty(nL)
+    dntk, dd1n, dd2n = np.empty(nL), np.empty(nL), np.empty(nL)
+    Z = {name: _embed(z, train, N) for name, z in projectors(Theta[np.ix_(train, train)], algorithm, eta).items()}
+    dz, dd1, dd2 = _moments(t, nL)
+    eps2 = np.einsum("jk,ce->jcke", e, K) + np.einsum("jc,ke->jcke", yF, yF)  # E[eps_{j;c} eps_{k;e}]
+    for i in range(nL):
+        own = K + np.outer(yF[i], yF[i])  # E[eps_i eps_i]
+        var1 = (np.einsum("s,t,satb,ac,bd,cd->", p, p, A, Hi, Hi, own)
+                + np.einsum("s,t,stab,ac,bd,cd->", p, p, B, Hi, Hi, same)
+                + np.einsum("s,t,sbat,ac,bd,cd->", p, p, B, Hi, Hi, own))  # fmt: skip
+        fluct[i] = -2.0 * cross + var1 + line2
+        W = np.zeros((nL, N))
+        W[i] = Kp  # E[p.z_i eps_{j;s}] = delta_ij (K p)_s
+        paired = np.einsum("abcwxyz,z->abcwxy", dz[:, :, :, i], p)  # n E[p.z_i dH]
+        lines = (np.einsum("jikadb,jcke,abce->id", paired, eps2, Z["A"])
+                 + np.einsum("ijkdab,jcke,abce->id", paired, eps2, Z["B"]) + _dntk_lines(dz, W, Z))  # fmt: skip
+        dntk[i] = 2.0 * lines[i] @ p
+        # E[p.z_i eps eps eps]: p.z_i pairs with one eps, the other two with each other
+        W3 = (np.einsum("jl,kbmc->jkmlbc", W, eps2) + np.einsum("kl,jamc->jkmalc", W, eps2)
+              + np.einsum("ml,jakb->jkmabl", W, eps2))  # fmt: skip
+        first, second = _ddntk_lines(dd1, dd2, W3, Z)
+        dd1n[i], dd2n[i] = 2.0 * first[i] @ p, 2.0 * second[i] @ p
+    parts.update({"NTK fluctuations": fluct, "dNTK": dntk, "ddNTK-I": dd1n, "ddNTK-II": dd2n})
+    return v_inf, sum(parts.values()), parts
 
 
 def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.0, C_W=1.0, lambda_b=None,
@@ -280,6 +378,8 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
     m_coef = np.zeros_like(m_inf)
     var = np.zeros(XT.shape[0])
     parts = {name: np.zeros_like(m_inf) for name in PARTS}
+    var_coef = np.zeros_like(m_inf)
+    var_parts = {name: np.zeros_like(m_inf) for name in VARIANCE_PARTS}
     error = 0.0
     Nt = X.shape[0]
     train, test = np.arange(Nt), np.array([Nt])
@@ -288,19 +388,20 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
         if same:  # a training input: the trained network fits it exactly, at any width
             m_inf[j] = Y[same[0]]
             continue
-        km = module.kernel(np.vstack([X, x]), depth, layers=[depth], tensors=("K", *NEEDED), **kw)
+        km = module.kernel(np.vstack([X, x]), depth, layers=[depth], tensors=("K", "G", *NEEDED), order=1, **kw)
         t = {name: np.asarray(getattr(km, name)[0]) for name in ("K", *NEEDED)}
-        inf, coef, p = mean_prediction(t, Y.T, algorithm, 0.0 if eta is None else float(eta), train, test)
-        proj = t["Theta"][np.ix_(test, train)] @ np.linalg.inv(t["Theta"][np.ix_(train, train)])
-        K = t["K"]
-        var[j] = (K[np.ix_(test, test)] - 2 * proj @ K[np.ix_(train, test)]
-                  + proj @ K[np.ix_(train, train)] @ proj.T).item()  # fmt: skip
+        t["K1"] = np.asarray(km.G[0, 1])
+        rate = 0.0 if eta is None else float(eta)
+        inf, coef, p = mean_prediction(t, Y.T, algorithm, rate, train, test)
+        var[j], var_coef[j], vp = variance_prediction(t, Y.T, algorithm, rate, train, Nt)
         m_inf[j], m_coef[j] = inf[:, 0], coef[:, 0]
         for name in PARTS:
             parts[name][j] = p[name][:, 0]
-        error = max(error, float(np.max(km.error)), float(np.max(km.four_error)))
-    return Prediction(name, algorithm, 0.0 if eta is None else float(eta), depth, m_inf, m_coef, var, parts, error,
-                      top / float(spectrum[0]))  # fmt: skip
+        for name in VARIANCE_PARTS:
+            var_parts[name][j] = vp[name]
+        error = max(error, float(np.max(km.error)), float(np.max(km.four_error)), float(np.max(km.G_error)))
+    return Prediction(name, algorithm, 0.0 if eta is None else float(eta), depth, m_inf, m_coef, var, var_coef, parts,
+                      var_parts, error, top / float(spectrum[0]))  # fmt: skip
 
 
 def _matrix(what: str, a) -> np.ndarray:

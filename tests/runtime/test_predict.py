@@ -314,3 +314,51 @@ def test_term_by_term_means_are_the_books_compact_forms_at_one_training_input(ta
     got, want = corrections(t, y, Z, train), _compact(t, y, Z, train)
     for name, value in want.items():
         assert np.allclose(got[name], value, rtol=1e-12, atol=1e-14), name
+
+
+@pytest.mark.parametrize("n_train", [1, 2])
+def test_variance_of_a_linear_model_of_its_last_layer_is_the_delta_method(n_train):
+    """lambda = 0 below the output layer, C_b != lambda_b: given the last hidden layer, z ~ N(0, G^) with the output
+    metric G^ = C_b + C_W sigma.sigma/n, and the NTK is H^ = lambda_b + lambda_W/C_W (G^ - C_b), so training ends at
+    z_T = z(x) - h (z(T) - y) with h = H^(x, T) H^(T, T)^-1, and Var z_T = E[q(G^)] + Var(h y) with
+    q = G^_xx - 2 h G^_Tx + h G^_TT h. E[G^] = K + K1/n and Cov(G^_ab, G^_cd) = V_(ab)(cd)/n (the kernel sector's
+    four-point vertex, not the NTK sector's A, D), so the 1/n part is grad q . K1 + (1/2) d2q[V] + y_i^2 grad h V grad h,
+    here by sympy. It must equal variance_prediction's (built from K1, H1, A and D; B, F, P..U vanish)."""
+    import sympy as sp
+
+    from pdlt.runtime.predict import variance_prediction
+
+    lam_b, lam_W, C_b = [0.0, 0.0, 0.5], [0.0, 0.0, 1.0], 0.1
+    train = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])[:n_train]
+    y = np.array([[0.7, -0.4], [1.1, 0.3]])[:n_train].T  # two outputs (n_L, N_train)
+    names = ("K", "G", "Theta", "H1", *"VABDFPQRSTU")
+    t = load("tanh").kernel(np.vstack([train, XT[1]]), 3, C_b=C_b, C_W=1.0, lambda_b=lam_b, lambda_W=lam_W,
+                            layers=[3], tensors=names, order=1, tolerance=1e-4)  # fmt: skip
+    tensors = {name: np.asarray(getattr(t, name)[0]) for name in names if name != "G"}
+    tensors["K1"] = np.asarray(t.G[0, 1])
+    v_inf, coefficient, parts = variance_prediction(tensors, y, "gradient-flow", 0.0, np.arange(n_train), n_train)
+    assert all(np.allclose(parts[k], 0, atol=1e-12) for k in ("dNTK", "ddNTK-I", "ddNTK-II"))
+
+    N = n_train + 1
+    g = sp.Matrix(N, N, lambda a, b: sp.Symbol(f"g{max(a, b)}{min(a, b)}"))  # one symbol per entry pair
+    H = g.applyfunc(lambda v: lam_b[-1] + lam_W[-1] * (v - C_b))
+    T, x = list(range(n_train)), n_train
+    h = H[x, T] * H[T, T].inv()
+    q = (g[x, x] - 2 * (h * g[T, x])[0] + (h * g[T, T] * h.T)[0]).simplify()
+    symbols = sorted(q.free_symbols, key=str)
+    at = {s: tensors["K"][int(str(s)[1]), int(str(s)[2])] for s in symbols}
+    K, K1, V = tensors["K"], tensors["K1"], tensors["V"]
+
+    def entries(f):  # derivative of f along every entry pair a >= b (one symbol), at K
+        return np.array([[float(sp.diff(f, g[a, b]).subs(at)) if a >= b else 0.0 for b in range(N)]
+                         for a in range(N)])  # fmt: skip
+
+    grad_q = entries(q)
+    hess_q = np.array([[[[float(sp.diff(q, g[a, b], g[c, d]).subs(at)) if a >= b and c >= d else 0.0
+                          for d in range(N)] for c in range(N)] for b in range(N)] for a in range(N)])  # fmt: skip
+    grad_h = [entries(h[k]) for k in range(n_train)]
+    var_h = np.array([[np.einsum("ab,abcd,cd->", gk, V, gl) for gl in grad_h] for gk in grad_h])
+    for i in range(2):
+        want = np.sum(grad_q * K1) + 0.5 * np.einsum("abcd,abcd->", hess_q, V) + y[i] @ var_h @ y[i]
+        assert coefficient[i] == pytest.approx(want, rel=1e-3 if n_train > 1 else 1e-8), (i, coefficient[i], want)
+    assert v_inf == pytest.approx(float(q.subs(at)), rel=1e-10)
