@@ -322,8 +322,9 @@ def test_variance_of_a_linear_model_of_its_last_layer_is_the_delta_method(n_trai
     metric G^ = C_b + C_W sigma.sigma/n, and the NTK is H^ = lambda_b + lambda_W/C_W (G^ - C_b), so training ends at
     z_T = z(x) - h (z(T) - y) with h = H^(x, T) H^(T, T)^-1, and Var z_T = E[q(G^)] + Var(h y) with
     q = G^_xx - 2 h G^_Tx + h G^_TT h. E[G^] = K + K1/n and Cov(G^_ab, G^_cd) = V_(ab)(cd)/n (the kernel sector's
-    four-point vertex, not the NTK sector's A, D), so the 1/n part is grad q . K1 + (1/2) d2q[V] + y_i^2 grad h V grad h,
-    here by sympy. It must equal variance_prediction's (built from K1, H1, A and D; B, F, P..U vanish)."""
+    four-point vertex, not the NTK sector's A, D), so the 1/n part is grad q . K1 + (1/2) d2q[V]
+    + y_i^2 grad h V grad h, here by sympy. It must equal variance_prediction's (built from K1, H1, A and D; B, F,
+    P..U vanish)."""
     import sympy as sp
 
     from pdlt.runtime.predict import variance_prediction
@@ -347,7 +348,7 @@ def test_variance_of_a_linear_model_of_its_last_layer_is_the_delta_method(n_trai
     q = (g[x, x] - 2 * (h * g[T, x])[0] + (h * g[T, T] * h.T)[0]).simplify()
     symbols = sorted(q.free_symbols, key=str)
     at = {s: tensors["K"][int(str(s)[1]), int(str(s)[2])] for s in symbols}
-    K, K1, V = tensors["K"], tensors["K1"], tensors["V"]
+    K1, V = tensors["K1"], tensors["V"]
 
     def entries(f):  # derivative of f along every entry pair a >= b (one symbol), at K
         return np.array([[float(sp.diff(f, g[a, b]).subs(at)) if a >= b else 0.0 for b in range(N)]
@@ -362,3 +363,51 @@ def test_variance_of_a_linear_model_of_its_last_layer_is_the_delta_method(n_trai
         want = np.sum(grad_q * K1) + 0.5 * np.einsum("abcd,abcd->", hess_q, V) + y[i] @ var_h @ y[i]
         assert coefficient[i] == pytest.approx(want, rel=1e-3 if n_train > 1 else 1e-8), (i, coefficient[i], want)
     assert v_inf == pytest.approx(float(q.subs(at)), rel=1e-10)
+
+
+def test_variance_pairings_are_the_gaussian_expectation_of_the_lines():
+    """The dNTK and ddNTK parts of the variance are 2 E[p.z_i line_i] with z Gaussian: check the pairing algebra
+    against that expectation computed directly, line by line, on a surrogate where it is exact. z ~ N(0, delta K)
+    on two outputs and three inputs (two training), the dNTK linear in z with n E[dH z] = the (random) P, Q
+    decomposition, the ddNTKs fixed at their (random) means; E[p.z line] is a polynomial of degree 4 in z, so
+    Gauss-Hermite with 3 nodes a dimension (exact to degree 5) gives it exactly. The same for the mean's lines."""
+    from pdlt.runtime.predict import _embed, _moments, corrections, variance_prediction
+
+    rng = np.random.default_rng(5)
+    nL, N, train = 2, 3, np.arange(2)
+    t = {name: rng.standard_normal((N,) * 4) for name in "ABDFPQRSTU"}
+    t["K"], t["Theta"] = _spd(N, 2) / N, _spd(N, 3) / N
+    t["K1"], t["H1"] = rng.standard_normal((N, N)), rng.standard_normal((N, N))
+    y = rng.standard_normal((nL, 2))
+    Z = {name: _embed(z, train, N) for name, z in projectors(t["Theta"][:2, :2], "gd", 0.1).items()}
+    _, _, parts = variance_prediction(t, y, "gd", 0.1, train, 2)
+    mean = corrections(t, y, projectors(t["Theta"][:2, :2], "gd", 0.1), train)
+
+    dz, dd1, dd2 = _moments(t, nL)
+    C = np.einsum("abcdwxyt,ts->abcdwxys", dz, np.linalg.inv(t["K"]))  # dH = C z: E[dH z] = dz
+    r = t["Theta"][2, :2] @ np.linalg.inv(t["Theta"][:2, :2])
+    p = np.array([-r[0], -r[1], 1.0])
+    g, w = np.polynomial.hermite_e.hermegauss(3)
+    root = np.linalg.cholesky(t["K"])
+    yF = np.concatenate([y, np.zeros((nL, 1))], axis=1)
+    want = {"dNTK": np.zeros(nL), "ddNTK-I": np.zeros(nL), "ddNTK-II": np.zeros(nL)}
+    means = {k: np.zeros(nL) for k in want}
+    for idx in np.ndindex(*(3,) * (nL * N)):
+        weight = np.prod(w[list(idx)]) / (2 * np.pi) ** (nL * N / 2)
+        z = g[list(idx)].reshape(nL, N) @ root.T
+        eps = (z - yF) * np.array([1.0, 1.0, 0.0])  # the lines see the training inputs only (Z is zero elsewhere)
+        dH = np.einsum("abcdwxyz,dz->abcwxy", C, z)
+        lines = {
+            "dNTK": np.einsum("jikadb,abce,jc,ke->id", dH, Z["A"], eps, eps)
+            + np.einsum("ijkdab,abce,jc,ke->id", dH, Z["B"], eps, eps),
+            "ddNTK-I": np.einsum("jikladbc,abcefg,je,kf,lg->id", dd1, Z["IA"], eps, eps, eps)
+            + np.einsum("ijkldabc,abcefg,je,kf,lg->id", dd1, Z["IB"], eps, eps, eps),
+            "ddNTK-II": np.einsum("jkilabdc,abcefg,je,kf,lg->id", dd2, Z["IIA"], eps, eps, eps)
+            + np.einsum("ijkldabc,abcefg,je,kf,lg->id", dd2, Z["IIB"], eps, eps, eps),
+        }
+        for k, line in lines.items():
+            want[k] += weight * 2 * (z @ p) * (line @ p)
+            means[k] += weight * line @ p
+    for k in want:
+        assert np.allclose(parts[k], want[k], rtol=1e-11, atol=1e-12 * np.abs(want[k]).max()), (k, parts[k], want[k])
+        assert np.allclose(mean[k] @ p, means[k], rtol=1e-11), (k, mean[k] @ p, means[k])
