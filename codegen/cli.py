@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tradeoff", help="NTK fluctuations against representation learning (dNTK, ddNTK) over L/n")
     add_tradeoff_arguments(p)
     p.set_defaults(func=("tradeoff_command", "cmd_tradeoff"))
-    p = sub.add_parser("predict", help="mean output of the fully trained network at finite width (book ∞.155)")
+    p = sub.add_parser("predict", help="trained finite-width network: mean output, variance (book ∞.155, ∞.161)")
     add_predict_arguments(p)
     p.set_defaults(func=("predict_command", "cmd_predict"))
 

@@ -50,14 +50,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{args.activation}: depth {args.depth}, {args.algorithm}{rate}; mean output = infinite + coefficient / n "
           f"+ O(1/n^2) (error bound {result.error:.1e}); training NTK condition number {result.condition:.3g}, "
           "on which the O(1/n^2) remainder grows")  # fmt: skip
-    head = "  test  out      infinite   coefficient" + (f"   mean at n = {args.width:g}" if args.width else "")
+    at = f" at n = {args.width:g}" if args.width else ""
+    head = "  test  out      infinite   coefficient" + (f"   mean{at}" if args.width else "")
+    head += "  var infinite  var coefficient" + (f"  variance{at}" if args.width else "")
     names = list(result.parts)
     print(head + "".join(f"  {name:>16}" for name in names))
     mean = result.mean(args.width) if args.width else None
+    variance = result.variance(args.width) if args.width else None
     for j in range(result.mean_infinite.shape[0]):
         for i in range(n_out):
             row = f"{j:6d}  {i:3d}  {result.mean_infinite[j, i]:12.6g}  {result.mean_coefficient[j, i]:12.6g}"
-            row += f"  {mean[j, i]:17.6g}" if mean is not None else ""
+            row += f"  {mean[j, i]:{len(at) + 5}.6g}" if mean is not None else ""
+            row += f"  {result.variance_infinite[j]:12.6g}  {result.variance_coefficient[j, i]:15.6g}"
+            row += f"  {variance[j, i]:{len(at) + 9}.6g}" if variance is not None else ""
             row += "".join(f"  {result.parts[name][j, i]:16.6g}" for name in names)
             print(row)
+    print("the parts split the mean's coefficient; Python's predict(...).variance_parts splits the variance's")
     return 0

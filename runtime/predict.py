@@ -21,6 +21,9 @@ training set: the O(1/n^2) remainder grows with the condition number of the trai
 while the ddNTKs drift), see ``Prediction.condition`` and docs/predicting-trained-networks.md. Indices below:
 d = any input of that set (training first), a..g = training inputs; y is (n_L, N_train).
 
+The variance over initializations of the trained output, to 1/n (∞.161, of which the book prints one example term),
+is derived here from the T-shirt formula: ``variance_prediction``.
+
 The fluctuation term enters with a minus sign, m^DeltaNTK = -(A + B + n_L B) H~^-1 H~^-1 y in (∞.157)'s slots: a
 frozen but fluctuating NTK trains to z(x) - H(x, x_0) H(x_0, x_0)^-1 (z(x_0) - y) exactly, and the delta method on
 E[H(x, x_0) H(x_0, x_0)^-1] gives -Cov / H^2 (as transcribed in the reference the sign is +; trained ensembles

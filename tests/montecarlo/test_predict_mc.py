@@ -159,8 +159,8 @@ def two_inputs():
     y = np.array([[2.0], [-1.5]])
     p = predict(load("tanh"), X2, y, XT2, 2, C_W=1.0, lambda_b=0.0, lambda_W=1.0, algorithm="gd", eta=1.0)
     widths = (16, 32, 64)
-    rows = [row for row, _, _ in _ensembles(p, X2, y, XT2, 2, widths, 41, lambda_b=0.0, eta=1.0)]
-    return p, _intercepts(rows, widths, 2)
+    runs = _ensembles(p, X2, y, XT2, 2, widths, 41, lambda_b=0.0, eta=1.0)
+    return p, _intercepts([run[0] for run in runs], widths, 2), _intercepts([run[2] for run in runs], widths, 2)
 
 
 @pytest.mark.parametrize("j", [0, 1])
@@ -169,8 +169,19 @@ def test_two_training_inputs_approach_the_predicted_mean(two_inputs, j):
     input (mostly ddNTK-I, 1.275) and -1.169 at the second (mostly ddNTK-II, -0.952), so a slot of the multi-input
     contractions read wrongly moves c by far more than its standard error (measured: 1.355 +- 0.027 and
     -1.144 +- 0.037)."""
-    p, fits = two_inputs
+    p, fits, _ = two_inputs
     want = float(p.mean_coefficient[j, 0])
     c, sigma = fits[j]
     assert sigma <= 0.1 * abs(want), (j, sigma, want)
+    assert abs(c - want) <= 4 * sigma, (j, c, sigma, want)
+
+
+@pytest.mark.parametrize("j", [0, 1])
+def test_the_spread_of_networks_trained_on_two_inputs_moves_with_the_predicted_coefficient(two_inputs, j):
+    """The variance's 1/n part with distinct training indices in every pairing (the same networks as the mean's):
+    n (Var z_T - Var L_0) through c + d/n, c within 4 standard errors of variance_coefficient less its kernel part."""
+    p, _, spreads = two_inputs
+    want = float(p.variance_coefficient[j, 0] - p.variance_parts["kernel"][j, 0])
+    c, sigma = spreads[j]
+    assert sigma <= 0.15 * abs(want), (j, sigma, want)
     assert abs(c - want) <= 4 * sigma, (j, c, sigma, want)

@@ -214,12 +214,19 @@ def test_cli_json_is_the_contract(tmp_path, capsys):
     assert np.allclose(out["mean_coefficient"], p.mean_coefficient.T, rtol=1e-14)
     assert np.allclose(out["mean"], (p.mean_infinite + p.mean_coefficient / 64).T, rtol=1e-14)
     assert np.allclose(out["variance_infinite"], p.variance_infinite, rtol=1e-14) and len(out["variance_infinite"]) == 2
+    assert np.allclose(out["variance_coefficient"], p.variance_coefficient.T, rtol=1e-14)
+    assert np.allclose(out["variance"], (p.variance_infinite[:, None] + p.variance_coefficient / 64).T, rtol=1e-14)
+    assert set(out["variance_parts"]) == {"kernel", "NTK mean", "NTK fluctuations", "dNTK", "ddNTK-I", "ddNTK-II"}
+    assert np.allclose(sum(np.array(v) for v in out["variance_parts"].values()), out["variance_coefficient"])
+    # the two outputs' targets differ, and so do their variances at 1/n (at infinite width they are equal)
+    assert abs(out["variance_coefficient"][0][0] - out["variance_coefficient"][1][0]) > 0.01
     files = _files(tmp_path, [2.0])
     assert main(["predict", "tanh", *files, "--depth", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["mean_infinite"]) == 2 and isinstance(out["mean_infinite"][0], float) and "mean" not in out
     assert main(["predict", "tanh", *files, "--depth", "3", "--width", "32"]) == 0
-    assert "mean at n = 32" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "mean at n = 32" in text and "variance at n = 32" in text
 
 
 @pytest.mark.parametrize(
