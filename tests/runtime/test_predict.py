@@ -248,20 +248,32 @@ def test_cli_refuses_in_one_line(tmp_path, capsys, extra, message):
     assert message in err and "\n" not in err
 
 
-def test_two_training_inputs_frozen_features_are_the_matrix_delta_method():
+FROZEN = dict(C_b=0.1, C_W=1.0, lambda_b=[0.0, 0.0, 0.5], lambda_W=[0.0, 0.0, 1.0])  # learning in the output layer only
+FROZEN_TRAIN = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])
+
+
+@pytest.fixture(scope="module")
+def frozen():
+    """The output layer's tensors on one or two training inputs and XT[1], learning only in the output layer."""
+    names = ("K", "G", "Theta", "H1", *"VABDFPQRSTU")
+    out = {}
+    for n_train in (1, 2):
+        t = load("tanh").kernel(np.vstack([FROZEN_TRAIN[:n_train], XT[1]]), 3, layers=[3], tensors=names, order=1,
+                                tolerance=1e-4, **FROZEN)  # fmt: skip
+        out[n_train] = {name: np.asarray(getattr(t, name)[0]) for name in names if name != "G"}
+        out[n_train]["K1"] = np.asarray(t.G[0, 1])
+    return out
+
+
+def test_two_training_inputs_frozen_features_are_the_matrix_delta_method(frozen):
     """Two training inputs, lambda = 0 below the output: the mean is E[H(x, T) H(T, T)^-1] y, whose 1/n part by the
     delta method is H1(x,T) Hi y - H(x,T) Hi H1 Hi y - sum A_(x a)(b c) Hi^ab Hi^cd y_d + H(x,T) Hi A_(T a)(b c) ...:
     written here with its own index placement, it must equal the algebra's (three-input tensors by cubature; predict
     itself refuses two training inputs, see test_refusals)."""
-    lam = [0.0, 0.0, 1.0]
-    x2 = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])
     y = np.array([0.7, -0.4])
-    names = ("K", "Theta", "H1", *"ABPQRSTU")
-    t = load("tanh").kernel(np.vstack([x2, XT[1:]]), 3, C_W=1.0, lambda_b=lam, lambda_W=lam, layers=[3],
-                            tensors=names, tolerance=1e-4)  # fmt: skip
-    tensors = {name: np.asarray(getattr(t, name)[0]) for name in names}
+    tensors = frozen[2]
     _, coefficient, parts = mean_prediction(tensors, y[None, :], "gradient-flow", 0.0, np.arange(2), np.array([2]))
-    H, H1, A = t.Theta[0], t.H1[0], t.A[0]
+    H, H1, A = tensors["Theta"], tensors["H1"], tensors["A"]
     T, b = [0, 1], 2
     Hi = np.linalg.inv(H[np.ix_(T, T)])
     alpha = Hi @ y
@@ -324,52 +336,51 @@ def test_term_by_term_means_are_the_books_compact_forms_at_one_training_input(ta
 
 
 @pytest.mark.parametrize("n_train", [1, 2])
-def test_variance_of_a_linear_model_of_its_last_layer_is_the_delta_method(n_train):
+def test_variance_of_a_linear_model_of_its_last_layer_is_the_delta_method(frozen, n_train):
     """lambda = 0 below the output layer, C_b != lambda_b: given the last hidden layer, z ~ N(0, G^) with the output
     metric G^ = C_b + C_W sigma.sigma/n, and the NTK is H^ = lambda_b + lambda_W/C_W (G^ - C_b), so training ends at
     z_T = z(x) - h (z(T) - y) with h = H^(x, T) H^(T, T)^-1, and Var z_T = E[q(G^)] + Var(h y) with
     q = G^_xx - 2 h G^_Tx + h G^_TT h. E[G^] = K + K1/n and Cov(G^_ab, G^_cd) = V_(ab)(cd)/n (the kernel sector's
     four-point vertex, not the NTK sector's A, D), so the 1/n part is grad q . K1 + (1/2) d2q[V]
-    + y_i^2 grad h V grad h, here by sympy. It must equal variance_prediction's (built from K1, H1, A and D; B, F,
-    P..U vanish)."""
-    import sympy as sp
-
+    + y_i^2 grad h V grad h: derivatives by the complex step (first) and a central difference of it (second, relative
+    error ~1e-10). It must equal variance_prediction's (built from K1, H1, A and D; B, F, P..U vanish)."""
     from pdlt.runtime.predict import variance_prediction
 
-    lam_b, lam_W, C_b = [0.0, 0.0, 0.5], [0.0, 0.0, 1.0], 0.1
-    train = np.array([[1.0, 0.3, -0.2], [0.2, 0.9, 0.5]])[:n_train]
+    lam_b, lam_W, C_b = FROZEN["lambda_b"][-1], FROZEN["lambda_W"][-1], FROZEN["C_b"]
     y = np.array([[0.7, -0.4], [1.1, 0.3]])[:n_train].T  # two outputs (n_L, N_train)
-    names = ("K", "G", "Theta", "H1", *"VABDFPQRSTU")
-    t = load("tanh").kernel(np.vstack([train, XT[1]]), 3, C_b=C_b, C_W=1.0, lambda_b=lam_b, lambda_W=lam_W,
-                            layers=[3], tensors=names, order=1, tolerance=1e-4)  # fmt: skip
-    tensors = {name: np.asarray(getattr(t, name)[0]) for name in names if name != "G"}
-    tensors["K1"] = np.asarray(t.G[0, 1])
+    tensors = frozen[n_train]
     v_inf, coefficient, parts = variance_prediction(tensors, y, "gradient-flow", 0.0, np.arange(n_train), n_train)
     assert all(np.allclose(parts[k], 0, atol=1e-12) for k in ("dNTK", "ddNTK-I", "ddNTK-II"))
 
-    N = n_train + 1
-    g = sp.Matrix(N, N, lambda a, b: sp.Symbol(f"g{max(a, b)}{min(a, b)}"))  # one symbol per entry pair
-    H = g.applyfunc(lambda v: lam_b[-1] + lam_W[-1] * (v - C_b))
-    T, x = list(range(n_train)), n_train
-    h = H[x, T] * H[T, T].inv()
-    q = (g[x, x] - 2 * (h * g[T, x])[0] + (h * g[T, T] * h.T)[0]).simplify()
-    symbols = sorted(q.free_symbols, key=str)
-    at = {s: tensors["K"][int(str(s)[1]), int(str(s)[2])] for s in symbols}
-    K1, V = tensors["K1"], tensors["V"]
+    N, T, x = n_train + 1, list(range(n_train)), n_train
+    K, K1, V = tensors["K"], tensors["K1"], tensors["V"]
 
-    def entries(f):  # derivative of f along every entry pair a >= b (one symbol), at K
-        return np.array([[float(sp.diff(f, g[a, b]).subs(at)) if a >= b else 0.0 for b in range(N)]
-                         for a in range(N)])  # fmt: skip
+    def h_and_q(G):
+        H = lam_b + lam_W * (G - C_b)
+        h = np.linalg.solve(H[np.ix_(T, T)].T, H[x, T])
+        return np.r_[h, G[x, x] - 2 * h @ G[T, x] + h @ G[np.ix_(T, T)] @ h]
 
-    grad_q = entries(q)
-    hess_q = np.array([[[[float(sp.diff(q, g[a, b], g[c, d]).subs(at)) if a >= b and c >= d else 0.0
-                          for d in range(N)] for c in range(N)] for b in range(N)] for a in range(N)])  # fmt: skip
-    grad_h = [entries(h[k]) for k in range(n_train)]
-    var_h = np.array([[np.einsum("ab,abcd,cd->", gk, V, gl) for gl in grad_h] for gk in grad_h])
+    pairs = [(a, b) for a in range(N) for b in range(a + 1)]  # one variable per entry pair: delta is symmetric
+    units = {ab: np.zeros((N, N)) for ab in pairs}
+    for (a, b), u in units.items():
+        u[a, b] = u[b, a] = 1.0
+
+    def grad(G):  # d(h, q) / d g_ab for every pair, by the complex step
+        return {ab: h_and_q(G + 1e-30j * u).imag / 1e-30 for ab, u in units.items()}
+
+    first = grad(K.astype(complex))
+    second = {}
+    for cd, u in units.items():
+        up, down = grad(K + 1e-5 * u), grad(K - 1e-5 * u)
+        for ab in pairs:
+            second[ab, cd] = (up[ab] - down[ab]) / 2e-5
+    mean_q = sum(first[(a, b)][-1] * K1[a, b] for a, b in pairs)
+    curv_q = sum(second[(a, b), (c, d)][-1] * V[a, b, c, d] for a, b in pairs for c, d in pairs)
+    var_h = sum(np.outer(first[(a, b)][:-1], first[(c, d)][:-1]) * V[a, b, c, d] for a, b in pairs for c, d in pairs)
     for i in range(2):
-        want = np.sum(grad_q * K1) + 0.5 * np.einsum("abcd,abcd->", hess_q, V) + y[i] @ var_h @ y[i]
+        want = mean_q + 0.5 * curv_q + y[i] @ var_h @ y[i]
         assert coefficient[i] == pytest.approx(want, rel=1e-3 if n_train > 1 else 1e-8), (i, coefficient[i], want)
-    assert v_inf == pytest.approx(float(q.subs(at)), rel=1e-10)
+    assert v_inf == pytest.approx(h_and_q(K)[-1], rel=1e-12)
 
 
 def test_variance_pairings_are_the_gaussian_expectation_of_the_lines():
