@@ -375,7 +375,8 @@ class KernelMatrices:
 
     ``layers``: the stored layer numbers (1-based); ``K[s]``, ``Theta[s]`` (N, N): the NNGP kernel and NTK at
     layer ``layers[s]`` (``Theta`` is None when not asked for). ``method``: how the pair expectations were
-    computed ("closed" or "hermite"); ``terms[l-1]``: Mehler terms used at layer l (0: closed form);
+    computed ("closed", "hermite", or "pair flow": two inputs with four-index tensors, where K and Theta come with
+    them from the two-input NTK flow); ``terms[l-1]``: Mehler terms used at layer l (0: closed form or pair flow);
     ``error[l-1]``: the sum over layers 2..l of the largest relative error bound of the expectations each
     update used (certified single-input expectations, the Parseval tail and quadrature error of the Mehler
     series): the accumulated error where the recursion does not amplify errors (susceptibilities <= 1).
@@ -759,6 +760,11 @@ def kernel_matrices(
         )
 
     method = "closed" if mod.pair_exact else "hermite"
+    # two inputs with the NTK sector in process: the pair flow carries K and Theta along with the four-index tensors,
+    # to its own tolerance, so the kernel-matrix series would compute them a second time
+    pair = bool(four) and N == 2 and not with_g and out is None and scheduler is None
+    if pair and method == "hermite":
+        method = "pair flow"
     quads = np.zeros(depth)
     if method == "hermite" and depth > 1 and N > 1:  # one input has no pairs: no series to sum
         coef, Ms, quads, tails, eta = _series(
@@ -846,6 +852,11 @@ def kernel_matrices(
             arrays = pair_arrays(state, sector().NTK_PAIR_TENSORS)
             for t in four:
                 result.four[t] = arrays[t][store - 1]
+            if pair and method == "pair flow":
+                result.K = arrays["K"][store - 1]
+                result.Theta = arrays["H"][store - 1] if theta else None
+                result.error = np.maximum(result.error, result.four_error)
+                return result
         else:
             from .ntk_many import many_flow
 

@@ -136,3 +136,17 @@ def test_a_refusal_at_great_depth_names_its_cause():
     with pytest.raises(tanh.FlowError, match=r"by layer 9\d\d, above tolerance 1e-06; the last layer added ~[0-9.e-]+ "
                        r"\(K is small there \(0.000"):  # fmt: skip
         tanh.kernel(x, 1000, tensors=("A",), layers=[1000], tolerance=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tanh", "hard_tanh", "gelu"])
+def test_k_and_theta_with_the_ntk_sector_come_from_the_pair_flow_and_equal_the_kernel_series(name):
+    """With four-index tensors on two inputs, K and Theta are the pair flow's own (no second Mehler series over the
+    layers: the depth-1000 benchmark's time); they equal the kernel-matrix path's within both error bounds."""
+    mod = load(name)
+    kw = dict(C_b=C_B, C_W=C_W, lambda_b=LB, lambda_W=LW, tolerance=1e-7)
+    both = mod.kernel(X, 6, tensors=("Theta", "A"), **kw)
+    alone = mod.kernel(X, 6, tensors=("Theta",), **kw)
+    assert both.method == "pair flow" and alone.method == "hermite"
+    bound = both.error[:, None, None] + alone.error[:, None, None] + 1e-14
+    assert np.all(np.abs(both.K / alone.K - 1) <= bound) and np.all(np.abs(both.Theta / alone.Theta - 1) <= bound)
+    assert np.all(both.error >= both.four_error) and both.error[-1] <= 1e-7
