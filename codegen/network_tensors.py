@@ -10,13 +10,21 @@ with v_d = lam * grad z_d:
     ddII_(d1 d2 d3 d4) = (Hess z_d1 v_d3) . lam (Hess z_d2 v_d4)
 
 Gradients by backpropagation, Hessian-vector products by the complex step (exact to rounding: tanh is analytic),
-third derivatives by a central difference of those (relative step 1e-4, error ~1e-8). Used by
+third derivatives by a central difference of those (relative step 1e-4, error ~1e-8). ``activation="relu"`` takes
+ReLU instead, extended to complex arguments as z 1[Re z > 0]: the complex step then gives the derivatives that hold
+almost surely (sigma'' = 0 off the kink, which a sampled preactivation never hits), i.e. the dNTK without the
+kink's point mass; its third derivatives by differences are not defined (use third=False). Used by
 tests/montecarlo/test_dntk_pair_mc.py and docs/examples (predict_per_network.py, dntk_two_inputs_mc.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+ACTIVATIONS = {  # sigma and sigma', both accepting complex arguments (the complex step)
+    "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+    "relu": (lambda z: np.where(z.real > 0, z, 0), lambda z: (z.real > 0).astype(np.float64)),
+}
 
 
 def layers(theta: np.ndarray, sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -44,14 +52,15 @@ def initial(sizes: list[int], rng: np.random.Generator, C_W: float = 1.0) -> np.
     )
 
 
-def output_and_gradient(theta: np.ndarray, sizes: list[int], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def output_and_gradient(theta: np.ndarray, sizes: list[int], X: np.ndarray, activation: str = "tanh"):
     """z (m P,) and dz/dtheta (m P, parameters) of the m = sizes[-1] outputs at the P inputs, output-major (entry
     o P + d is output o at input d), by backpropagation (complex theta allowed)."""
+    sigma, dsigma = ACTIVATIONS[activation]
     params = layers(theta, sizes)
     hs, zs = [X.astype(theta.dtype)], []
     for W, b in params:
         zs.append(hs[-1] @ W.T + b)
-        hs.append(np.tanh(zs[-1]))
+        hs.append(sigma(zs[-1]))
     outputs, rows = [], []
     for o in range(sizes[-1]):
         g = np.zeros_like(zs[-1])
@@ -60,29 +69,31 @@ def output_and_gradient(theta: np.ndarray, sizes: list[int], X: np.ndarray) -> t
         for ell in range(len(params) - 1, -1, -1):
             grads.append(np.concatenate([(g[:, :, None] * hs[ell][:, None, :]).reshape(len(X), -1), g], axis=1))
             if ell:
-                g = (g @ params[ell][0]) * (1 - np.tanh(zs[ell - 1]) ** 2)
+                g = (g @ params[ell][0]) * dsigma(zs[ell - 1])
         outputs.append(zs[-1][:, o])
         rows.append(np.concatenate(grads[::-1], axis=1))
     return np.concatenate(outputs), np.concatenate(rows, axis=0)
 
 
-def hessian_times(theta: np.ndarray, sizes: list[int], X: np.ndarray, v: np.ndarray) -> np.ndarray:
+def hessian_times(theta: np.ndarray, sizes: list[int], X: np.ndarray, v: np.ndarray, activation: str = "tanh"):
     """(Hess z at every input) v, (P, parameters), by the complex step."""
     h = 1e-30
-    return output_and_gradient(theta + 1j * h * v, sizes, X)[1].imag / h
+    return output_and_gradient(theta + 1j * h * v, sizes, X, activation)[1].imag / h
 
 
 def network_tensors(
-    theta: np.ndarray, sizes: list[int], X: np.ndarray, lam: np.ndarray, third: bool = True
+    theta: np.ndarray, sizes: list[int], X: np.ndarray, lam: np.ndarray, third: bool = True, activation: str = "tanh"
 ) -> tuple[np.ndarray, ...]:
     """z (A,), H (A, A), dH (A, A, A), ddI and ddII (A, A, A, A) of one network, A = m P over its m outputs and the P
     inputs X, output-major (index o P + d; with one output, the inputs); module doc. ``third=False`` skips ddI (the
     third derivatives cost 2 A more Hessian-vector products per direction) and returns None for it."""
-    z, g = output_and_gradient(theta, sizes, X)
+    if third and activation != "tanh":
+        raise ValueError(f"third derivatives by differences need an analytic activation, not {activation}")
+    z, g = output_and_gradient(theta, sizes, X, activation)
     P = len(z)
     V = g * lam
     H = g @ V.T
-    HV = np.array([hessian_times(theta, sizes, X, V[c]) for c in range(P)])  # [c, d, :] = Hess z_d v_c
+    HV = np.array([hessian_times(theta, sizes, X, V[c], activation) for c in range(P)])  # [c, d, :] = Hess z_d v_c
     dH = np.einsum("cdm,bm->dbc", HV, V)
     ddII = np.einsum("cam,m,dbm->abcd", HV, lam, HV)
     if not third:
