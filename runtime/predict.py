@@ -270,8 +270,9 @@ def variance_prediction(t: dict[str, np.ndarray], y: np.ndarray, algorithm: str,
       pair with each other, E[eps eps] = delta K + y y) or with one eps (and p.z with the other): "dNTK";
     - 2 Cov(p.z, Ldd) = 2 E[ddH] E[p.z eps eps eps]: "ddNTK-I", "ddNTK-II".
 
-    Every other product is O(1/n^2) or vanishes by parity (flipping the last layer's sign flips z and the dNTK): the
-    dNTK and ddNTK lines are themselves O(1/n) per network, and E[z dH] = E[z dH dH] = 0."""
+    Every other product is O(1/n^2) or vanishes by parity: the dNTK and ddNTK lines are themselves O(1/n) per
+    network, and flipping the last layer's sign flips z and the dNTK but not the NTK or the ddNTKs, so
+    E[z Delta-H] = E[z Delta-H Delta-H] = E[dH z z] = 0."""
     nL, N = y.shape[0], t["K"].shape[0]
     e = np.eye(nL)
     Theta, K = t["Theta"], t["K"]
