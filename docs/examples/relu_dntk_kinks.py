@@ -11,7 +11,7 @@ surely, where sigma'' = 0: they never see the point mass. A central difference o
 its own NTK direction, with a finite step, sees it through the preactivations that cross 0 within the step: its
 ensemble mean is the smoothed (point-mass) derivative up to O(step^2), at the price of a large spread (crossings
 are rare and large). Both estimators give n E[.] of P and Q (pdlt.codegen.network_tensors.components), entry by
-entry, next to pdlt's. About 2 minutes at the defaults.
+entry, next to pdlt's. About 7 seconds at the defaults, 2 minutes with --networks 30000, 7 at --width 64 too.
 """
 
 from __future__ import annotations
