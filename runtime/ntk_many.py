@@ -174,8 +174,12 @@ def expectations(mod, plan: Plan, K: np.ndarray, params) -> tuple[np.ndarray, fl
     for labels, keys in plan.groups.items():
         m = len(labels)
         sub = K[np.ix_(labels, labels)]
+        spectrum = np.linalg.eigvalsh(sub)
         try:
+            if not spectrum[0] > 1e-12 * spectrum[-1]:  # singular to rounding: a Cholesky factor would be noise
+                raise np.linalg.LinAlgError
             L = np.linalg.cholesky(sub)
+            Kinv = np.linalg.inv(sub)
         except np.linalg.LinAlgError:
             raise FlowError(
                 f"the kernel of inputs {list(labels)} is singular at some layer: the inputs are linearly "
@@ -183,7 +187,6 @@ def expectations(mod, plan: Plan, K: np.ndarray, params) -> tuple[np.ndarray, fl
                 "is their Gram matrix); the NTK statistics of more than two inputs need a nonsingular one: use "
                 "C_b > 0 or independent inputs"
             ) from None
-        Kinv = np.linalg.inv(sub)
         pos = {a: i for i, a in enumerate(labels)}
         for rule, q in enumerate(RULES[m]):
             x, w = _axis_rule(q, m, _panels(sub) if m <= LEGENDRE_UP_TO else 0)

@@ -107,3 +107,6 @@ def test_refusals():
         run("tanh", X[:3], 1e-10)
     with pytest.raises(FlowError, match="singular at some layer: the inputs are linearly dependent"):
         run("tanh", np.vstack([X[:3], X[:1]]), 1e-3)  # an input twice
+    four_in_three = np.array([[1.0, 0.3, -0.2], [-0.3, 1.0, 0.0], [0.2, -0.1, 1.0], [0.7, 0.7, 0.0]])
+    with pytest.raises(FlowError, match="more of them than input dimensions with C_b = 0"):  # Gram matrix of rank 3
+        load("tanh").kernel(four_in_three, 3, tensors=("A",), tolerance=1e-3)
