@@ -182,19 +182,20 @@ def _dntk_lines(dz: np.ndarray, W: np.ndarray, Z: dict) -> np.ndarray:
     """[i, d]: the two dNTK lines of (∞.154) (Z_A, Z_B) at every input d of the set, before the kernel projection,
     with n E[dH_{..} eps_{j;c} eps_{k;e}] replaced by dz[.., j, .., c] W[k, e] + dz[.., k, .., e] W[j, c]: W = -y is
     the mean (E[dH] = 0), W = E[z' eps] the pairing of another z' with one eps. Z is over the whole set."""
-    return (np.einsum("jikjadbc,ke,abce->id", dz, W, Z["A"]) + np.einsum("jikkadbe,jc,abce->id", dz, W, Z["A"])
-            + np.einsum("ijkjdabc,ke,abce->id", dz, W, Z["B"])
-            + np.einsum("ijkkdabe,jc,abce->id", dz, W, Z["B"]))  # fmt: skip
+    return (np.einsum("jikjadbc,ke,abce->id", dz, W, Z["A"], optimize=True)
+            + np.einsum("jikkadbe,jc,abce->id", dz, W, Z["A"], optimize=True)
+            + np.einsum("ijkjdabc,ke,abce->id", dz, W, Z["B"], optimize=True)
+            + np.einsum("ijkkdabe,jc,abce->id", dz, W, Z["B"], optimize=True))  # fmt: skip
 
 
 def _ddntk_lines(dd1: np.ndarray, dd2: np.ndarray, W3: np.ndarray, Z: dict) -> tuple[np.ndarray, np.ndarray]:
     """[i, d]: the ddNTK-I lines (Z_IA, Z_IB) and the ddNTK-II lines (Z_IIA, Z_IIB) of (∞.154), before the kernel
     projection, with n E[ddH eps eps eps] replaced by n E[ddH] W3[j1, j2, j3, s1, s2, s3]: W3 = E[eps eps eps] is the
     mean (the ddNTKs' connected correlations with z are O(1/n^2)), W3 = E[z' eps eps eps] the covariance with z'."""
-    first = (np.einsum("jikladbc,abcefg,jklefg->id", dd1, Z["IA"], W3)
-             + np.einsum("ijkldabc,abcefg,jklefg->id", dd1, Z["IB"], W3))  # fmt: skip
-    second = (np.einsum("jkilabdc,abcefg,jklefg->id", dd2, Z["IIA"], W3)
-              + np.einsum("ijkldabc,abcefg,jklefg->id", dd2, Z["IIB"], W3))  # fmt: skip
+    first = (np.einsum("jikladbc,abcefg,jklefg->id", dd1, Z["IA"], W3, optimize=True)
+             + np.einsum("ijkldabc,abcefg,jklefg->id", dd1, Z["IB"], W3, optimize=True))  # fmt: skip
+    second = (np.einsum("jkilabdc,abcefg,jklefg->id", dd2, Z["IIA"], W3, optimize=True)
+              + np.einsum("ijkldabc,abcefg,jklefg->id", dd2, Z["IIB"], W3, optimize=True))  # fmt: skip
     return first, second
 
 
@@ -306,8 +307,9 @@ def variance_prediction(t: dict[str, np.ndarray], y: np.ndarray, algorithm: str,
         W = np.zeros((nL, N))
         W[i] = Kp  # E[p.z_i eps_{j;s}] = delta_ij (K p)_s
         paired = np.einsum("abcwxyz,z->abcwxy", dz[:, :, :, i], p)  # n E[p.z_i dH]
-        lines = (np.einsum("jikadb,jcke,abce->id", paired, eps2, Z["A"])
-                 + np.einsum("ijkdab,jcke,abce->id", paired, eps2, Z["B"]) + _dntk_lines(dz, W, Z))  # fmt: skip
+        lines = (np.einsum("jikadb,jcke,abce->id", paired, eps2, Z["A"], optimize=True)
+                 + np.einsum("ijkdab,jcke,abce->id", paired, eps2, Z["B"], optimize=True)
+                 + _dntk_lines(dz, W, Z))  # fmt: skip
         dntk[i] = 2.0 * lines[i] @ p
         # E[p.z_i eps eps eps]: p.z_i pairs with one eps, the other two with each other
         W3 = (np.einsum("jl,kbmc->jkmlbc", W, eps2) + np.einsum("kl,jamc->jkmalc", W, eps2)
