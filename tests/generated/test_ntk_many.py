@@ -45,10 +45,12 @@ def test_two_inputs_are_the_pair_flow():
 
 def test_deep_linear_vertex_is_exact_on_four_inputs():
     """sigma = z, C_b = 0, C_W = 1: V(l)_(ab)(cd) = (l - 1)(K_ac K_bd + K_ad K_bc) with K = gram (deep linear
-    networks, from V' = C_W^2 [V + K_ac K_bd + K_ad K_bc]); the cubature is exact for these polynomials."""
+    networks, from V' = C_W^2 [V + K_ac K_bd + K_ad K_bc]); the cubature is exact for these polynomials. Four
+    independent inputs in R^4: with C_b = 0 their Gram matrix is layer 1's kernel, which must not be singular."""
     hyper = np.tile([0.0, 1.0, 1.0, 1.0], (DEPTH, 1))
-    arrays, _ = run("linear", X, 1e-6, hyper)  # the estimate is roundoff over 331 776 nodes
-    K = X @ X.T / 3
+    X4 = np.hstack([X, [[0.3], [-0.4], [0.2], [0.8]]])
+    arrays, _ = run("linear", X4, 1e-6, hyper)  # the estimate is roundoff over 331 776 nodes
+    K = X4 @ X4.T / 4
     for l in range(1, DEPTH + 1):
         want = (l - 1) * (np.einsum("ac,bd->abcd", K, K) + np.einsum("ad,bc->abcd", K, K))
         assert np.allclose(arrays["V"][l - 1], want, rtol=1e-10, atol=1e-13)
