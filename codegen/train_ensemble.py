@@ -102,3 +102,15 @@ def train(fns, n: int, depth: int, X, Y, X_test, C_b: float, C_W: float, lambda_
         raise RuntimeError(f"gradient descent did not fit the training set to {tol:g} in {max_steps} steps")
     final = _forward(params, fns, X_test)[-1]
     return Trained(initial, final, initial_train, step)
+
+
+def against_first_line(final: np.ndarray, L0: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(mean, its standard error, Var z_T - Var L_0, its standard error), per test input, from trained outputs
+    ``final`` (count, M) and each network's T-shirt first line L_0 = z_0(x) - r (z_0(X) - y) (count, M), whose mean
+    c = r y is exact. The mean is estimated as E[d] + c with d = z_T - L_0 = O(1/sqrt n), and
+    Var z_T - Var L_0 = E[z_T^2 - L_0^2] - E[d] (E[d] + 2 c): both spread like d, a fraction of the outputs' own
+    spread (the part of L_0 with zero mean is the control variate); standard errors by the delta method."""
+    d, s = final - L0, final**2 - L0**2
+    md, root = d.mean(0), np.sqrt(len(d))
+    spread = s.mean(0) - md * (md + 2 * c)
+    return md + c, d.std(0, ddof=1) / root, spread, (s - 2 * (md + c) * d).std(0, ddof=1) / root

@@ -21,7 +21,7 @@ import argparse
 
 import numpy as np
 
-from pdlt.codegen.train_ensemble import train
+from pdlt.codegen.train_ensemble import against_first_line, train
 from pdlt.generated import load
 from pdlt.runtime.predict import predict
 
@@ -43,12 +43,8 @@ def measure(n: int, depth: int, networks: int, r: np.ndarray, seed: int):
         finals.append(t.final[:, :, 0])
         lines.append(t.initial[:, :, 0] - np.outer(t.initial_train[:, 0, 0] - Y[0, 0], r))
     f, L0 = np.concatenate(finals), np.concatenate(lines)
-    d, s, c = f - L0, f**2 - L0**2, r * Y[0, 0]
-    md = d.mean(0)
-    est = s.mean(0) - md * (md + 2 * c)
-    se = (s - 2 * (md + c) * d).std(0, ddof=1) / np.sqrt(len(d))
-    mean = (n * (md + c), n * d.std(0, ddof=1) / np.sqrt(len(d)))
-    return n * est, n * se, f.var(0, ddof=1), L0.var(0, ddof=1), mean
+    mean, mean_se, est, se = against_first_line(f, L0, r * Y[0, 0])
+    return n * est, n * se, f.var(0, ddof=1), L0.var(0, ddof=1), (n * mean, n * mean_se)
 
 
 def fit(rows: list, want: np.ndarray, what: str, powers: int) -> list[np.ndarray]:

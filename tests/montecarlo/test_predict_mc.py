@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pdlt.codegen.train_ensemble import train
+from pdlt.codegen.train_ensemble import against_first_line, train
 from pdlt.generated import load
 from pdlt.runtime.predict import predict
 
@@ -68,12 +68,9 @@ def _ensembles(p, X, y, XT, depth, widths, seed, lambda_b=1.0, eta=ETA, kappa=No
             t = train(FNS, n, depth, X, y, XT, 0.0, 1.0, lambda_b, 1.0, eta, CHUNK, rng, kappa=kappa)
             finals.append(t.final[:, :, 0])
             lines.append(t.initial[:, :, 0] - (t.initial_train[:, :, 0] - y[:, 0]) @ proj.T)
-        f, L0 = np.concatenate(finals), np.concatenate(lines)
-        d = f - L0  # the estimator of the mean is d + c
-        row = (n * (d.mean(0) + c - p.mean_infinite[:, 0]), n * d.std(0, ddof=1) / np.sqrt(len(d)))
-        s, md = f**2 - L0**2, d.mean(0)
-        spread = (n * (s.mean(0) - md * (md + 2 * c)), n * (s - 2 * (md + c) * d).std(0, ddof=1) / np.sqrt(len(d)))
-        out.append((row, f, spread))
+        f = np.concatenate(finals)
+        mean, mean_se, spread, spread_se = against_first_line(f, np.concatenate(lines), c)
+        out.append(((n * (mean - p.mean_infinite[:, 0]), n * mean_se), f, (n * spread, n * spread_se)))
     return out
 
 
