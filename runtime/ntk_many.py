@@ -3,32 +3,27 @@ tensors V..U on N inputs, layer by layer (issues 7 item 3, 8, 10).
 
 An entry's recursion depends only on which of its slots coincide: for each such pattern (15 for four slots)
 ``pdlt.derive.ntk`` derives it once at pattern labels, in weight form, and a one-to-one relabelling to the
-entry's inputs is exact. The Gaussian expectations <d_B prod sigma^(k)(z_a)> over up to four distinct inputs are
-E[prod sigma^(k)(z_a) h_B(z)] (Price's theorem: h_B is the multivariate Hermite polynomial of the derivatives
-B in the metric K^-1), integrated by a tensor-product rule in whitened coordinates z = L u, K = L L^T: Gauss-
-Legendre panels for groups of one and two inputs (``_axis_rule``), Gauss-Hermite for three and four. Two rule
-sizes give the error estimate; a layer whose worst relative error (against the integral of
-the integrand's absolute value) misses its share of the tolerance is refused. Gauss-Hermite converges
-geometrically for an entire sigma (tanh, erf, gelu, swish, ...), slowly at a kink, so kinked activations are
-refused here (one or two inputs have the piecewise rules of ``pdlt.runtime.ntk``).
-"""
+entry's inputs is exact; the plan finds every entry's canonical slots, pattern and arguments with numpy at once.
+The Gaussian expectations <d_B prod sigma^(k)(z_a)> over one or two distinct inputs are E[prod sigma^(k)(z_a)
+h_B(z)] (Price's theorem: h_B is the multivariate Hermite polynomial of the derivatives B in the metric K^-1),
+integrated by Gauss-Legendre panels in whitened coordinates z = L u, K = L L^T (``_axis_rule``), two rule sizes
+giving the error estimate; over three and four distinct inputs by Hermite series across a split into two pairs
+(``pdlt.runtime.ntk_mehler``), with their own bounds. A layer whose worst relative error misses its share of the
+tolerance is refused. Kinked activations are refused here (one or two inputs have the piecewise rules of
+``pdlt.runtime.ntk``)"""
 
 from __future__ import annotations
 
 import math
 from functools import cache
-from itertools import product
 
 import numpy as np
 import sympy as sp
 
 from .errors import FlowError
-from .ntk import canonical, state_arrays
 
-# nodes per axis, by dimension: for one and two inputs Gauss-Legendre nodes per panel (``_axis_rule``), for more
-# Gauss-Hermite nodes
-RULES = {1: (24, 36), 2: (16, 24), 3: (36, 48), 4: (18, 24)}
-LEGENDRE_UP_TO = 2
+# Gauss-Legendre nodes per panel and axis (``_axis_rule``) by the number of inputs: one and two are integrated here
+RULES = {1: (24, 36), 2: (16, 24)}
 
 
 @cache
@@ -46,11 +41,17 @@ def pattern_of(slots: tuple) -> tuple[int, ...]:
 
 
 @cache
+def _step(labels: tuple) -> dict:
+    ntk, _ = _derivation()
+    return ntk.derive_ntk_step(labels)
+
+
+@cache
 def _rule(name: str, pattern: tuple[int, ...]):
     """(lambdified rule, its tensor symbols, its expectation symbols) for entries of ``name`` with ``pattern``."""
     ntk, nt = _derivation()
     labels = pattern + tuple(range(8, 8 + 4 - len(pattern)))  # the two-slot tensors use a1, a2 only
-    expr = ntk.weight_form(ntk.derive_ntk_step(labels)[name], strict=False)
+    expr = ntk.weight_form(_step(labels)[name], strict=False)
     syms = sorted(expr.free_symbols, key=str)
     tensors = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.TensorEntry)]
     gexps = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.GExp)]
@@ -59,58 +60,141 @@ def _rule(name: str, pattern: tuple[int, ...]):
     return fn, [ntk._REGISTRY[s] for s in tensors], [ntk._REGISTRY[s] for s in gexps]
 
 
-class Plan:
-    """The state entries of N inputs, each entry's rule and the gathers of its arguments, the expectation table."""
+def _patterns(width: int) -> list[tuple[int, ...]]:
+    """Every coincidence pattern of ``width`` slots (restricted growth strings: 2 for two slots, 15 for four)."""
+    out = [()]
+    for _ in range(width):
+        out = [p + (k,) for p in out for k in range(max(p, default=-1) + 2)]
+    return out
 
-    def __init__(self, N: int):
+
+def needed(names) -> tuple[str, ...]:
+    """The tensors whose entries the recursions of ``names`` (and K) read, closed under the recursions."""
+    ntk, _ = _derivation()
+    want, todo = {"K"}, ["K", *names]
+    while todo:
+        name = todo.pop()
+        want.add(name)
+        for pat in _patterns(2 if name in ntk.TWO_SLOT else 4):
+            for t in _rule(name, pat)[1]:
+                if t.name not in want and t.name not in todo:
+                    todo.append(t.name)
+    return tuple(n for n in ntk.TENSORS if n in want)
+
+
+def _codes(slots: np.ndarray, N: int) -> np.ndarray:
+    code = np.zeros(slots.shape[0], dtype=np.int64)
+    for i in range(slots.shape[1]):
+        code = code * N + slots[:, i]
+    return code
+
+
+def _pattern_rows(slots: np.ndarray) -> np.ndarray:
+    """Each row's coincidence pattern: slot i gets the rank of its value's first occurrence."""
+    n, w = slots.shape
+    pat = np.zeros((n, w), dtype=np.int64)
+    seen = np.zeros(n, dtype=np.int64)  # distinct values so far
+    for i in range(w):
+        new = np.ones(n, dtype=bool)
+        for j in range(i):
+            same = slots[:, j] == slots[:, i]
+            pat[same & new, i] = pat[same & new, j]
+            new &= ~same
+        pat[new, i] = seen[new]
+        seen += new
+    return pat
+
+
+class Plan:
+    """The state entries of N inputs for the tensors ``names`` (and what their recursions read), each entry's rule
+    and the gathers of its arguments, the expectation keys grouped by their inputs. Built with numpy over all entries
+    at once: an entry's canonical slots are the least code over its tensor's symmetries, its rule the one derived
+    at its coincidence pattern."""
+
+    def __init__(self, N: int, names=None):
         ntk, _ = _derivation()
         self.N = N
+        self.names = needed(ntk.TENSORS if names is None else names)
         orbits = ntk._ORBITS
-        self.entries: list[tuple] = []
-        index: dict = {}
-        for name in ntk.TENSORS:
+        self.lookup: dict[str, np.ndarray] = {}  # name -> entry of every slot code (N^width)
+        slots_of: list[np.ndarray] = []
+        self.start_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        offset = 0
+        for name in self.names:
             width = 2 if name in ntk.TWO_SLOT else 4
-            for slots in product(range(N), repeat=width):
-                key = canonical(name, slots, orbits)
-                if key not in index:
-                    index[key] = len(self.entries)
-                    self.entries.append((name, tuple(int(c) for c in key[1])))
-        self.index = index
-        gindex: dict = {}
-        groups: dict = {}
+            every = np.indices((N,) * width).reshape(width, -1).T
+            canon = np.min([_codes(every[:, list(p)], N) for p in orbits[name]], axis=0)
+            codes, inverse = np.unique(canon, return_inverse=True)
+            self.lookup[name] = offset + inverse.astype(np.int64)
+            rep = np.stack(np.unravel_index(codes, (N,) * width), axis=1).astype(np.int64)
+            slots_of.append((name, offset, rep))
+            offset += codes.size
+        self.size = offset
         self.calls = []  # (fn, entry rows, tensor gathers (k, m), expectation gathers (g, m))
-        by_rule: dict = {}
-        for i, (name, slots) in enumerate(self.entries):
-            by_rule.setdefault((name, pattern_of(slots)), []).append(i)
-        for (name, pat), rows in by_rule.items():
-            fn, tensors, gexps = _rule(name, pat)
-            tg = np.zeros((len(tensors), len(rows)), dtype=np.int64)
-            eg = np.zeros((len(gexps), len(rows)), dtype=np.int64)
-            for col, row in enumerate(rows):
-                slots = self.entries[row][1]
-                where = {str(p): s for p, s in zip(pat, slots)}
+        keys: list[np.ndarray] = []  # per rule and expectation: (rows, 9) key codes
+        gathers: list[tuple] = []
+        factor_id: dict = {}
+        for name, offset, rep in slots_of:
+            pats = _pattern_rows(rep)
+            pcode = _codes(pats, 4)
+            for pc in np.unique(pcode):
+                sel = np.flatnonzero(pcode == pc)
+                pat = tuple(int(v) for v in pats[sel[0]])
+                fn, tensors, gexps = _rule(name, pat)
+                where = {}
+                for i, p in enumerate(pat):
+                    where.setdefault(str(p), rep[sel, i])
+                tg = np.zeros((len(tensors), sel.size), dtype=np.int64)
                 for k, t in enumerate(tensors):
-                    tg[k, col] = index[canonical(t.name, tuple(where[s] for s in t.slots), orbits)]
-                for k, e in enumerate(gexps):
-                    atoms = tuple(sorted((where[a], power) for a, power in e.atoms))
-                    derivs = tuple(sorted(where[d] for d in e.derivs))
-                    key = (atoms, derivs)
-                    if key not in gindex:
-                        gindex[key] = len(gindex)
-                        groups.setdefault(tuple(sorted({a for a, _ in atoms})), []).append(key)
-                    eg[k, col] = gindex[key]
-            self.calls.append((fn, np.array(rows), tg, eg))
-        self.gindex = gindex
-        self.groups = groups
-        self.k_columns = np.array([[index[canonical("K", (a, b), orbits)] for b in range(N)] for a in range(N)])
+                    concrete = np.stack([where[s] for s in t.slots], axis=1)
+                    tg[k] = self.lookup[t.name][_codes(concrete, N)]
+                eg = []
+                for e in gexps:
+                    labels = sorted({a for a, _ in e.atoms})
+                    ids = [factor_id.setdefault((tuple(sorted(k for a, k in e.atoms if a == lab)),
+                                                 sum(1 for d in e.derivs if d == lab)), len(factor_id))
+                           for lab in labels]  # fmt: skip
+                    concrete = np.stack([where[lab] for lab in labels], axis=1)
+                    order = np.argsort(concrete, axis=1, kind="stable")
+                    key = np.full((sel.size, 9), -1, dtype=np.int64)
+                    key[:, 0] = len(labels)
+                    key[:, 1 : 1 + len(labels)] = np.take_along_axis(concrete, order, axis=1)
+                    key[:, 5 : 5 + len(labels)] = np.asarray(ids)[order]
+                    eg.append(len(keys))
+                    keys.append(key)
+                gathers.append((fn, offset + sel, tg, eg))
+        self.factors = {v: k for k, v in factor_id.items()}
+        allkeys = np.concatenate(keys) if keys else np.zeros((0, 9), dtype=np.int64)
+        unique, inverse = np.unique(allkeys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        bounds = np.cumsum([0] + [k.shape[0] for k in keys])
+        for fn, rows, tg, eg in gathers:
+            e = np.array([inverse[bounds[i] : bounds[i + 1]] for i in eg]).reshape(len(eg), rows.size)
+            self.calls.append((fn, rows, tg, e))
+        self.gindex: dict = {}
+        self.groups: dict = {}
+        for g, row in enumerate(unique):
+            m = int(row[0])
+            labels = tuple(int(v) for v in row[1 : 1 + m])
+            atoms, derivs = [], []
+            for lab, fid in zip(labels, row[5 : 5 + m]):
+                powers, nd = self.factors[int(fid)]
+                atoms += [(lab, k) for k in powers]
+                derivs += [lab] * nd
+            key = (tuple(sorted(atoms)), tuple(sorted(derivs)))
+            self.gindex[key] = g
+            self.groups.setdefault(labels, []).append(key)
+        self.k_columns = self.lookup["K"].reshape(N, N)
+        self.entries_K = slots_of[self.names.index("K")]
+        self.entries_H = slots_of[self.names.index("H")] if "H" in self.names else None
 
     def start(self, gram: np.ndarray, hyper0: np.ndarray) -> np.ndarray:
-        t = np.zeros(len(self.entries))
+        t = np.zeros(self.size)
         cb, cw, lb, lw = hyper0
-        for i, (name, slots) in enumerate(self.entries):
-            if name in ("K", "H"):
-                g = gram[slots[0], slots[1]]
-                t[i] = cb + cw * g if name == "K" else lb + lw * g
+        for entry, (c, w) in ((self.entries_K, (cb, cw)), (self.entries_H, (lb, lw))):
+            if entry is not None:
+                _, offset, rep = entry
+                t[offset + np.arange(rep.shape[0])] = c + w * gram[rep[:, 0], rep[:, 1]]
         return t
 
     def kernel(self, t: np.ndarray) -> np.ndarray:
@@ -121,6 +205,15 @@ class Plan:
         scalars = (r, *hyper)
         for fn, rows, tg, eg in self.calls:
             out[rows] = fn(*t[tg], *e[eg], *scalars)
+        return out
+
+    def arrays(self, T: np.ndarray) -> dict[str, np.ndarray]:
+        """The states T (layers, entries) as arrays: name -> (layers, N, N) or (layers, N, N, N, N)."""
+        ntk, _ = _derivation()
+        out = {}
+        for name in self.names:
+            width = 2 if name in ntk.TWO_SLOT else 4
+            out[name] = T[:, self.lookup[name]].reshape(T.shape[0], *(self.N,) * width)
         return out
 
 
@@ -141,22 +234,15 @@ def _hermite(w: np.ndarray, Kinv: np.ndarray, derivs: tuple, memo: dict) -> np.n
     return out
 
 
-@cache
-def _axis_rule(q: int, m: int, panels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of a rule for E[f(u)], u ~ N(0, 1), on each axis of an m-input group. Gauss-Hermite
+def _axis_rule(q: int, panels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of a rule for E[f(u)], u ~ N(0, 1), on each axis of a one- or two-input group. Gauss-Hermite
     converges slowly where sigma's complex singularities come near the real axis, at distance d / sqrt(K) in u
     (tanh: d = pi/2; the mean square of its third derivative at K = 2.3 is off by 4e-4 at 128 nodes, 8e-6 at
-    192), so one and two inputs, where nodes are cheap, take Gauss-Legendre with q nodes on each of ``panels``
-    equal panels of [-13.4, 13.4]: geometric in the panel's half-width over that distance. Three and four inputs
-    keep Gauss-Hermite, whose node count is what they can afford."""
-    if m <= LEGENDRE_UP_TO:
-        from .kernels import piecewise_rule
+    192), so they take Gauss-Legendre with q nodes on each of ``panels`` equal panels of [-13.4, 13.4]: geometric in
+    the panel's half-width over that distance."""
+    from .ntk_mehler import legendre_panels
 
-        R = math.sqrt(2.0) + 12.0  # piecewise_rule's range for n = 0
-        x, sw = piecewise_rule(q, np.linspace(-R, R, panels + 1)[1:-1], 0)
-        return x, sw * sw
-    x, w = np.polynomial.hermite_e.hermegauss(q)
-    return x, w / math.sqrt(2 * math.pi)
+    return legendre_panels(q, panels)
 
 
 def _panels(K: np.ndarray) -> int:
@@ -164,8 +250,11 @@ def _panels(K: np.ndarray) -> int:
     return 8 * max(1, math.ceil(math.sqrt(float(np.max(np.diag(K))))))
 
 
-def expectations(mod, plan: Plan, K: np.ndarray, params) -> tuple[np.ndarray, float]:
-    """The expectation table at the layer's kernel K, and the worst relative error estimate (two rule sizes)."""
+def expectations(mod, plan: Plan, K: np.ndarray, params, target: float) -> tuple[np.ndarray, float]:
+    """The expectation table at the layer's kernel K, and the worst relative error estimate: groups of one and two
+    inputs by cubature (two rule sizes), of three and four by ``pdlt.runtime.ntk_mehler`` (its truncation chosen for
+    ``target``)."""
+    from . import ntk_mehler
     from .ntk import _tabulate
 
     p = mod.pieces
@@ -173,23 +262,15 @@ def expectations(mod, plan: Plan, K: np.ndarray, params) -> tuple[np.ndarray, fl
     size = np.zeros(len(plan.gindex))
     for labels, keys in plan.groups.items():
         m = len(labels)
+        if m > 2:
+            continue
+        ntk_mehler.check_group(K, labels)
         sub = K[np.ix_(labels, labels)]
-        spectrum = np.linalg.eigvalsh(sub)
-        try:
-            if not spectrum[0] > 1e-12 * spectrum[-1]:  # singular to rounding: a Cholesky factor would be noise
-                raise np.linalg.LinAlgError
-            L = np.linalg.cholesky(sub)
-            Kinv = np.linalg.inv(sub)
-        except np.linalg.LinAlgError:
-            raise FlowError(
-                f"the kernel of inputs {list(labels)} is singular at some layer: the inputs are linearly "
-                "dependent (parallel, or more of them than input dimensions with C_b = 0, where layer 1's kernel "
-                "is their Gram matrix); the NTK statistics of more than two inputs need a nonsingular one: use "
-                "C_b > 0 or independent inputs"
-            ) from None
+        L = np.linalg.cholesky(sub)
+        Kinv = np.linalg.inv(sub)
         pos = {a: i for i, a in enumerate(labels)}
         for rule, q in enumerate(RULES[m]):
-            x, w = _axis_rule(q, m, _panels(sub) if m <= LEGENDRE_UP_TO else 0)
+            x, w = _axis_rule(q, _panels(sub))
             grid = np.stack(np.meshgrid(*([x] * m), indexing="ij"), -1).reshape(-1, m)
             weight = np.prod(np.stack(np.meshgrid(*([w] * m), indexing="ij"), -1).reshape(-1, m), axis=1)
             z = grid @ L.T
@@ -211,27 +292,29 @@ def expectations(mod, plan: Plan, K: np.ndarray, params) -> tuple[np.ndarray, fl
     err = np.abs(values[1] - values[0]) + 8 * np.finfo(float).eps * size
     ok = size > 0
     worst = float(np.max(err[ok] / size[ok], initial=0.0))
+    worst = max(worst, ntk_mehler.expectations(mod, params, K, plan.groups, plan.gindex, values[1], target))
     return values[1], worst
 
 
 def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.ndarray, params,
-              tolerance: float) -> tuple[dict, np.ndarray]:  # fmt: skip
+              tolerance: float, names=None) -> tuple[dict, np.ndarray]:  # fmt: skip
     """(arrays, error): arrays[name] of shape (depth, N, N) for K, H, K1, H1 and (depth, N, N, N, N) for V..U, every
-    entry for the N inputs with gram[a, b] = x_a . x_b / n_0; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W);
-    error[l - 1] the accumulated relative error bound of the expectations."""
+    entry for the N inputs with gram[a, b] = x_a . x_b / n_0, for the tensors ``names`` (default all) and those
+    their recursions read; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W); error[l - 1] the accumulated relative
+    error bound of the expectations."""
     if mod.kinks:
         raise FlowError(
             f"the NTK statistics of more than two inputs are computed for smooth activations so far; {mod.name} has "
             "a kink, where Gauss-Hermite cubature converges too slowly (one or two inputs have piecewise rules)"
         )
     N = gram.shape[0]
-    plan = Plan(N)
-    T = np.zeros((depth, len(plan.entries)))
+    plan = Plan(N, names)
+    T = np.zeros((depth, plan.size))
     T[0] = plan.start(gram, hyper[0])
     rel = np.zeros(max(depth - 1, 1))
     for l in range(depth - 1):
         K = plan.kernel(T[l])
-        e, rel[l] = expectations(mod, plan, K, params)
+        e, rel[l] = expectations(mod, plan, K, params, tolerance / (4 * max(depth - 1, 1)))
         T[l + 1] = plan.step(T[l], e, hyper[l + 1], float(ratios[l]))
     error = np.zeros(depth)
     error[1:] = np.cumsum(rel[: depth - 1])
@@ -243,4 +326,4 @@ def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.n
             f"the Gaussian expectations of the {N}-input NTK statistics of {mod.name} reach a relative error "
             f"~{error[worst]:.1e} at layer {worst + 1}, above tolerance {tolerance:g}: pass a larger tolerance"
         )
-    return state_arrays(T, plan.index, N), error
+    return plan.arrays(T), error

@@ -1,0 +1,324 @@
+"""Gaussian expectations over three and four distinct inputs by Hermite series across a split into two pairs.
+
+The four-index tensors on N inputs need E[f_1(z_1) f_2(z_2) f_3(z_3) f_4(z_4)] for every group of three or four
+distinct inputs, z ~ N(0, K), where each f_i is a product of sigma and its first three derivatives (a weight
+derivative on input i is moved onto f_i by Price's theorem: Leibniz's rule). A tensor-product cubature in four
+dimensions costs 10^5 nodes a group and still converges slowly for tanh; here the four inputs are split into two
+pairs A = (1, 2), B = (3, 4) and
+
+    E[G(v_A) H(v_B)] = sum_(m, n) s_1^m s_2^n G'_mn H'_mn,
+
+with v_A, v_B each pair's whitened coordinates (z_A = L_A v_A, K_AA = L_A L_A^T), rotated so that their cross-
+covariance L_A^-1 K_AB L_B^-T = U diag(s_1, s_2) V^T is diagonal (the canonical correlations, |s| <= 1), and G'_mn
+the coefficients of G(v) = f_1 f_2 on the normalized Hermite functions h_m(v'_1) h_n(v'_2). Each pair's
+coefficients are computed once, in its Cholesky coordinates, by a Gauss-Hermite rule in two dimensions; a rotation
+acts on each total degree D = m + n by a (D + 1)-square orthogonal matrix, built by the ladder recursion of the
+two-dimensional oscillator. Three inputs are a pair and a single input (a pair whose second variable is absent).
+
+Errors, with |s| <= 1 and the rotations orthogonal (Cauchy-Schwarz): the series cut at degree D leaves at most
+sqrt(T_G(D) T_H(D)), T(D) = E[G^2] - sum_(d <= D) |G_d|^2 (Parseval, exact for the rule: it integrates h_m h_n to
+degree 2Q - 1); the coefficients of two rule sizes differ by dG, which moves the sum by at most
+|dG| |H| + |G| |dH|. Both are relative to sqrt(E[G^2] E[H^2]), a bound on |E[G H]|. Each group's pairing is the
+one with the smallest canonical correlation, where the series converges fastest.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+from numba import njit, prange
+
+from .errors import FlowError
+
+_OPTS = {"cache": True, "error_model": "numpy"}
+DEGREES = (64, 128)  # the total Hermite degree of the pairs' coefficient tables: first, then for what it missed
+RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is the tables' difference
+PAIRINGS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))
+SPLITS = (((1, 2), (0,)), ((0, 2), (1,)), ((0, 1), (2,)))  # three inputs: a pair and the single one
+
+
+def factor_terms(powers: tuple, derivs: int) -> tuple:
+    """d^derivs/dz^derivs of prod_i sigma^(p_i)(z) as ((coefficient, orders), ...) by Leibniz's rule."""
+    terms = {tuple(sorted(powers)): 1}
+    for _ in range(derivs):
+        new: dict = {}
+        for orders, c in terms.items():
+            for i in range(len(orders)):
+                o = list(orders)
+                o[i] += 1
+                key = tuple(sorted(o))
+                new[key] = new.get(key, 0) + c
+        terms = new
+    if any(o > 3 for orders in terms for o in orders):
+        raise FlowError(f"a Gaussian expectation needs a derivative of sigma above the third ({powers}, {derivs})")
+    return tuple((c, orders) for orders, c in sorted(terms.items()))
+
+
+def _factor(tab: np.ndarray, terms: tuple) -> np.ndarray:
+    """A factor's values from the tabulated derivatives tab[k] = sigma^(k) at the nodes."""
+    out = np.zeros(tab.shape[1:])
+    for c, orders in terms:
+        f = np.full(tab.shape[1:], float(c))
+        for o in orders:
+            f = f * tab[o]
+        out += f
+    return out
+
+
+@cache
+def legendre_panels(q: int, panels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and probability weights for N(0, 1): Gauss-Legendre with q nodes on each of ``panels`` equal panels of
+    [-13.4, 13.4] (the Gaussian weight beyond is below 1e-39)."""
+    from .kernels import piecewise_rule
+
+    R = math.sqrt(2.0) + 12.0  # piecewise_rule's range for n = 0
+    x, sw = piecewise_rule(q, np.linspace(-R, R, panels + 1)[1:-1], 0)
+    return x, sw * sw
+
+
+@cache
+def _rule(q: int, panels: int, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``legendre_panels`` (sigma's complex singularities sit at distance d / sqrt(K) from the real axis, and h_m
+    oscillates on the scale 1 / sqrt(m): for tanh's sigma''' sigma' at K = 2, Gauss-Hermite's 128 nodes miss the
+    degree-32 coefficients by 8e-6, 16 panels of 24 nodes by 2e-16), and the normalized Hermite polynomials
+    h_m = He_m / sqrt(m!) at the nodes (columns m = 0..M), by their three-term recursion."""
+    x, w = legendre_panels(q, panels)
+    H = np.zeros((x.size, M + 1))
+    H[:, 0] = 1.0
+    H[:, 1] = x
+    for m in range(1, M):
+        H[:, m + 1] = (x * H[:, m] - math.sqrt(m) * H[:, m - 1]) / math.sqrt(m + 1)
+    return x, w, H
+
+
+def _cholesky2(K: np.ndarray, p: int, q: int) -> np.ndarray:
+    a = math.sqrt(K[p, p])
+    b = K[p, q] / a
+    c = K[q, q] - b * b
+    if not c > 1e-12 * K[q, q]:
+        raise np.linalg.LinAlgError
+    return np.array([[a, 0.0], [b, math.sqrt(c)]])
+
+
+def _sigma(pieces, orders: set, z: np.ndarray, scale: float, params) -> np.ndarray:
+    """tab[k] = sigma^(k)(scale z) for the derivative orders k the factors use (zeros elsewhere)."""
+    tab = np.zeros((4, z.size))
+    for k, f in enumerate((pieces.values, pieces.dvalues, pieces.d2values, pieces.d3values)):
+        if k in orders:
+            _call(f, z, scale, params, tab[k])
+    return tab
+
+
+@njit(**_OPTS)
+def _call(f, z, scale, params, out):
+    f(z, z.size, scale, params, out)
+
+
+def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarray, ...]:
+    """Coefficient tables of the requested (p, q, terms_p, terms_q) (q = -1: a single input p), two rules.
+
+    Returns (C, norm2, g, dg, dnorm2): C[t, m, n] the larger rule's coefficients (m + n <= M), norm2[t] its
+    E[G^2], g[t, D] the norm of the degree-D block, dg[t, D] that of the two rules' difference, dnorm2[t] the
+    difference of E[G^2]."""
+    pieces = mod.pieces
+    n = len(requests)
+    out = np.zeros((2, n, M + 1, M + 1))
+    norm2 = np.zeros((2, n))
+    by_pair: dict = {}
+    for t, (p, q, fp, fq) in enumerate(requests):
+        by_pair.setdefault((p, q), []).append((t, fp, fq))
+    for (p, q), items in by_pair.items():
+        big = K[p, p] if q < 0 else max(K[p, p], K[q, q])
+        panels = max(8 * math.ceil(math.sqrt(big)), M // 8)  # h_M oscillates on the scale 1 / sqrt(M)
+        orders = {o for _, fp, fq in items for terms in (fp, fq) for _, os in terms for o in os}
+        for r, q_nodes in enumerate(RULES):
+            x, w, H = _rule(q_nodes, panels, M)
+            if q < 0:
+                tab = _sigma(pieces, orders, x, math.sqrt(K[p, p]), params)
+                for t, fp, _ in items:
+                    F = _factor(tab, fp)
+                    out[r, t, :, 0] = H.T @ (w * F)
+                    norm2[r, t] = w @ (F * F)
+                continue
+            L = _cholesky2(K, p, q)
+            tp = _sigma(pieces, orders, x, L[0, 0], params)
+            zq = (L[1, 0] * x[:, None] + L[1, 1] * x[None, :]).ravel()
+            tq = _sigma(pieces, orders, zq, 1.0, params).reshape(4, x.size, x.size)
+            for t, fp, fq in items:
+                Fp, Fq = _factor(tp, fp), _factor(tq, fq)
+                A = (Fq * w[None, :]) @ H  # A[i, n] = sum_j w_j Fq(x_i, x_j) h_n(x_j)
+                out[r, t] = (H * (w * Fp)[:, None]).T @ A
+                norm2[r, t] = (w * Fp * Fp) @ ((Fq * Fq) @ w)
+    idx = np.add.outer(np.arange(M + 1), np.arange(M + 1))
+    out *= idx <= M
+    g, dg = np.zeros((n, M + 1)), np.zeros((n, M + 1))
+    diff = out[1] - out[0]
+    for D in range(M + 1):
+        g[:, D] = np.sqrt(np.sum(out[1][:, idx == D] ** 2, axis=1))
+        dg[:, D] = np.sqrt(np.sum(diff[:, idx == D] ** 2, axis=1))
+    return out[1], norm2[1], g, dg, np.abs(norm2[1] - norm2[0])
+
+
+@njit(**_OPTS)
+def _ladder(U, prev, new, D):
+    """new[m, p]: the state |m, D - m> of the coordinates v = U v' on the states |p, D - p> of v' (orthonormal
+    Hermite products), from degree D - 1's prev by the raising operators v_1 = U11 a'_1 + U12 a'_2 (rows m >= 1) and
+    v_2 = U21 a'_1 + U22 a'_2 (row 0)."""
+    for m in range(D + 1):
+        a, b = (U[0, 0], U[0, 1]) if m > 0 else (U[1, 0], U[1, 1])
+        row = m - 1 if m > 0 else 0
+        norm = math.sqrt(m if m > 0 else D)
+        for p in range(D + 1):
+            v = 0.0
+            if p > 0:
+                v += a * math.sqrt(p) * prev[row, p - 1]
+            if p < D:
+                v += b * math.sqrt(D - p) * prev[row, p]
+            new[m, p] = v / norm
+
+
+@njit(parallel=True, **_OPTS)
+def _sums(C, gU, gV, gS, degree, start, keyG, keyH, out):
+    """out[k] = sum over degrees D <= degree[g] of sum_p s_1^p s_2^(D - p) (U-rotated G)_p (V-rotated H)_p for the
+    keys k of each group g (start[g] <= k < start[g + 1])."""
+    M = C.shape[1] - 1
+    for g in prange(gU.shape[0]):
+        RU = np.zeros((2, M + 1, M + 1))
+        RV = np.zeros((2, M + 1, M + 1))
+        RU[0, 0, 0] = 1.0
+        RV[0, 0, 0] = 1.0
+        s1, s2 = gS[g, 0], gS[g, 1]
+        p1 = np.ones(M + 1)
+        p2 = np.ones(M + 1)
+        for i in range(1, M + 1):
+            p1[i] = p1[i - 1] * s1
+            p2[i] = p2[i - 1] * s2
+        gd = np.zeros(M + 1)
+        hd = np.zeros(M + 1)
+        for D in range(degree[g] + 1):
+            cur = D % 2
+            if D > 0:
+                _ladder(gU[g], RU[1 - cur], RU[cur], D)
+                _ladder(gV[g], RV[1 - cur], RV[cur], D)
+            for k in range(start[g], start[g + 1]):
+                G, H = keyG[k], keyH[k]
+                for p in range(D + 1):
+                    a = 0.0
+                    b = 0.0
+                    for m in range(D + 1):
+                        a += C[G, m, D - m] * RU[cur, m, p]
+                        b += C[H, m, D - m] * RV[cur, m, p]
+                    gd[p] = a
+                    hd[p] = b
+                acc = 0.0
+                for p in range(D + 1):
+                    acc += gd[p] * hd[p] * p1[p] * p2[D - p]
+                out[k] += acc
+
+
+def check_group(K: np.ndarray, labels: tuple) -> None:
+    """Refuse a group of inputs whose kernel is singular to rounding (a Cholesky factor would be noise)."""
+    spectrum = np.linalg.eigvalsh(K[np.ix_(labels, labels)])
+    if not spectrum[0] > 1e-12 * spectrum[-1]:
+        raise FlowError(
+            f"the kernel of inputs {list(labels)} is singular at some layer: the inputs are linearly dependent "
+            "(parallel, or more of them than input dimensions with C_b = 0, where layer 1's kernel is their Gram "
+            "matrix); the NTK statistics of more than two inputs need a nonsingular one: use C_b > 0 or "
+            "independent inputs"
+        )
+
+
+def _whitened_cross(K: np.ndarray, A: tuple, B: tuple) -> np.ndarray:
+    """L_A^-1 K_AB L_B^-T; a single input B = (k,) has a second, independent unit variable."""
+    LA = _cholesky2(K, *A)
+    if len(B) == 1:
+        cross = np.zeros((2, 2))
+        cross[:, 0] = K[list(A), B[0]] / math.sqrt(K[B[0], B[0]])
+        return np.linalg.solve(LA, cross)
+    LB = _cholesky2(K, *B)
+    return np.linalg.solve(LA, np.linalg.solve(LB, K[np.ix_(A, B)].T).T)
+
+
+def expectations(mod, params, K: np.ndarray, groups: dict, gindex: dict, values: np.ndarray, target: float) -> float:
+    """Fill values[gindex[key]] for every key of the groups of three and four labels; return the worst relative
+    error bound. ``target``: the relative truncation error each group's degree is chosen for (degree 64 first,
+    then 128 for the groups it does not serve: those whose canonical correlation is near 1)."""
+    plans = []  # per group: (U, V, s, rows (value index, G request, H request))
+    for labels, keys in groups.items():
+        if len(labels) < 3:
+            continue
+        check_group(K, labels)
+        options = []
+        for A, B in PAIRINGS if len(labels) == 4 else SPLITS:
+            W = _whitened_cross(K, tuple(labels[i] for i in A), tuple(labels[i] for i in B))
+            U, s, Vt = np.linalg.svd(W)
+            options.append((float(s[0]), A, B, U, s, Vt.T))
+        _, A, B, U, s, V = min(options, key=lambda o: o[0])
+        pos = {a: i for i, a in enumerate(labels)}
+        rows = []
+        for atoms, derivs in keys:
+            per = [
+                factor_terms(tuple(pw for a, pw in atoms if pos[a] == i), sum(1 for d in derivs if pos[d] == i))
+                for i in range(len(labels))
+            ]
+            side = [(labels[i], labels[j], per[i], per[j]) if len(P) == 2 else (labels[P[0]], -1, per[P[0]], ())
+                    for P in (A, B) for i, j in [(P[0], P[-1])]]  # fmt: skip
+            rows.append((gindex[(atoms, derivs)], *side))
+        plans.append((U, V, np.pad(s, (0, 2 - len(s))), rows))
+    worst = 0.0
+    for M in DEGREES:
+        if not plans:
+            break
+        index, rel, missed = _series(mod, params, K, plans, M, target, values)
+        last = M == DEGREES[-1]
+        worst = max(worst, float(np.max(rel[~missed] if not last else rel, initial=0.0)))
+        plans = [] if last else [p for p, miss in zip(plans, missed) if miss]
+    return worst
+
+
+def _series(mod, params, K, plans, M, target, values):
+    """The plans' sums to degree at most M into values; per key its relative error bound, per group whether
+    degree M missed the target."""
+    requests: dict = {}
+    for *_, rows in plans:
+        for _, G, H in rows:
+            requests.setdefault(G, len(requests))
+            requests.setdefault(H, len(requests))
+    C, norm2, g, dg, dnorm2 = tables(mod, params, K, list(requests), M)
+    beyond = np.maximum(norm2 - np.sum(g * g, axis=1), 0.0) + dnorm2  # what lies above degree M (Parseval)
+    start = np.zeros(len(plans) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(p[3]) for p in plans])
+    rows = [row for p in plans for row in p[3]]
+    index = np.array([r[0] for r in rows], dtype=np.int64)
+    keyG = np.array([requests[r[1]] for r in rows], dtype=np.int64)
+    keyH = np.array([requests[r[2]] for r in rows], dtype=np.int64)
+    gS = np.array([p[2] for p in plans])
+    s1 = np.repeat(gS[:, 0], np.diff(start))
+    power = s1[:, None] ** np.arange(M + 2)  # |s_1^p s_2^(D - p)| <= s_1^D
+    size = np.sqrt(norm2[keyG] * norm2[keyH])
+    size = np.where(size > 0, size, 1.0)
+    quad = np.sum(power[:, :-1] * (dg[keyG] * g[keyH] + g[keyG] * dg[keyH]), axis=1) / size
+    terms = power[:, :-1] * g[keyG] * g[keyH]
+    after = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1]  # after[k, D]: the bound on the degrees >= D
+    trunc = np.zeros_like(terms)
+    trunc[:, :-1] = after[:, 1:]
+    trunc += (power[:, -1] * np.sqrt(beyond[keyG] * beyond[keyH]))[:, None]
+    trunc /= size[:, None]  # trunc[k, D]: the bound on what the degrees above D hold
+    degree = np.full(len(plans), M, dtype=np.int64)
+    missed = np.zeros(len(plans), dtype=bool)
+    for gi in range(len(plans)):
+        ok = np.flatnonzero(np.max(trunc[start[gi] : start[gi + 1]], axis=0) <= target)
+        if ok.size:
+            degree[gi] = ok[0]
+        else:
+            missed[gi] = True
+    gU = np.array([p[0] for p in plans])
+    gV = np.array([p[1] for p in plans])
+    out = np.zeros(index.size)
+    _sums(np.ascontiguousarray(C), gU, gV, gS, degree, start, keyG, keyH, out)
+    values[index] = out
+    cut = trunc[np.arange(index.size), np.repeat(degree, np.diff(start))]
+    rel = quad + cut + 8 * np.finfo(float).eps * (M + 1)
+    return index, rel, np.repeat(missed, np.diff(start))
