@@ -24,6 +24,7 @@ from .errors import FlowError
 
 # Gauss-Legendre nodes per panel and axis (``_axis_rule``) by the number of inputs: one and two are integrated here
 RULES = {1: (24, 36), 2: (16, 24)}
+FACTORS = 62  # the most distinct per-input factors (sigma-derivative products) a plan encodes
 
 
 @cache
@@ -165,15 +166,28 @@ class Plan:
                 gathers.append((fn, offset + sel, tg, eg))
         self.factors = {v: k for k, v in factor_id.items()}
         allkeys = np.concatenate(keys) if keys else np.zeros((0, 9), dtype=np.int64)
-        unique, inverse = np.unique(allkeys, axis=0, return_inverse=True)
+        radix = np.array([5] + [N + 1] * 4 + [FACTORS + 1] * 4, dtype=np.int64)  # one int64 a key: 1-D unique
+        if len(factor_id) > FACTORS:
+            raise FlowError(f"the recursions use {len(factor_id)} distinct factors, more than {FACTORS}")
+        code = np.zeros(allkeys.shape[0], dtype=np.int64)
+        for c in range(9):
+            code = code * radix[c] + allkeys[:, c] + (c > 0)
+        codes, inverse = np.unique(code, return_inverse=True)
         inverse = inverse.reshape(-1)
+        unique = np.zeros((codes.size, 9), dtype=np.int64)
+        for c in range(8, -1, -1):
+            codes, unique[:, c] = np.divmod(codes, radix[c])
+            unique[:, c] -= c > 0
         bounds = np.cumsum([0] + [k.shape[0] for k in keys])
         for fn, rows, tg, eg in gathers:
             e = np.array([inverse[bounds[i] : bounds[i + 1]] for i in eg]).reshape(len(eg), rows.size)
             self.calls.append((fn, rows, tg, e))
+        self.keys = unique  # rows: (m, labels, factor ids), padded with -1; a row's index is its expectation's
         self.gindex: dict = {}
         self.groups: dict = {}
         for g, row in enumerate(unique):
+            if row[0] > 2:  # three or four inputs: ``ntk_mehler`` reads the rows
+                continue
             m = int(row[0])
             labels = tuple(int(v) for v in row[1 : 1 + m])
             atoms, derivs = [], []
@@ -255,29 +269,26 @@ def expectations(mod, plan: Plan, K: np.ndarray, params, target: float) -> tuple
     inputs by cubature (two rule sizes), of three and four by ``pdlt.runtime.ntk_mehler`` (its truncation chosen for
     ``target``)."""
     from . import ntk_mehler
-    from .ntk import _tabulate
 
     p = mod.pieces
-    values = np.zeros((2, len(plan.gindex)))
-    size = np.zeros(len(plan.gindex))
+    values = np.zeros((2, len(plan.keys)))
+    size = np.zeros(len(plan.keys))
     for labels, keys in plan.groups.items():
         m = len(labels)
-        if m > 2:
-            continue
-        ntk_mehler.check_group(K, labels)
+        ntk_mehler.check_groups(K, np.array([labels]))
         sub = K[np.ix_(labels, labels)]
         L = np.linalg.cholesky(sub)
         Kinv = np.linalg.inv(sub)
+        orders = {k for atoms, _ in keys for _, k in atoms}
         pos = {a: i for i, a in enumerate(labels)}
         for rule, q in enumerate(RULES[m]):
             x, w = _axis_rule(q, _panels(sub))
             grid = np.stack(np.meshgrid(*([x] * m), indexing="ij"), -1).reshape(-1, m)
             weight = np.prod(np.stack(np.meshgrid(*([w] * m), indexing="ij"), -1).reshape(-1, m), axis=1)
             z = grid @ L.T
-            table = np.zeros((m, 4, z.shape[0]))
-            for i in range(m):
-                _tabulate(p.values, p.dvalues, p.d2values, p.d3values, np.ascontiguousarray(z[:, i]), 1.0, params,
-                          table[i])  # fmt: skip
+            table = np.stack(
+                [ntk_mehler.sigma(p, orders, np.ascontiguousarray(z[:, i]), 1.0, params) for i in range(m)]
+            )
             wz = z @ Kinv  # rows: K^-1 z per node (Kinv symmetric)
             memo: dict = {}
             for key in keys:
@@ -292,7 +303,7 @@ def expectations(mod, plan: Plan, K: np.ndarray, params, target: float) -> tuple
     err = np.abs(values[1] - values[0]) + 8 * np.finfo(float).eps * size
     ok = size > 0
     worst = float(np.max(err[ok] / size[ok], initial=0.0))
-    worst = max(worst, ntk_mehler.expectations(mod, params, K, plan.groups, plan.gindex, values[1], target))
+    worst = max(worst, ntk_mehler.expectations(mod, params, K, plan.keys, plan.factors, values[1], target))
     return values[1], worst
 
 

@@ -39,6 +39,7 @@ PAIRINGS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))
 SPLITS = (((1, 2), (0,)), ((0, 2), (1,)), ((0, 1), (2,)))  # three inputs: a pair and the single one
 
 
+@cache
 def factor_terms(powers: tuple, derivs: int) -> tuple:
     """d^derivs/dz^derivs of prod_i sigma^(p_i)(z) as ((coefficient, orders), ...) by Leibniz's rule."""
     terms = {tuple(sorted(powers)): 1}
@@ -102,7 +103,7 @@ def _cholesky2(K: np.ndarray, p: int, q: int) -> np.ndarray:
     return np.array([[a, 0.0], [b, math.sqrt(c)]])
 
 
-def _sigma(pieces, orders: set, z: np.ndarray, scale: float, params) -> np.ndarray:
+def sigma(pieces, orders: set, z: np.ndarray, scale: float, params) -> np.ndarray:
     """tab[k] = sigma^(k)(scale z) for the derivative orders k the factors use (zeros elsewhere)."""
     tab = np.zeros((4, z.size))
     for k, f in enumerate((pieces.values, pieces.dvalues, pieces.d2values, pieces.d3values)):
@@ -136,21 +137,25 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
         for r, q_nodes in enumerate(RULES):
             x, w, H = _rule(q_nodes, panels, M)
             if q < 0:
-                tab = _sigma(pieces, orders, x, math.sqrt(K[p, p]), params)
+                tab = sigma(pieces, orders, x, math.sqrt(K[p, p]), params)
                 for t, fp, _ in items:
                     F = _factor(tab, fp)
                     out[r, t, :, 0] = H.T @ (w * F)
                     norm2[r, t] = w @ (F * F)
                 continue
             L = _cholesky2(K, p, q)
-            tp = _sigma(pieces, orders, x, L[0, 0], params)
+            tp = sigma(pieces, orders, x, L[0, 0], params)
             zq = (L[1, 0] * x[:, None] + L[1, 1] * x[None, :]).ravel()
-            tq = _sigma(pieces, orders, zq, 1.0, params).reshape(4, x.size, x.size)
+            tq = sigma(pieces, orders, zq, 1.0, params).reshape(4, x.size, x.size)
+            inner: dict = {}  # per factor of q: A[i, n] = sum_j w_j Fq(x_i, x_j) h_n(x_j), and sum_j w_j Fq^2
             for t, fp, fq in items:
-                Fp, Fq = _factor(tp, fp), _factor(tq, fq)
-                A = (Fq * w[None, :]) @ H  # A[i, n] = sum_j w_j Fq(x_i, x_j) h_n(x_j)
+                if fq not in inner:
+                    Fq = _factor(tq, fq)
+                    inner[fq] = ((Fq * w[None, :]) @ H, (Fq * Fq) @ w)
+                A, sq = inner[fq]
+                Fp = _factor(tp, fp)
                 out[r, t] = (H * (w * Fp)[:, None]).T @ A
-                norm2[r, t] = (w * Fp * Fp) @ ((Fq * Fq) @ w)
+                norm2[r, t] = (w * Fp * Fp) @ sq
     idx = np.add.outer(np.arange(M + 1), np.arange(M + 1))
     out *= idx <= M
     g, dg = np.zeros((n, M + 1)), np.zeros((n, M + 1))
@@ -218,83 +223,129 @@ def _sums(C, gU, gV, gS, degree, start, keyG, keyH, out):
                 out[k] += acc
 
 
-def check_group(K: np.ndarray, labels: tuple) -> None:
-    """Refuse a group of inputs whose kernel is singular to rounding (a Cholesky factor would be noise)."""
-    spectrum = np.linalg.eigvalsh(K[np.ix_(labels, labels)])
-    if not spectrum[0] > 1e-12 * spectrum[-1]:
+def check_groups(K: np.ndarray, labels: np.ndarray) -> None:
+    """Refuse groups of inputs (rows of ``labels``) whose kernel is singular to rounding (a Cholesky factor would
+    be noise)."""
+    if labels.shape[0] == 0:
+        return
+    spectrum = np.linalg.eigvalsh(K[labels[:, :, None], labels[:, None, :]])
+    bad = np.flatnonzero(~(spectrum[:, 0] > 1e-12 * spectrum[:, -1]))
+    if bad.size:
         raise FlowError(
-            f"the kernel of inputs {list(labels)} is singular at some layer: the inputs are linearly dependent "
-            "(parallel, or more of them than input dimensions with C_b = 0, where layer 1's kernel is their Gram "
-            "matrix); the NTK statistics of more than two inputs need a nonsingular one: use C_b > 0 or "
+            f"the kernel of inputs {labels[bad[0]].tolist()} is singular at some layer: the inputs are linearly "
+            "dependent (parallel, or more of them than input dimensions with C_b = 0, where layer 1's kernel is their "
+            "Gram matrix); the NTK statistics of more than two inputs need a nonsingular one: use C_b > 0 or "
             "independent inputs"
         )
 
 
+def _inverse_cholesky(K: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """L^-1 of each pair's 2 x 2 kernel, K_pair = L L^T (rows of p, q)."""
+    a = np.sqrt(K[p, p])
+    b = K[p, q] / a
+    c = np.sqrt(np.maximum(K[q, q] - b * b, 1e-300))
+    out = np.zeros((p.size, 2, 2))
+    out[:, 0, 0] = 1 / a
+    out[:, 1, 0] = -b / (a * c)
+    out[:, 1, 1] = 1 / c
+    return out
+
+
 def _whitened_cross(K: np.ndarray, A: tuple, B: tuple) -> np.ndarray:
-    """L_A^-1 K_AB L_B^-T; a single input B = (k,) has a second, independent unit variable."""
-    LA = _cholesky2(K, *A)
+    """L_A^-1 K_AB L_B^-T of each group (A, B: columns of labels, one row per group); a single input B = (k,) has a
+    second, independent unit variable."""
+    LA = _inverse_cholesky(K, A[0], A[1])
+    cross = np.zeros((A[0].size, 2, 2))
     if len(B) == 1:
-        cross = np.zeros((2, 2))
-        cross[:, 0] = K[list(A), B[0]] / math.sqrt(K[B[0], B[0]])
-        return np.linalg.solve(LA, cross)
-    LB = _cholesky2(K, *B)
-    return np.linalg.solve(LA, np.linalg.solve(LB, K[np.ix_(A, B)].T).T)
+        cross[:, 0, 0] = K[A[0], B[0]] / np.sqrt(K[B[0], B[0]])
+        cross[:, 1, 0] = K[A[1], B[0]] / np.sqrt(K[B[0], B[0]])
+        return LA @ cross
+    for i in range(2):
+        for j in range(2):
+            cross[:, i, j] = K[A[i], B[j]]
+    LB = _inverse_cholesky(K, B[0], B[1])
+    return LA @ cross @ LB.transpose(0, 2, 1)
 
 
-def expectations(mod, params, K: np.ndarray, groups: dict, gindex: dict, values: np.ndarray, target: float) -> float:
-    """Fill values[gindex[key]] for every key of the groups of three and four labels; return the worst relative
-    error bound. ``target``: the relative truncation error each group's degree is chosen for (degree 64 first,
+def expectations(mod, params, K: np.ndarray, keys: np.ndarray, factors: dict, values: np.ndarray,
+                 target: float) -> float:  # fmt: skip
+    """Fill values[i] for every key i = (m, labels, factor ids) (rows of ``keys``, padded with -1) of three or four
+    labels; return the worst relative error bound. ``factors``: factor id -> (powers of sigma's derivatives, weight
+    derivatives). ``target``: the relative truncation error each group's degree is chosen for (degree 64 first,
     then 128 for the groups it does not serve: those whose canonical correlation is near 1)."""
-    plans = []  # per group: (U, V, s, rows (value index, G request, H request))
-    for labels, keys in groups.items():
-        if len(labels) < 3:
+    rows = np.flatnonzero(keys[:, 0] >= 3)
+    if rows.size == 0:
+        return 0.0
+    N1 = K.shape[0] + 1
+    glabels, ginv = np.unique(keys[rows, 1:5], axis=0, return_inverse=True)
+    ginv = ginv.reshape(-1)
+    order = np.argsort(ginv, kind="stable")
+    rows, ginv = rows[order], ginv[order]
+    G = glabels.shape[0]
+    four = glabels[:, 3] >= 0
+    for m in (3, 4):
+        sel = glabels[four] if m == 4 else glabels[~four][:, :3]
+        check_groups(K, sel)
+    # every group's best split: the smallest leading canonical correlation
+    best = np.full(G, np.inf)
+    gU, gV, gS = np.zeros((G, 2, 2)), np.zeros((G, 2, 2)), np.zeros((G, 2))
+    split = np.zeros((G, 4), dtype=np.int64)  # positions: A0, A1, B0, B1 (-1: a single input)
+    for m, options in ((4, PAIRINGS), (3, SPLITS)):
+        g = np.flatnonzero(four if m == 4 else ~four)
+        if g.size == 0:
             continue
-        check_group(K, labels)
-        options = []
-        for A, B in PAIRINGS if len(labels) == 4 else SPLITS:
-            W = _whitened_cross(K, tuple(labels[i] for i in A), tuple(labels[i] for i in B))
+        lab = glabels[g]
+        for A, B in options:
+            W = _whitened_cross(K, tuple(lab[:, i] for i in A), tuple(lab[:, i] for i in B))
             U, s, Vt = np.linalg.svd(W)
-            options.append((float(s[0]), A, B, U, s, Vt.T))
-        _, A, B, U, s, V = min(options, key=lambda o: o[0])
-        pos = {a: i for i, a in enumerate(labels)}
-        rows = []
-        for atoms, derivs in keys:
-            per = [
-                factor_terms(tuple(pw for a, pw in atoms if pos[a] == i), sum(1 for d in derivs if pos[d] == i))
-                for i in range(len(labels))
-            ]
-            side = [(labels[i], labels[j], per[i], per[j]) if len(P) == 2 else (labels[P[0]], -1, per[P[0]], ())
-                    for P in (A, B) for i, j in [(P[0], P[-1])]]  # fmt: skip
-            rows.append((gindex[(atoms, derivs)], *side))
-        plans.append((U, V, np.pad(s, (0, 2 - len(s))), rows))
-    worst = 0.0
+            better = s[:, 0] < best[g]
+            h = g[better]
+            best[h] = s[better, 0]
+            gU[h], gV[h], gS[h] = U[better], Vt[better].transpose(0, 2, 1), s[better]
+            split[h] = (*A, *B, -1) if len(B) == 1 else (*A, *B)
+    # each key's two tables: (input p, input q or -1, factor of p, factor of q or -1)
+    pos = split[ginv]
+    lab, fid = keys[rows, 1:5], keys[rows, 5:9]
+    n = np.arange(rows.size)
+
+    def side(i, j):
+        q = np.where(pos[:, j] >= 0, lab[n, pos[:, j]], -1)
+        fq = np.where(pos[:, j] >= 0, fid[n, pos[:, j]], -1)
+        F = len(factors) + 1
+        return ((lab[n, pos[:, i]] * N1 + q + 1) * F + fid[n, pos[:, i]]) * F + fq + 1
+
+    codes, table = np.unique(np.concatenate([side(0, 1), side(2, 3)]), return_inverse=True)
+    table = table.reshape(2, rows.size)
+    F = len(factors) + 1
+    requests = []
+    for c in codes:
+        c, fq = divmod(int(c), F)
+        c, fp = divmod(c, F)
+        p, q = divmod(c, N1)
+        requests.append((p, q - 1, factor_terms(*factors[fp]), factor_terms(*factors[fq - 1]) if fq else ()))
+    start = np.searchsorted(ginv, np.arange(G + 1))
+    worst, groups = 0.0, np.arange(G)
     for M in DEGREES:
-        if not plans:
-            break
-        index, rel, missed = _series(mod, params, K, plans, M, target, values)
         last = M == DEGREES[-1]
-        worst = max(worst, float(np.max(rel[~missed] if not last else rel, initial=0.0)))
-        plans = [] if last else [p for p, miss in zip(plans, missed) if miss]
+        keep = np.concatenate([np.arange(start[g], start[g + 1]) for g in groups])
+        used, local = np.unique(table[:, keep], return_inverse=True)
+        local = local.reshape(2, keep.size)
+        sub_start = np.zeros(groups.size + 1, dtype=np.int64)
+        sub_start[1:] = np.cumsum(start[groups + 1] - start[groups])
+        rel, missed = _series(mod, params, K, [requests[u] for u in used], gU[groups], gV[groups], gS[groups],
+                              sub_start, rows[keep], local[0], local[1], M, target, values)  # fmt: skip
+        worst = max(worst, float(np.max(rel if last else rel[~np.repeat(missed, np.diff(sub_start))], initial=0.0)))
+        groups = groups[missed]
+        if groups.size == 0:
+            break
     return worst
 
 
-def _series(mod, params, K, plans, M, target, values):
-    """The plans' sums to degree at most M into values; per key its relative error bound, per group whether
+def _series(mod, params, K, requests, gU, gV, gS, start, index, keyG, keyH, M, target, values):
+    """The groups' sums to degree at most M into values[index]; per key its relative error bound, per group whether
     degree M missed the target."""
-    requests: dict = {}
-    for *_, rows in plans:
-        for _, G, H in rows:
-            requests.setdefault(G, len(requests))
-            requests.setdefault(H, len(requests))
-    C, norm2, g, dg, dnorm2 = tables(mod, params, K, list(requests), M)
+    C, norm2, g, dg, dnorm2 = tables(mod, params, K, requests, M)
     beyond = np.maximum(norm2 - np.sum(g * g, axis=1), 0.0) + dnorm2  # what lies above degree M (Parseval)
-    start = np.zeros(len(plans) + 1, dtype=np.int64)
-    start[1:] = np.cumsum([len(p[3]) for p in plans])
-    rows = [row for p in plans for row in p[3]]
-    index = np.array([r[0] for r in rows], dtype=np.int64)
-    keyG = np.array([requests[r[1]] for r in rows], dtype=np.int64)
-    keyH = np.array([requests[r[2]] for r in rows], dtype=np.int64)
-    gS = np.array([p[2] for p in plans])
     s1 = np.repeat(gS[:, 0], np.diff(start))
     power = s1[:, None] ** np.arange(M + 2)  # |s_1^p s_2^(D - p)| <= s_1^D
     size = np.sqrt(norm2[keyG] * norm2[keyH])
@@ -306,19 +357,12 @@ def _series(mod, params, K, plans, M, target, values):
     trunc[:, :-1] = after[:, 1:]
     trunc += (power[:, -1] * np.sqrt(beyond[keyG] * beyond[keyH]))[:, None]
     trunc /= size[:, None]  # trunc[k, D]: the bound on what the degrees above D hold
-    degree = np.full(len(plans), M, dtype=np.int64)
-    missed = np.zeros(len(plans), dtype=bool)
-    for gi in range(len(plans)):
-        ok = np.flatnonzero(np.max(trunc[start[gi] : start[gi + 1]], axis=0) <= target)
-        if ok.size:
-            degree[gi] = ok[0]
-        else:
-            missed[gi] = True
-    gU = np.array([p[0] for p in plans])
-    gV = np.array([p[1] for p in plans])
+    worst = np.maximum.reduceat(trunc, start[:-1], axis=0)  # per group and degree
+    ok = worst <= target
+    missed = ~ok.any(axis=1)
+    degree = np.where(missed, M, np.argmax(ok, axis=1)).astype(np.int64)
     out = np.zeros(index.size)
     _sums(np.ascontiguousarray(C), gU, gV, gS, degree, start, keyG, keyH, out)
     values[index] = out
     cut = trunc[np.arange(index.size), np.repeat(degree, np.diff(start))]
-    rel = quad + cut + 8 * np.finfo(float).eps * (M + 1)
-    return index, rel, np.repeat(missed, np.diff(start))
+    return quad + cut + 8 * np.finfo(float).eps * (M + 1), missed
