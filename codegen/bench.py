@@ -210,8 +210,44 @@ def bench_startup() -> dict:
     return out
 
 
+FOUR_CASES = (  # (N, tensors, depth, tolerance): the table of docs/ntk-fluctuations.md, "Many inputs"
+    (6, "all", 10, 1e-8),
+    (8, "all", 10, 1e-8),
+    (16, "all", 10, 1e-6),
+    (32, "V", 5, 1e-8),
+)
+
+
+def bench_four(quick: bool) -> list[dict]:
+    """The four-index tensors on N random inputs in R^10 (tanh at criticality): seconds (warm: the derivation and
+    the numba kernels loaded first) and the error bound at the last layer."""
+    from pdlt.generated import load
+    from pdlt.runtime.kernels import FOUR
+
+    tanh = load("tanh")
+    tanh.kernel(np.eye(3), 2, tensors=("V",), tolerance=1e-3)  # warm-up
+    out = []
+    for N, names, depth, tol in ((4, "V", 3, 1e-8),) if quick else FOUR_CASES:
+        x = np.random.default_rng(0).normal(size=(N, 10))
+        tensors = FOUR[1:] if names == "all" else (names,)
+        start = time.perf_counter()
+        r = tanh.kernel(x, depth, C_b=0.0, C_W=1.0, tensors=("K", *tensors), layers=[depth], tolerance=tol)
+        seconds = time.perf_counter() - start
+        out.append({"N": N, "tensors": names, "depth": depth, "tolerance": tol, "seconds": seconds,
+                    "error": float(r.four_error[-1])})  # fmt: skip
+    return out
+
+
 def main(quick: bool = False, as_json: bool = False, out: str | None = None, kernels: bool = False,
-         sizes: tuple[int, ...] | None = None) -> int:  # fmt: skip
+         sizes: tuple[int, ...] | None = None, four: bool = False) -> int:  # fmt: skip
+    if four:
+        rows = bench_four(quick)
+        if out:
+            Path(out).write_text(json.dumps(rows, indent=1))
+        lines = [f"N = {r['N']:3d}, {r['tensors']:>3s}, depth {r['depth']:2d}, tolerance {r['tolerance']:g}: "
+                 f"{r['seconds']:6.1f} s, error bound {r['error']:.1e}" for r in rows]  # fmt: skip
+        print(json.dumps(rows, indent=1) if as_json else "\n".join(lines))
+        return 0
     if kernels:
         from .bench_kernels import bench_kernels, report
 

@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the JSON results to this file")
     p.add_argument("--kernels", action="store_true", help="benchmark N x N kernel matrices instead")
     p.add_argument("--sizes", help="with --kernels: comma-separated N (default 1000,3000; 300 with --quick)")
+    p.add_argument("--four", action="store_true", help="benchmark the four-index tensors on many inputs instead")
     p.set_defaults(func=("commands", "cmd_bench"))
     return parser
 

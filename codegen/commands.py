@@ -356,4 +356,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise CliError(f"--sizes takes comma-separated integers, got {args.sizes!r}") from None
         if min(sizes) < 2:
             raise CliError(f"--sizes must be >= 2, got {args.sizes}")
-    return bench_main(quick=args.quick, as_json=args.json, out=args.out, kernels=args.kernels, sizes=sizes)
+    return bench_main(quick=args.quick, as_json=args.json, out=args.out, kernels=args.kernels, sizes=sizes,
+                      four=args.four)  # fmt: skip

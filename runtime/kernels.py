@@ -51,7 +51,7 @@ M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
 TENSORS = ("K", "Theta", "G", "H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
 FOUR = ("H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the NTK sector's tensors
-MANY_MAX = 6  # the most inputs they are computed for (three or more: smooth activations, ntk_many)
+MANY_MAX = 64  # the most inputs they are computed for (three or more: smooth activations, ntk_many)
 
 
 @njit(**_OPTS)
@@ -384,8 +384,8 @@ class KernelMatrices:
     E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
     ``G_error[l-1]`` is its accumulated relative error bound, like ``error``.
     ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q``, ``R``, ``S``, ``T``, ``U`` (stored layers, N, N, N, N), when asked
-    for (up to MANY_MAX inputs; three or more for smooth activations, by Gauss-Hermite cubature, whose error
-    bound is typically 1e-5 for three inputs and 1e-4 for four: pass a tolerance above it): the coefficients of
+    for (up to MANY_MAX inputs; three or more for smooth activations, their expectations over three and four
+    inputs by Hermite series across a split into pairs, ``pdlt.runtime.ntk_mehler``): the coefficients of
     1/n_(l-1) of the four-point vertex, the NTK variance (8.82),
     the NTK-preactivation cross-correlation (8.67), the dNTK-preactivation cross-correlation (11.30) and the ddNTK
     means (∞.171, ∞.173), axes in the book's subscript order; ``H1`` (stored layers, N, N): the coefficient of
@@ -686,8 +686,8 @@ def kernel_matrices(
     four = tuple(t for t in FOUR if t in tensors)
     if four and x.shape[0] > MANY_MAX:
         raise FlowError(
-            f"{', '.join(four)} {'is' if len(four) == 1 else 'are'} computed for at most {MANY_MAX} inputs so far "
-            f"(N = {x.shape[0]}: every entry of N^4 needs its own four-input cubature; issue 8)"
+            f"{', '.join(four)} {'is' if len(four) == 1 else 'are'} computed for at most {MANY_MAX} inputs "
+            f"(N = {x.shape[0]}: N^4 entries a tensor and layer, C(N, 4) groups of four inputs a layer)"
         )
     if four and (scheduler is not None or str(out).endswith(".zarr")):
         raise FlowError(f"{', '.join(four)} of one input are computed in process: write a .npz file, no scheduler")
@@ -858,11 +858,18 @@ def kernel_matrices(
                 result.error = np.maximum(result.error, result.four_error)
                 return result
         else:
-            from .ntk_many import many_flow
+            from .api import available_memory
+            from .ntk_many import many_flow, plan_bytes
 
-            arrays, result.four_error = many_flow(mod, depth, x @ x.T / n0, hyper4, ratios, pvals, tolerance)
-            for t in four:
-                result.four[t] = arrays[t][store - 1]
+            need, have = plan_bytes(N, four, depth, store.size), available_memory()
+            if have is not None and need > have // 2:
+                raise FlowError(
+                    f"{', '.join(four)} for N = {N} inputs through {depth} layers need about {need / 2**30:.1f} GiB, "
+                    f"more than half of the {have / 2**30:.1f} GiB available: fewer inputs, tensors or stored layers"
+                )
+            arrays, result.four_error = many_flow(mod, depth, x @ x.T / n0, hyper4, ratios, pvals, tolerance, four,
+                                                  store, progress)  # fmt: skip
+            result.four.update(arrays)
     if out is not None and str(out).endswith(".zarr") or scheduler is not None:
         from .scaleout import run_blocks
 

@@ -106,6 +106,17 @@ def _pattern_rows(slots: np.ndarray) -> np.ndarray:
     return pat
 
 
+def plan_bytes(N: int, names, depth: int, n_store: int) -> int:
+    """About the bytes a flow of ``names`` over N inputs holds: each needed tensor's entry lookup (N^slots int64) and
+    its entries at every layer (N^slots over its symmetries), and the stored arrays of ``names``."""
+    ntk, _ = _derivation()
+    total = 0
+    for name in needed(names):
+        full = N ** (2 if name in ntk.TWO_SLOT else 4)
+        total += 8 * full + 8 * depth * full // len(ntk._ORBITS[name])
+    return total + 8 * n_store * sum(N ** (2 if n in ntk.TWO_SLOT else 4) for n in names)
+
+
 class Plan:
     """The state entries of N inputs for the tensors ``names`` (and what their recursions read), each entry's rule
     and the gathers of its arguments, the expectation keys grouped by their inputs. Built with numpy over all entries
@@ -221,11 +232,11 @@ class Plan:
             out[rows] = fn(*t[tg], *e[eg], *scalars)
         return out
 
-    def arrays(self, T: np.ndarray) -> dict[str, np.ndarray]:
+    def arrays(self, T: np.ndarray, names=None) -> dict[str, np.ndarray]:
         """The states T (layers, entries) as arrays: name -> (layers, N, N) or (layers, N, N, N, N)."""
         ntk, _ = _derivation()
         out = {}
-        for name in self.names:
+        for name in self.names if names is None else names:
             width = 2 if name in ntk.TWO_SLOT else 4
             out[name] = T[:, self.lookup[name]].reshape(T.shape[0], *(self.N,) * width)
         return out
@@ -308,11 +319,12 @@ def expectations(mod, plan: Plan, K: np.ndarray, params, target: float) -> tuple
 
 
 def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.ndarray, params,
-              tolerance: float, names=None) -> tuple[dict, np.ndarray]:  # fmt: skip
-    """(arrays, error): arrays[name] of shape (depth, N, N) for K, H, K1, H1 and (depth, N, N, N, N) for V..U, every
-    entry for the N inputs with gram[a, b] = x_a . x_b / n_0, for the tensors ``names`` (default all) and those
-    their recursions read; hyper[l - 1] = (C_b, C_W, lambda_b, lambda_W); error[l - 1] the accumulated relative
-    error bound of the expectations."""
+              tolerance: float, names=None, layers=None, progress=None) -> tuple[dict, np.ndarray]:  # fmt: skip
+    """(arrays, error): arrays[name] of shape (layers, N, N) for K, H, K1, H1 and (layers, N, N, N, N) for V..U, every
+    entry for the N inputs with gram[a, b] = x_a . x_b / n_0, for the tensors ``names`` (default: all; computed with
+    those their recursions read) at the layer numbers ``layers`` (default: all); hyper[l - 1] = (C_b, C_W, lambda_b,
+    lambda_W); error[l - 1] the accumulated relative error bound of the expectations. ``progress(done, total)`` is
+    called after each layer."""
     if mod.kinks:
         raise FlowError(
             f"the NTK statistics of more than two inputs are computed for smooth activations so far; {mod.name} has "
@@ -327,6 +339,8 @@ def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.n
         K = plan.kernel(T[l])
         e, rel[l] = expectations(mod, plan, K, params, tolerance / (4 * max(depth - 1, 1)))
         T[l + 1] = plan.step(T[l], e, hyper[l + 1], float(ratios[l]))
+        if progress is not None:
+            progress(l + 1, depth - 1)
     error = np.zeros(depth)
     error[1:] = np.cumsum(rel[: depth - 1])
     if not np.all(np.isfinite(T)):
@@ -337,4 +351,5 @@ def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.n
             f"the Gaussian expectations of the {N}-input NTK statistics of {mod.name} reach a relative error "
             f"~{error[worst]:.1e} at layer {worst + 1}, above tolerance {tolerance:g}: pass a larger tolerance"
         )
-    return plan.arrays(T), error
+    stored = np.arange(depth) if layers is None else np.asarray(layers) - 1
+    return plan.arrays(T[stored], names), error

@@ -119,3 +119,15 @@ def test_kernel_bench_times_the_finite_width_mean_kernel_beside():
     g = data["cases"][2]
     assert _positive(g["seconds"]) and g["ratio"] == g["seconds"] / data["cases"][1]["seconds"]
     assert "of K+Theta" in report(data)[4]
+
+
+def test_bench_four_quick(capsys, tmp_path):
+    """``pdlt bench --four --quick``: V on four inputs through three layers, one line per case and the JSON rows
+    in --out, the error bound within the tolerance asked for."""
+    out_file = tmp_path / "four.json"
+    assert main(["bench", "--four", "--quick", "--out", str(out_file)]) == 0
+    out, _ = capsys.readouterr()
+    rows = json.loads(out_file.read_text())
+    assert [(r["N"], r["tensors"], r["depth"]) for r in rows] == [(4, "V", 3)]
+    assert 0 < rows[0]["error"] <= rows[0]["tolerance"] and rows[0]["seconds"] > 0
+    assert out.startswith("N =   4,   V, depth  3")

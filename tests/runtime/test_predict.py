@@ -174,7 +174,7 @@ def test_a_training_input_is_fitted_exactly_and_vector_targets_scale():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"train_inputs": np.eye(6, 3, k=-3) + np.eye(6, 3), "train_targets": np.ones(6)}, "at most 5 training"),
+        ({"train_inputs": np.eye(64, 3, k=-3) + np.eye(64, 3), "train_targets": np.ones(64)}, "at most 63 training"),
         ({"train_inputs": np.vstack([X, X]), "train_targets": [1.0, 2.0]}, "repeat an input"),
         ({"train_inputs": np.vstack([X, X * (1 + 1e-9)]), "train_targets": [1.0, 2.0]}, "training NTK is singular"),
         ({"activation": "relu"}, "does not have: its kink"),
