@@ -58,13 +58,14 @@ class _Bar:
     def __init__(self, pairs: int) -> None:
         self.pairs, self.live = pairs, sys.stderr.isatty()
 
-    def __call__(self, done: int, total: int) -> None:
-        """done of total blocks."""
+    def __call__(self, done: int, total: int, what: str | None = None) -> None:
+        """done of total blocks of pairs, or of total ``what`` (the four-index tensors' layers)."""
         if self.live:
             filled = int(30 * done / max(total, 1))
             bar = "#" * filled + "-" * (30 - filled)
             end = "\n" if done >= total else ""
-            line = f"\rpdlt: [{bar}] {100 * done / max(total, 1):3.0f}% of {self.pairs:,} pairs"
+            unit = f"{self.pairs:,} pairs" if what is None else f"{total:,} {what}"
+            line = f"\rpdlt: [{bar}] {100 * done / max(total, 1):3.0f}% of {unit}"
             print(line, end=end, file=sys.stderr, flush=True)
 
 

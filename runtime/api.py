@@ -49,7 +49,9 @@ lambda_b = 1 and lambda_W = n_(l-1), which is neural-tangents' ``parameterizatio
 stored layers (default all), ``tensors`` is a subset of ("K", "Theta", "G"). "G" is the finite-width mean kernel to
 ``order`` (1 or 2) in 1/n: E[G_ab(l)] = sum_k G[k]_ab / n_(l-1)^k; ``widths`` (n_1..n_(L-1)) enter it through
 their ratios only (equal widths by default). ``progress(done, total)`` is called
-as blocks of pairs finish. ``out`` (a .npz file or a .zarr store) is written atomically; with a .zarr store
+as blocks of pairs finish; before them, with four-index tensors on three or more inputs, after each layer of
+those, as ``progress(done, total, "layers")`` where the callable takes a third argument. ``out`` (a .npz file
+or a .zarr store) is written atomically; with a .zarr store
 the result's K and Theta are zarr arrays and the matrices never need to fit in memory. ``scheduler``
 (a dask.distributed address, or "local") computes blocks of ``chunk_size`` x ``chunk_size`` pairs on
 that cluster, with results identical to the single-process run. Keyword parameters of the activation: {params}.

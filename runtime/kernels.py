@@ -31,6 +31,7 @@ The f_k are Gauss-Hermite sums with 3M + 48 nodes; their change from 2M + 32 nod
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -655,6 +656,19 @@ def _series(mod, values, K: np.ndarray, s2: np.ndarray, d2: np.ndarray, params, 
     return coef, Ms, quads, tails, eta
 
 
+def _stage(progress: Callable | None, what: str) -> Callable | None:
+    """``progress`` for a stage that counts something other than pairs: told what, where it takes a third argument."""
+    if progress is None:
+        return None
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return progress
+    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(params) >= 3:
+        return lambda done, total: progress(done, total, what)
+    return progress
+
+
 def kernel_matrices(
     mod,
     inputs,
@@ -868,7 +882,7 @@ def kernel_matrices(
                     f"more than half of the {have / 2**30:.1f} GiB available: fewer inputs, tensors or stored layers"
                 )
             arrays, result.four_error = many_flow(mod, depth, x @ x.T / n0, hyper4, ratios, pvals, tolerance, four,
-                                                  store, progress)  # fmt: skip
+                                                  store, _stage(progress, "layers"))  # fmt: skip
             result.four.update(arrays)
     if out is not None and str(out).endswith(".zarr") or scheduler is not None:
         from .scaleout import run_blocks

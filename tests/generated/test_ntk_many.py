@@ -112,3 +112,15 @@ def test_refusals():
     four_in_three = np.array([[1.0, 0.3, -0.2], [-0.3, 1.0, 0.0], [0.2, -0.1, 1.0], [0.7, 0.7, 0.0]])
     with pytest.raises(FlowError, match="more of them than input dimensions with C_b = 0"):  # Gram matrix of rank 3
         load("tanh").kernel(four_in_three, 3, tensors=("A",), tolerance=1e-3)
+
+
+def test_progress_counts_the_layers_then_the_pairs():
+    """With four-index tensors on three inputs the flow reports each layer (told "layers" where the callback takes
+    a third argument), then the blocks of pairs as before; a two-argument callback gets two arguments."""
+    told, plain = [], []
+    tanh = load("tanh")
+    tanh.kernel(X[:3], 4, tensors=("V",), tolerance=1e-6, progress=lambda d, t, what="pairs": told.append((d, t, what)))
+    tanh.kernel(X[:3], 4, tensors=("V",), tolerance=1e-6, progress=lambda d, t: plain.append((d, t)))
+    assert told[:3] == [(1, 3, "layers"), (2, 3, "layers"), (3, 3, "layers")]
+    assert told[3:] and all(w == "pairs" for *_, w in told[3:]) and told[-1][0] == told[-1][1]
+    assert plain == [(d, t) for d, t, _ in told]
