@@ -24,6 +24,7 @@ from .errors import FlowError
 
 # Gauss-Legendre nodes per panel and axis (``_axis_rule``) by the number of inputs: one and two are integrated here
 RULES = {1: (24, 36), 2: (16, 24)}
+KINK_SMOOTH_ONLY = ("P", "Q", "R", "S", "T", "U")  # their 3-4 input expectations need sigma''
 FACTORS = 62  # the most distinct per-input factors (sigma-derivative products) a plan encodes
 
 
@@ -48,11 +49,12 @@ def _step(labels: tuple) -> dict:
 
 
 @cache
-def _rule(name: str, pattern: tuple[int, ...]):
-    """(lambdified rule, its tensor symbols, its expectation symbols) for entries of ``name`` with ``pattern``."""
+def _rule(name: str, pattern: tuple[int, ...], kinked: bool = False):
+    """(lambdified rule, its tensor symbols, its expectation symbols) for entries of ``name`` with ``pattern``; for
+    a ``kinked`` sigma every sigma'' is integrated by parts (``weight_form``), for a smooth one it stays."""
     ntk, nt = _derivation()
     labels = pattern + tuple(range(8, 8 + 4 - len(pattern)))  # the two-slot tensors use a1, a2 only
-    expr = ntk.weight_form(_step(labels)[name], strict=False)
+    expr = ntk.weight_form(_step(labels)[name], strict=kinked)
     syms = sorted(expr.free_symbols, key=str)
     tensors = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.TensorEntry)]
     gexps = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.GExp)]
@@ -123,7 +125,7 @@ class Plan:
     at once: an entry's canonical slots are the least code over its tensor's symmetries, its rule the one derived
     at its coincidence pattern."""
 
-    def __init__(self, N: int, names=None):
+    def __init__(self, N: int, names=None, kinked: bool = False):
         ntk, _ = _derivation()
         self.N = N
         self.names = needed(ntk.TENSORS if names is None else names)
@@ -152,7 +154,7 @@ class Plan:
             for pc in np.unique(pcode):
                 sel = np.flatnonzero(pcode == pc)
                 pat = tuple(int(v) for v in pats[sel[0]])
-                fn, tensors, gexps = _rule(name, pat)
+                fn, tensors, gexps = _rule(name, pat, kinked)
                 where = {}
                 for i, p in enumerate(pat):
                     where.setdefault(str(p), rep[sel, i])
@@ -270,6 +272,23 @@ def _axis_rule(q: int, panels: int) -> tuple[np.ndarray, np.ndarray]:
     return legendre_panels(q, panels)
 
 
+def _group_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (n, m) and weights (n,) in whitened coordinates u (z = L u) of a one- or two-input group: the tensor
+    product of ``_axis_rule``, or for a kinked sigma the pieces cut where each z_a crosses a kink (``pair_rule``)."""
+    from .ntk_mehler import cut_rule, pair_rule
+
+    m = L.shape[0]
+    if kinks.size == 0:
+        x, w = _axis_rule(q, panels)
+        grid = np.stack(np.meshgrid(*([x] * m), indexing="ij"), -1).reshape(-1, m)
+        return grid, np.prod(np.stack(np.meshgrid(*([w] * m), indexing="ij"), -1).reshape(-1, m), axis=1)
+    if m == 1:
+        x, w = cut_rule(q, panels, (kinks / L[0, 0])[None, :])
+        return x[0][:, None], w[0]
+    x, w, y, v = pair_rule(q, panels, L, kinks)
+    return np.stack([np.repeat(x, y.shape[1]), y.ravel()], axis=1), (w[:, None] * v).ravel()
+
+
 def _panels(K: np.ndarray) -> int:
     """Panels per axis: 8 per unit of sqrt(K) (the singularities' distance shrinks like 1 / sqrt(K)), at least 8."""
     return 8 * max(1, math.ceil(math.sqrt(float(np.max(np.diag(K))))))
@@ -282,6 +301,7 @@ def expectations(mod, plan: Plan, K: np.ndarray, params, target: float) -> tuple
     from . import ntk_mehler
 
     p = mod.pieces
+    kinks = np.array(mod.kinks, dtype=np.float64)
     values = np.zeros((2, len(plan.keys)))
     size = np.zeros(len(plan.keys))
     for labels, keys in plan.groups.items():
@@ -293,9 +313,7 @@ def expectations(mod, plan: Plan, K: np.ndarray, params, target: float) -> tuple
         orders = {k for atoms, _ in keys for _, k in atoms}
         pos = {a: i for i, a in enumerate(labels)}
         for rule, q in enumerate(RULES[m]):
-            x, w = _axis_rule(q, _panels(sub))
-            grid = np.stack(np.meshgrid(*([x] * m), indexing="ij"), -1).reshape(-1, m)
-            weight = np.prod(np.stack(np.meshgrid(*([w] * m), indexing="ij"), -1).reshape(-1, m), axis=1)
+            grid, weight = _group_rule(q, _panels(sub), L, kinks)
             z = grid @ L.T
             table = np.stack(
                 [ntk_mehler.sigma(p, orders, np.ascontiguousarray(z[:, i]), 1.0, params) for i in range(m)]
@@ -325,13 +343,17 @@ def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.n
     those their recursions read) at the layer numbers ``layers`` (default: all); hyper[l - 1] = (C_b, C_W, lambda_b,
     lambda_W); error[l - 1] the accumulated relative error bound of the expectations. ``progress(done, total)`` is
     called after each layer."""
-    if mod.kinks:
+    ntk, _ = _derivation()
+    kinked = bool(mod.kinks)
+    dnt = [t for t in needed(ntk.TENSORS if names is None else names) if t in KINK_SMOOTH_ONLY]
+    if kinked and dnt:
         raise FlowError(
-            f"the NTK statistics of more than two inputs are computed for smooth activations so far; {mod.name} has "
-            "a kink, where Gauss-Hermite cubature converges too slowly (one or two inputs have piecewise rules)"
+            f"{', '.join(dnt)} on more than two inputs {'is' if len(dnt) == 1 else 'are'} computed for smooth "
+            f"activations so far: {mod.name} has a kink, where their three- and four-input expectations hold sigma'' "
+            "(a point mass: one or two inputs have it by parts); K, Theta, H1, V, A, B, D, F are computed"
         )
     N = gram.shape[0]
-    plan = Plan(N, names)
+    plan = Plan(N, names, kinked)
     T = np.zeros((depth, plan.size))
     T[0] = plan.start(gram, hyper[0])
     rel = np.zeros(max(depth - 1, 1))

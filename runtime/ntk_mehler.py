@@ -86,11 +86,7 @@ def _rule(q: int, panels: int, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     degree-32 coefficients by 8e-6, 16 panels of 24 nodes by 2e-16), and the normalized Hermite polynomials
     h_m = He_m / sqrt(m!) at the nodes (columns m = 0..M), by their three-term recursion."""
     x, w = legendre_panels(q, panels)
-    H = np.zeros((x.size, M + 1))
-    H[:, 0] = 1.0
-    H[:, 1] = x
-    for m in range(1, M):
-        H[:, m + 1] = (x * H[:, m] - math.sqrt(m) * H[:, m - 1]) / math.sqrt(m + 1)
+    H = hermite(x, M)
     return x, w, H
 
 
@@ -117,6 +113,65 @@ def _call(f, z, scale, params, out):
     f(z, z.size, scale, params, out)
 
 
+def hermite(x: np.ndarray, M: int) -> np.ndarray:
+    """h_m(x) = He_m(x) / sqrt(m!) for m = 0..M along a new last axis, by the three-term recursion."""
+    H = np.zeros((*x.shape, M + 1))
+    H[..., 0] = 1.0
+    if M > 0:
+        H[..., 1] = x
+    for m in range(1, M):
+        H[..., m + 1] = (x * H[..., m] - math.sqrt(m) * H[..., m - 1]) / math.sqrt(m + 1)
+    return H
+
+
+def cut_rule(q: int, panels: int, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``cuts`` (rows, k): nodes and probability weights for N(0, 1), Gauss-Legendre with q nodes on each
+    piece of ``panels`` equal panels of [-13.4, 13.4] cut again at the row's points (a kink of sigma: the pieces are
+    smooth, so it costs no accuracy; points outside are moved to the ends, where they cut off nothing). Every row
+    has (panels + k) q nodes."""
+    R = math.sqrt(2.0) + 12.0  # legendre_panels' range
+    t, w = np.polynomial.legendre.leggauss(q)
+    edges = np.broadcast_to(np.linspace(-R, R, panels + 1), (cuts.shape[0], panels + 1))
+    bounds = np.sort(np.concatenate([edges, np.clip(cuts, -R, R)], axis=1), axis=1)
+    lo, half = bounds[:, :-1, None], 0.5 * np.diff(bounds, axis=1)[:, :, None]
+    x = (lo + half * (t + 1.0)).reshape(cuts.shape[0], -1)
+    weight = (half * w).reshape(cuts.shape[0], -1) * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return x, weight
+
+
+def pair_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray):
+    """A rule for E[f(z)] over a pair z = L u, u ~ N(0, I), L lower triangular, f smooth between sigma's kinks in
+    each coordinate: nodes x (Q,) and weights w (Q,) for u_1, cut where z_1 = L11 u_1 crosses a kink, and for each of
+    them nodes y[i] (Q, Q') and weights v[i] for u_2, cut where z_2 = L21 x_i + L22 u_2 does."""
+    x, w = cut_rule(q, panels, (kinks / L[0, 0])[None, :])
+    y, v = cut_rule(q, panels, (kinks[None, :] - L[1, 0] * x[0][:, None]) / L[1, 1])
+    return x[0], w[0], y, v
+
+
+def _kinked_table(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r):
+    """``tables`` for a kinked sigma: the nodes of each pair cut at the kinks, row by row (``pair_rule``)."""
+    if q < 0:
+        x, w = cut_rule(q_nodes, panels, (kinks / math.sqrt(K[p, p]))[None, :])
+        x, w = x[0], w[0]
+        tab, H = sigma(pieces, orders, x, math.sqrt(K[p, p]), params), hermite(x, M)
+        for t, fp, _ in items:
+            F = _factor(tab, fp)
+            out[r, t, :, 0] = H.T @ (w * F)
+            norm2[r, t] = w @ (F * F)
+        return
+    L = _cholesky2(K, p, q)
+    x, w, y, v = pair_rule(q_nodes, panels, L, kinks)
+    H, Hy = hermite(x, M), hermite(y, M)
+    tp = sigma(pieces, orders, x, L[0, 0], params)
+    zq = (L[1, 0] * x[:, None] + L[1, 1] * y).ravel()
+    tq = sigma(pieces, orders, zq, 1.0, params).reshape(4, *y.shape)
+    for t, fp, fq in items:
+        Fp, Fq = _factor(tp, fp), _factor(tq, fq)
+        A = np.einsum("ij,ijn->in", Fq * v, Hy)
+        out[r, t] = (H * (w * Fp)[:, None]).T @ A
+        norm2[r, t] = (w * Fp * Fp) @ np.sum(Fq * Fq * v, axis=1)
+
+
 def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarray, ...]:
     """Coefficient tables of the requested (p, q, terms_p, terms_q) (q = -1: a single input p), two rules.
 
@@ -124,6 +179,7 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
     E[G^2], g[t, D] the norm of the degree-D block, dg[t, D] that of the two rules' difference, dnorm2[t] the
     difference of E[G^2]."""
     pieces = mod.pieces
+    kinks = np.array(mod.kinks, dtype=np.float64)
     n = len(requests)
     out = np.zeros((2, n, M + 1, M + 1))
     norm2 = np.zeros((2, n))
@@ -135,6 +191,9 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
         panels = max(8 * math.ceil(math.sqrt(big)), M // 8)  # h_M oscillates on the scale 1 / sqrt(M)
         orders = {o for _, fp, fq in items for terms in (fp, fq) for _, os in terms for o in os}
         for r, q_nodes in enumerate(RULES):
+            if kinks.size:
+                _kinked_table(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r)
+                continue
             x, w, H = _rule(q_nodes, panels, M)
             if q < 0:
                 tab = sigma(pieces, orders, x, math.sqrt(K[p, p]), params)

@@ -101,7 +101,7 @@ def test_symmetries_of_three_input_tensors():
 
 
 def test_refusals():
-    with pytest.raises(FlowError, match="smooth activations so far; relu has a kink"):
+    with pytest.raises(FlowError, match="P, Q, R, S, T, U on more than two inputs are computed for smooth activations"):
         run("relu", X[:3])
     with pytest.raises(FlowError, match="at most 64 inputs"):
         load("tanh").kernel(np.eye(65), 3, tensors=("A",))
@@ -124,3 +124,17 @@ def test_progress_counts_the_layers_then_the_pairs():
     assert told[:3] == [(1, 3, "layers"), (2, 3, "layers"), (3, 3, "layers")]
     assert told[3:] and all(w == "pairs" for *_, w in told[3:]) and told[-1][0] == told[-1][1]
     assert plain == [(d, t) for d, t, _ in told]
+
+
+@pytest.mark.parametrize("name", ["relu", "hard_tanh"])
+def test_kinked_three_inputs_hold_the_pair_flow(name):
+    """A kinked sigma on three inputs (V, A, B, D, F, H1: no sigma'' in their three-input expectations; the one- and
+    two-input groups cut at the kinks, the triples by Hermite series over kink-cut tables): the block of the first
+    two inputs is the two-input pair flow's (its own piecewise rules) to 1e-11 of each tensor's largest entry."""
+    tensors = ("V", "A", "B", "D", "F", "H1")
+    three = load(name).kernel(X[:3], DEPTH, C_b=0.1, C_W=1.5, tensors=tensors, tolerance=1e-6)
+    two = load(name).kernel(X[:2], DEPTH, C_b=0.1, C_W=1.5, tensors=tensors, tolerance=1e-8)
+    assert three.four_error[-1] < 1e-6
+    for t, want in two.four.items():
+        got = three.four[t][(slice(None), *([slice(0, 2)] * (want.ndim - 1)))]
+        assert np.max(np.abs(got - want)) <= 1e-11 * np.max(np.abs(want)), t
