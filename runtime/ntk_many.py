@@ -24,7 +24,7 @@ from .errors import FlowError
 
 # Gauss-Legendre nodes per panel and axis (``_axis_rule``) by the number of inputs: one and two are integrated here
 RULES = {1: (24, 36), 2: (16, 24)}
-KINK_SMOOTH_ONLY = ("P", "Q", "R", "S", "T", "U")  # their 3-4 input expectations need sigma''
+KINK_SMOOTH_ONLY = ("R", "S", "T", "U")  # sigma'' twice: infinite where sigma has a kink (book ∞.39-44)
 FACTORS = 62  # the most distinct per-input factors (sigma-derivative products) a plan encodes
 
 
@@ -348,9 +348,8 @@ def many_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.n
     dnt = [t for t in needed(ntk.TENSORS if names is None else names) if t in KINK_SMOOTH_ONLY]
     if kinked and dnt:
         raise FlowError(
-            f"{', '.join(dnt)} on more than two inputs {'is' if len(dnt) == 1 else 'are'} computed for smooth "
-            f"activations so far: {mod.name} has a kink, where their three- and four-input expectations hold sigma'' "
-            "(a point mass: one or two inputs have it by parts); K, Theta, H1, V, A, B, D, F are computed"
+            f"{', '.join(dnt)} {'is' if len(dnt) == 1 else 'are'} not defined for {mod.name}: "
+            f"{'it needs' if len(dnt) == 1 else 'they need'} sigma'' twice, a product of point masses at its kink"
         )
     N = gram.shape[0]
     plan = Plan(N, names, kinked)

@@ -35,6 +35,7 @@ from .errors import FlowError
 _OPTS = {"cache": True, "error_model": "numpy"}
 DEGREES = (64, 128)  # the total Hermite degree of the pairs' coefficient tables: first, then for what it missed
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is the tables' difference
+Z = 4  # the "order" of the preactivation itself in a factor: tab[Z] = z (weight derivatives of a kinked sigma)
 PAIRINGS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))
 SPLITS = (((1, 2), (0,)), ((0, 2), (1,)), ((0, 1), (2,)))  # three inputs: a pair and the single one
 
@@ -100,11 +101,13 @@ def _cholesky2(K: np.ndarray, p: int, q: int) -> np.ndarray:
 
 
 def sigma(pieces, orders: set, z: np.ndarray, scale: float, params) -> np.ndarray:
-    """tab[k] = sigma^(k)(scale z) for the derivative orders k the factors use (zeros elsewhere)."""
-    tab = np.zeros((4, z.size))
+    """tab[k] = sigma^(k)(scale z) for the derivative orders k < 4 the factors use (zeros elsewhere), and
+    tab[Z] = scale z."""
+    tab = np.zeros((5, z.size))
     for k, f in enumerate((pieces.values, pieces.dvalues, pieces.d2values, pieces.d3values)):
         if k in orders:
             _call(f, z, scale, params, tab[k])
+    tab[Z] = scale * z
     return tab
 
 
@@ -164,7 +167,7 @@ def _kinked_table(pieces, orders, params, K, p, q, items, q_nodes, panels, M, ki
     H, Hy = hermite(x, M), hermite(y, M)
     tp = sigma(pieces, orders, x, L[0, 0], params)
     zq = (L[1, 0] * x[:, None] + L[1, 1] * y).ravel()
-    tq = sigma(pieces, orders, zq, 1.0, params).reshape(4, *y.shape)
+    tq = sigma(pieces, orders, zq, 1.0, params).reshape(5, *y.shape)
     for t, fp, fq in items:
         Fp, Fq = _factor(tp, fp), _factor(tq, fq)
         A = np.einsum("ij,ijn->in", Fq * v, Hy)
@@ -205,7 +208,7 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
             L = _cholesky2(K, p, q)
             tp = sigma(pieces, orders, x, L[0, 0], params)
             zq = (L[1, 0] * x[:, None] + L[1, 1] * x[None, :]).ravel()
-            tq = sigma(pieces, orders, zq, 1.0, params).reshape(4, x.size, x.size)
+            tq = sigma(pieces, orders, zq, 1.0, params).reshape(5, x.size, x.size)
             inner: dict = {}  # per factor of q: A[i, n] = sum_j w_j Fq(x_i, x_j) h_n(x_j), and sum_j w_j Fq^2
             for t, fp, fq in items:
                 if fq not in inner:
@@ -326,6 +329,47 @@ def _whitened_cross(K: np.ndarray, A: tuple, B: tuple) -> np.ndarray:
     return LA @ cross @ LB.transpose(0, 2, 1)
 
 
+def _terms(factor: tuple) -> tuple:
+    """A factor (powers, weight derivatives, powers of z) as ((coefficient, orders), ...): Leibniz's rule for the
+    derivatives (a smooth sigma), z as the order Z."""
+    powers, derivs, zexp = factor
+    return tuple((c, tuple(sorted(orders + (Z,) * zexp))) for c, orders in factor_terms(powers, derivs))
+
+
+def _by_parts(K: np.ndarray, keys: np.ndarray, factors: dict):
+    """For a kinked sigma, move each weight derivative off its factor (where Leibniz's rule would make sigma'' a
+    point mass) by Price's theorem read backwards: <d_b F> = E[F w_b], w = K_group^-1 z, a sum over the group's inputs
+    a of K^-1_ba E[F z_a]. Returns the expanded keys (their factors with powers of z), their factors, the key each
+    one adds to and its coefficient."""
+    extended = {f: (*factors[f], 0) for f in factors}
+    fid = {v: k for k, v in extended.items()}
+    out, into, coef = [], [], []
+    m_all = keys[:, 0]
+    for i, row in enumerate(keys):
+        m = int(m_all[i])
+        per = [extended[int(f)] for f in row[5 : 5 + m]]
+        derivs = [a for a in range(m) if per[a][1] > 0]
+        if not derivs:
+            out.append(row)
+            into.append(i)
+            coef.append(1.0)
+            continue
+        if len(derivs) > 1 or per[derivs[0]][1] > 1:
+            raise FlowError("a three- or four-input expectation of a kinked sigma with more than one weight derivative")
+        (b,) = derivs
+        labels = row[1 : 1 + m]
+        Kinv = np.linalg.inv(K[np.ix_(labels, labels)])
+        for a in range(m):
+            new = [(p, 0, z) for p, _, z in per]
+            new[a] = (new[a][0], 0, new[a][2] + 1)
+            ids = [fid.setdefault(f, len(fid)) for f in new]
+            out.append(np.concatenate([row[:5], ids, row[5 + m :]]))
+            into.append(i)
+            coef.append(Kinv[b, a])
+    extended = {v: k for k, v in fid.items()}
+    return np.array(out, dtype=np.int64), extended, np.array(into), np.array(coef)
+
+
 def expectations(mod, params, K: np.ndarray, keys: np.ndarray, factors: dict, values: np.ndarray,
                  target: float) -> float:  # fmt: skip
     """Fill values[i] for every key i = (m, labels, factor ids) (rows of ``keys``, padded with -1) of three or four
@@ -335,11 +379,29 @@ def expectations(mod, params, K: np.ndarray, keys: np.ndarray, factors: dict, va
     rows = np.flatnonzero(keys[:, 0] >= 3)
     if rows.size == 0:
         return 0.0
+    if mod.kinks:
+        expanded, terms, into, coef = _by_parts(K, keys[rows], factors)
+    else:
+        expanded, into, coef = keys[rows], np.arange(rows.size), np.ones(rows.size)
+        terms = {f: (*factors[f], 0) for f in factors}
+    got = np.zeros(expanded.shape[0])
+    rel, size = _expect(mod, params, K, expanded, terms, got, target)
+    total, err, scale = np.zeros(rows.size), np.zeros(rows.size), np.zeros(rows.size)
+    np.add.at(total, into, coef * got)
+    np.add.at(err, into, np.abs(coef) * rel * size)
+    np.add.at(scale, into, np.abs(coef) * size)
+    values[rows] = total
+    return float(np.max(err / np.where(scale > 0, scale, 1.0), initial=0.0))
+
+
+def _expect(mod, params, K, keys, factors, values, target):
+    """``expectations`` for keys of three and four labels whose factors (powers, weight derivatives, powers of z)
+    have tables: values[i] for each row, and per row its relative error bound and its scale sqrt(E[G^2] E[H^2])."""
     N1 = K.shape[0] + 1
-    glabels, ginv = np.unique(keys[rows, 1:5], axis=0, return_inverse=True)
+    glabels, ginv = np.unique(keys[:, 1:5], axis=0, return_inverse=True)
     ginv = ginv.reshape(-1)
-    order = np.argsort(ginv, kind="stable")
-    rows, ginv = rows[order], ginv[order]
+    rows = np.argsort(ginv, kind="stable")  # the keys by group
+    ginv = ginv[rows]
     G = glabels.shape[0]
     four = glabels[:, 3] >= 0
     for m in (3, 4):
@@ -366,24 +428,24 @@ def expectations(mod, params, K: np.ndarray, keys: np.ndarray, factors: dict, va
     pos = split[ginv]
     lab, fid = keys[rows, 1:5], keys[rows, 5:9]
     n = np.arange(rows.size)
+    F = len(factors) + 1
 
     def side(i, j):
         q = np.where(pos[:, j] >= 0, lab[n, pos[:, j]], -1)
         fq = np.where(pos[:, j] >= 0, fid[n, pos[:, j]], -1)
-        F = len(factors) + 1
         return ((lab[n, pos[:, i]] * N1 + q + 1) * F + fid[n, pos[:, i]]) * F + fq + 1
 
     codes, table = np.unique(np.concatenate([side(0, 1), side(2, 3)]), return_inverse=True)
     table = table.reshape(2, rows.size)
-    F = len(factors) + 1
     requests = []
     for c in codes:
         c, fq = divmod(int(c), F)
         c, fp = divmod(c, F)
         p, q = divmod(c, N1)
-        requests.append((p, q - 1, factor_terms(*factors[fp]), factor_terms(*factors[fq - 1]) if fq else ()))
+        requests.append((p, q - 1, _terms(factors[fp]), _terms(factors[fq - 1]) if fq else ()))
     start = np.searchsorted(ginv, np.arange(G + 1))
-    worst, groups = 0.0, np.arange(G)
+    rel, size = np.zeros(rows.size), np.zeros(rows.size)
+    groups = np.arange(G)
     for M in DEGREES:
         last = M == DEGREES[-1]
         keep = np.concatenate([np.arange(start[g], start[g + 1]) for g in groups])
@@ -391,18 +453,21 @@ def expectations(mod, params, K: np.ndarray, keys: np.ndarray, factors: dict, va
         local = local.reshape(2, keep.size)
         sub_start = np.zeros(groups.size + 1, dtype=np.int64)
         sub_start[1:] = np.cumsum(start[groups + 1] - start[groups])
-        rel, missed = _series(mod, params, K, [requests[u] for u in used], gU[groups], gV[groups], gS[groups],
-                              sub_start, rows[keep], local[0], local[1], M, target, values)  # fmt: skip
-        worst = max(worst, float(np.max(rel if last else rel[~np.repeat(missed, np.diff(sub_start))], initial=0.0)))
+        r, sz, missed = _series(mod, params, K, [requests[u] for u in used], gU[groups], gV[groups], gS[groups],
+                                sub_start, rows[keep], local[0], local[1], M, target, values)  # fmt: skip
+        done = ~np.repeat(missed, np.diff(sub_start)) | last
+        rel[keep[done]], size[keep[done]] = r[done], sz[done]
         groups = groups[missed]
         if groups.size == 0:
             break
-    return worst
+    out_rel, out_size = np.zeros(rows.size), np.zeros(rows.size)
+    out_rel[rows], out_size[rows] = rel, size
+    return out_rel, out_size
 
 
 def _series(mod, params, K, requests, gU, gV, gS, start, index, keyG, keyH, M, target, values):
-    """The groups' sums to degree at most M into values[index]; per key its relative error bound, per group whether
-    degree M missed the target."""
+    """The groups' sums to degree at most M into values[index]; per key its relative error bound and scale, per group
+    whether degree M missed the target."""
     C, norm2, g, dg, dnorm2 = tables(mod, params, K, requests, M)
     beyond = np.maximum(norm2 - np.sum(g * g, axis=1), 0.0) + dnorm2  # what lies above degree M (Parseval)
     s1 = np.repeat(gS[:, 0], np.diff(start))
@@ -424,4 +489,4 @@ def _series(mod, params, K, requests, gU, gV, gS, start, index, keyG, keyH, M, t
     _sums(np.ascontiguousarray(C), gU, gV, gS, degree, start, keyG, keyH, out)
     values[index] = out
     cut = trunc[np.arange(index.size), np.repeat(degree, np.diff(start))]
-    return quad + cut + 8 * np.finfo(float).eps * (M + 1), missed
+    return quad + cut + 8 * np.finfo(float).eps * (M + 1), size, missed

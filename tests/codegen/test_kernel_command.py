@@ -80,7 +80,7 @@ def test_critical_initialization_is_stated(inputs, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--tensors", "K,P"], "P on more than two inputs is computed for smooth activations so far: relu has a kink"),
+        (["--tensors", "K,R"], "R is not defined for relu: it needs sigma'' twice"),
         (["--tensors", "K,G", "--order", "3"], "order must be one of 1, 2"),
         (["--order", "2"], "--order is the order of the finite-width mean kernel"),
         (["--C-W", "1,2"], "one per layer 1..3"),

@@ -101,7 +101,7 @@ def test_symmetries_of_three_input_tensors():
 
 
 def test_refusals():
-    with pytest.raises(FlowError, match="P, Q, R, S, T, U on more than two inputs are computed for smooth activations"):
+    with pytest.raises(FlowError, match="R, S, T, U are not defined for relu: they need sigma'' twice"):
         run("relu", X[:3])
     with pytest.raises(FlowError, match="at most 64 inputs"):
         load("tanh").kernel(np.eye(65), 3, tensors=("A",))
@@ -128,10 +128,11 @@ def test_progress_counts_the_layers_then_the_pairs():
 
 @pytest.mark.parametrize("name", ["relu", "hard_tanh"])
 def test_kinked_three_inputs_hold_the_pair_flow(name):
-    """A kinked sigma on three inputs (V, A, B, D, F, H1: no sigma'' in their three-input expectations; the one- and
-    two-input groups cut at the kinks, the triples by Hermite series over kink-cut tables): the block of the first
-    two inputs is the two-input pair flow's (its own piecewise rules) to 1e-11 of each tensor's largest entry."""
-    tensors = ("V", "A", "B", "D", "F", "H1")
+    """A kinked sigma on three inputs (V, A, B, D, F, H1, and the dNTK's P, Q, whose weight derivatives are moved
+    off the kinked factors as K^-1 z; the one- and two-input groups cut at the kinks, the triples by Hermite series
+    over kink-cut tables): the block of the first two inputs is the two-input pair flow's (its own piecewise rules)
+    to 1e-11 of each tensor's largest entry."""
+    tensors = ("V", "A", "B", "D", "F", "H1", "P", "Q")
     three = load(name).kernel(X[:3], DEPTH, C_b=0.1, C_W=1.5, tensors=tensors, tolerance=1e-6)
     two = load(name).kernel(X[:2], DEPTH, C_b=0.1, C_W=1.5, tensors=tensors, tolerance=1e-8)
     assert three.four_error[-1] < 1e-6
