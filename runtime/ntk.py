@@ -431,7 +431,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
         if not (0 < K0 < 1e300 and 0 < K1 < 1e300 and abs(K01) < math.sqrt(K0 * K1)):
             T[l + 1 :] = math.nan
             break
-        target = tolerance / max(depth - 1, 1) / 10
+        target = tolerance / max(depth - 1, 1) / 2
         # on a roundoff floor, the next layers use the size that reached it, re-probing every PROBE layers
         e, rel[l], floor = _pair_expectations(mod, table, K0, K1, K01, params, target, pattern,
                                               floor if l % PROBE else 0)  # fmt: skip
