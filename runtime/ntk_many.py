@@ -49,17 +49,29 @@ def _step(labels: tuple) -> dict:
 
 
 @cache
-def _rule(name: str, pattern: tuple[int, ...], kinked: bool = False):
-    """(lambdified rule, its tensor symbols, its expectation symbols) for entries of ``name`` with ``pattern``; for
-    a ``kinked`` sigma every sigma'' is integrated by parts (``weight_form``), for a smooth one it stays."""
-    ntk, nt = _derivation()
+def _rule_symbols(name: str, pattern: tuple[int, ...], kinked: bool = False):
+    """(recursion, its tensor symbols, its expectation symbols) for entries of ``name`` with ``pattern``; for a
+    ``kinked`` sigma every sigma'' is integrated by parts (``weight_form``), for a smooth one it stays."""
+    ntk, _ = _derivation()
     labels = pattern + tuple(range(8, 8 + 4 - len(pattern)))  # the two-slot tensors use a1, a2 only
     expr = ntk.weight_form(_step(labels)[name], strict=kinked)
     syms = sorted(expr.free_symbols, key=str)
     tensors = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.TensorEntry)]
     gexps = [s for s in syms if isinstance(ntk._REGISTRY.get(s), ntk.GExp)]
+    return expr, tensors, gexps
+
+
+@cache
+def _rule(name: str, pattern: tuple[int, ...], kinked: bool = False):
+    """(lambdified rule, its tensor entries, its expectations) for entries of ``name`` with ``pattern``. The
+    arguments are renamed a0, a1, ... first: the symbols' own names are not identifiers, and lambdify's dummifying
+    them cost most of a plan's first build."""
+    ntk, nt = _derivation()
+    expr, tensors, gexps = _rule_symbols(name, pattern, kinked)
     scalars = [nt.r, nt.C_b, nt.C_W, ntk.lam_b, ntk.lam_W]
-    fn = sp.lambdify([*tensors, *gexps, *scalars], expr, modules="numpy", cse=True)
+    args = [sp.Symbol(f"a{i}", real=True) for i in range(len(tensors) + len(gexps) + len(scalars))]
+    plain = expr.xreplace(dict(zip([*tensors, *gexps, *scalars], args)))
+    fn = sp.lambdify(args, plain, modules="numpy", cse=True, dummify=False)
     return fn, [ntk._REGISTRY[s] for s in tensors], [ntk._REGISTRY[s] for s in gexps]
 
 
@@ -79,7 +91,8 @@ def needed(names) -> tuple[str, ...]:
         name = todo.pop()
         want.add(name)
         for pat in _patterns(2 if name in ntk.TWO_SLOT else 4):
-            for t in _rule(name, pat)[1]:
+            for t in _rule_symbols(name, pat)[1]:
+                t = ntk._REGISTRY[t]
                 if t.name not in want and t.name not in todo:
                     todo.append(t.name)
     return tuple(n for n in ntk.TENSORS if n in want)
