@@ -151,17 +151,8 @@ def pair_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray):
     return x[0], w[0], y, v
 
 
-def _kinked_table(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r):
-    """``tables`` for a kinked sigma: the nodes of each pair cut at the kinks, row by row (``pair_rule``)."""
-    if q < 0:
-        x, w = cut_rule(q_nodes, panels, (kinks / math.sqrt(K[p, p]))[None, :])
-        x, w = x[0], w[0]
-        tab, H = sigma(pieces, orders, x, math.sqrt(K[p, p]), params), hermite(x, M)
-        for t, fp, _ in items:
-            F = _factor(tab, fp)
-            out[r, t, :, 0] = H.T @ (w * F)
-            norm2[r, t] = w @ (F * F)
-        return
+def _kinked_pair(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r):
+    """``tables`` of a pair for a kinked sigma: the nodes cut at the kinks, row by row (``pair_rule``)."""
     L = _cholesky2(K, p, q)
     x, w, y, v = pair_rule(q_nodes, panels, L, kinks)
     H, Hy = hermite(x, M), hermite(y, M)
@@ -194,17 +185,22 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
         panels = max(8 * math.ceil(math.sqrt(big)), M // 8)  # h_M oscillates on the scale 1 / sqrt(M)
         orders = {o for _, fp, fq in items for terms in (fp, fq) for _, os in terms for o in os}
         for r, q_nodes in enumerate(RULES):
-            if kinks.size:
-                _kinked_table(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r)
-                continue
-            x, w, H = _rule(q_nodes, panels, M)
             if q < 0:
+                if kinks.size:  # the rule cut where z crosses a kink
+                    x, w = (a[0] for a in cut_rule(q_nodes, panels, (kinks / math.sqrt(K[p, p]))[None, :]))
+                    H = hermite(x, M)
+                else:
+                    x, w, H = _rule(q_nodes, panels, M)
                 tab = sigma(pieces, orders, x, math.sqrt(K[p, p]), params)
                 for t, fp, _ in items:
                     F = _factor(tab, fp)
                     out[r, t, :, 0] = H.T @ (w * F)
                     norm2[r, t] = w @ (F * F)
                 continue
+            if kinks.size:
+                _kinked_pair(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r)
+                continue
+            x, w, H = _rule(q_nodes, panels, M)
             L = _cholesky2(K, p, q)
             tp = sigma(pieces, orders, x, L[0, 0], params)
             zq = (L[1, 0] * x[:, None] + L[1, 1] * x[None, :]).ravel()
