@@ -52,7 +52,7 @@ M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
 TENSORS = ("K", "Theta", "G", "H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
 FOUR = ("H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the NTK sector's tensors
-MANY_MAX = 64  # the most inputs they are computed for (three or more: smooth activations, ntk_many)
+MANY_MAX = 64  # the most inputs they are computed for (three or more: ntk_many)
 
 
 @njit(**_OPTS)
@@ -385,8 +385,8 @@ class KernelMatrices:
     E[G_ab] = sum_k G[s, k, a, b] / n_(l-1)^k with G[s, 0] = K[s] (``mean_kernel`` sums it at given widths);
     ``G_error[l-1]`` is its accumulated relative error bound, like ``error``.
     ``V``, ``A``, ``B``, ``D``, ``F``, ``P``, ``Q``, ``R``, ``S``, ``T``, ``U`` (stored layers, N, N, N, N), when asked
-    for (up to MANY_MAX inputs; three or more for smooth activations, their expectations over three and four
-    inputs by Hermite series across a split into pairs, ``pdlt.runtime.ntk_mehler``): the coefficients of
+    for (up to MANY_MAX inputs; on three or more, R, S, T, U for smooth activations only, the expectations over
+    three and four inputs by Hermite series across a split into pairs, ``pdlt.runtime.ntk_mehler``): the coefficients of
     1/n_(l-1) of the four-point vertex, the NTK variance (8.82),
     the NTK-preactivation cross-correlation (8.67), the dNTK-preactivation cross-correlation (11.30) and the ddNTK
     means (∞.171, ∞.173), axes in the book's subscript order; ``H1`` (stored layers, N, N): the coefficient of

@@ -2,24 +2,28 @@
 
 The four-index tensors on N inputs need E[f_1(z_1) f_2(z_2) f_3(z_3) f_4(z_4)] for every group of three or four
 distinct inputs, z ~ N(0, K), where each f_i is a product of sigma and its first three derivatives (a weight
-derivative on input i is moved onto f_i by Price's theorem: Leibniz's rule). A tensor-product cubature in four
-dimensions costs 10^5 nodes a group and still converges slowly for tanh; here the four inputs are split into two
-pairs A = (1, 2), B = (3, 4) and
+derivative on input i is moved onto f_i by Price's theorem: Leibniz's rule; for a kinked sigma, where that would
+make sigma'' a point mass, it is moved off instead, as the weight (K^-1 z)_i: ``_by_parts``). A tensor-product
+cubature in four dimensions costs 10^5 nodes a group and still converges slowly for tanh; here the four inputs are
+split into two pairs A = (1, 2), B = (3, 4) and
 
     E[G(v_A) H(v_B)] = sum_(m, n) s_1^m s_2^n G'_mn H'_mn,
 
 with v_A, v_B each pair's whitened coordinates (z_A = L_A v_A, K_AA = L_A L_A^T), rotated so that their cross-
 covariance L_A^-1 K_AB L_B^-T = U diag(s_1, s_2) V^T is diagonal (the canonical correlations, |s| <= 1), and G'_mn
 the coefficients of G(v) = f_1 f_2 on the normalized Hermite functions h_m(v'_1) h_n(v'_2). Each pair's
-coefficients are computed once, in its Cholesky coordinates, by a Gauss-Hermite rule in two dimensions; a rotation
-acts on each total degree D = m + n by a (D + 1)-square orthogonal matrix, built by the ladder recursion of the
-two-dimensional oscillator. Three inputs are a pair and a single input (a pair whose second variable is absent).
+coefficients are computed once, in its Cholesky coordinates, by Gauss-Legendre panels in two dimensions (cut
+where a preactivation crosses a kink of sigma, row by row); a rotation acts on each total degree D = m + n by a
+(D + 1)-square orthogonal matrix, built by the ladder recursion of the two-dimensional oscillator. Three inputs
+are a pair and a single input (a pair whose second variable is absent).
 
-Errors, with |s| <= 1 and the rotations orthogonal (Cauchy-Schwarz): the series cut at degree D leaves at most
-sqrt(T_G(D) T_H(D)), T(D) = E[G^2] - sum_(d <= D) |G_d|^2 (Parseval, exact for the rule: it integrates h_m h_n to
-degree 2Q - 1); the coefficients of two rule sizes differ by dG, which moves the sum by at most
-|dG| |H| + |G| |dH|. Both are relative to sqrt(E[G^2] E[H^2]), a bound on |E[G H]|. Each group's pairing is the
-one with the smallest canonical correlation, where the series converges fastest.
+Errors, with |s_2| <= s_1 <= 1 and the rotations orthogonal (Cauchy-Schwarz): degree D of the sum is at most
+s_1^D |G_D| |H_D|, so the series cut at degree D leaves at most the sum of those above it, and what lies above the
+tables' degree M at most s_1^(M + 1) sqrt(T_G T_H), T = E[G^2] - sum_(d <= M) |G_d|^2 (Parseval); the coefficients
+of two rule sizes differ by dG, which moves the sum by at most sum_D s_1^D (|dG_D| |H_D| + |G_D| |dH_D|). All are
+relative to sqrt(E[G^2] E[H^2]), a bound on E|G H|. Each group's split is the one with the smallest canonical
+correlation, where the series converges fastest, and each group is summed to the lowest degree that meets the
+target (tables of degree 64 first, 128 for the groups they do not serve).
 """
 
 from __future__ import annotations
