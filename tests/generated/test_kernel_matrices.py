@@ -173,7 +173,7 @@ def test_progress_and_saving(tmp_path):
         ({"C_W": [1.0, 2.0]}, "one per layer 1..3"),
         ({"C_W": -1.0}, "C_W must be > 0"),
         ({"lambda_b": -1.0}, "lambda_b must be >= 0"),
-        ({"tensors": ["V"]}, "smooth activations so far; relu has a kink"),
+        ({"tensors": ["T"]}, "T is not defined for relu: it needs sigma.. twice"),
         ({"tensors": ["X"]}, "unknown tensor"),
         ({"layers": [0]}, "between 1 and depth"),
         ({"depth": 0}, "depth must be"),
