@@ -1,6 +1,7 @@
 """The NTK sector on three or more inputs (pdlt.runtime.ntk_many): each entry's recursion derived at its slots'
-coincidence pattern and relabelled, Gaussian expectations by Gauss-Hermite cubature with weight-derivative Hermite
-polynomials (issues 7 item 3, 8)."""
+coincidence pattern and relabelled; the one- and two-input expectations by cubature with weight-derivative Hermite
+polynomials, the three- and four-input ones by Hermite series across pairs (pdlt.runtime.ntk_mehler) (issues 7
+item 3, 8)."""
 
 from __future__ import annotations
 
