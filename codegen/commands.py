@@ -347,6 +347,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out)
     sizes = None
+    if args.four and args.kernels:
+        raise CliError("--four and --kernels are separate benchmarks: give one")
     if args.sizes:
         if not args.kernels:
             raise CliError("--sizes goes with --kernels")

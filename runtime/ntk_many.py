@@ -6,11 +6,11 @@ An entry's recursion depends only on which of its slots coincide: for each such 
 entry's inputs is exact; the plan finds every entry's canonical slots, pattern and arguments with numpy at once.
 The Gaussian expectations <d_B prod sigma^(k)(z_a)> over one or two distinct inputs are E[prod sigma^(k)(z_a)
 h_B(z)] (Price's theorem: h_B is the multivariate Hermite polynomial of the derivatives B in the metric K^-1),
-integrated by Gauss-Legendre panels in whitened coordinates z = L u, K = L L^T (``_axis_rule``), two rule sizes
-giving the error estimate; over three and four distinct inputs by Hermite series across a split into two pairs
-(``pdlt.runtime.ntk_mehler``), with their own bounds. A layer whose worst relative error misses its share of the
-tolerance is refused. Kinked activations are refused here (one or two inputs have the piecewise rules of
-``pdlt.runtime.ntk``)"""
+integrated by Gauss-Legendre panels in whitened coordinates z = L u, K = L L^T (``_group_rule``; for a kinked sigma
+cut where each z_a crosses a kink), two rule sizes giving the error estimate; over three and four distinct inputs
+by Hermite series across a split into two pairs (``pdlt.runtime.ntk_mehler``), with their own bounds. A layer whose
+worst relative error misses its share of the tolerance is refused. A kinked sigma has every tensor but R, S, T, U
+(sigma'' twice: infinite there)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import sympy as sp
 
 from .errors import FlowError
 
-# Gauss-Legendre nodes per panel and axis (``_axis_rule``) by the number of inputs: one and two are integrated here
+# Gauss-Legendre nodes per panel and axis (``_group_rule``) by the number of inputs: one and two are integrated here
 RULES = {1: (24, 36), 2: (16, 24)}
 KINK_SMOOTH_ONLY = ("R", "S", "T", "U")  # sigma'' twice: infinite where sigma has a kink (book ∞.39-44)
 FACTORS = 62  # the most distinct per-input factors (sigma-derivative products) a plan encodes
@@ -144,8 +144,7 @@ class Plan:
         self.names = needed(ntk.TENSORS if names is None else names)
         orbits = ntk._ORBITS
         self.lookup: dict[str, np.ndarray] = {}  # name -> entry of every slot code (N^width)
-        slots_of: list[np.ndarray] = []
-        self.start_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        slots_of: list[tuple[str, int, np.ndarray]] = []  # (name, first entry, canonical slots of each entry)
         offset = 0
         for name in self.names:
             width = 2 if name in ntk.TWO_SLOT else 4
@@ -274,25 +273,18 @@ def _hermite(w: np.ndarray, Kinv: np.ndarray, derivs: tuple, memo: dict) -> np.n
     return out
 
 
-def _axis_rule(q: int, panels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of a rule for E[f(u)], u ~ N(0, 1), on each axis of a one- or two-input group. Gauss-Hermite
+def _group_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (n, m) and weights (n,) in whitened coordinates u (z = L u) of a one- or two-input group. Gauss-Hermite
     converges slowly where sigma's complex singularities come near the real axis, at distance d / sqrt(K) in u
     (tanh: d = pi/2; the mean square of its third derivative at K = 2.3 is off by 4e-4 at 128 nodes, 8e-6 at
-    192), so they take Gauss-Legendre with q nodes on each of ``panels`` equal panels of [-13.4, 13.4]: geometric in
-    the panel's half-width over that distance."""
-    from .ntk_mehler import legendre_panels
-
-    return legendre_panels(q, panels)
-
-
-def _group_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes (n, m) and weights (n,) in whitened coordinates u (z = L u) of a one- or two-input group: the tensor
-    product of ``_axis_rule``, or for a kinked sigma the pieces cut where each z_a crosses a kink (``pair_rule``)."""
-    from .ntk_mehler import cut_rule, pair_rule
+    192), so each axis takes Gauss-Legendre with q nodes on each of ``panels`` equal panels of [-13.4, 13.4]:
+    geometric in the panel's half-width over that distance. For a kinked sigma the pieces are cut where each z_a
+    crosses a kink (``pair_rule``)."""
+    from .ntk_mehler import cut_rule, legendre_panels, pair_rule
 
     m = L.shape[0]
     if kinks.size == 0:
-        x, w = _axis_rule(q, panels)
+        x, w = legendre_panels(q, panels)
         grid = np.stack(np.meshgrid(*([x] * m), indexing="ij"), -1).reshape(-1, m)
         return grid, np.prod(np.stack(np.meshgrid(*([w] * m), indexing="ij"), -1).reshape(-1, m), axis=1)
     if m == 1:

@@ -95,15 +95,6 @@ def _rule(q: int, panels: int, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return x, w, H
 
 
-def _cholesky2(K: np.ndarray, p: int, q: int) -> np.ndarray:
-    a = math.sqrt(K[p, p])
-    b = K[p, q] / a
-    c = K[q, q] - b * b
-    if not c > 1e-12 * K[q, q]:
-        raise np.linalg.LinAlgError
-    return np.array([[a, 0.0], [b, math.sqrt(c)]])
-
-
 def sigma(pieces, orders: set, z: np.ndarray, scale: float, params) -> np.ndarray:
     """tab[k] = sigma^(k)(scale z) for the derivative orders k < 4 the factors use (zeros elsewhere), and
     tab[Z] = scale z."""
@@ -157,7 +148,7 @@ def pair_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray):
 
 def _kinked_pair(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r):
     """``tables`` of a pair for a kinked sigma: the nodes cut at the kinks, row by row (``pair_rule``)."""
-    L = _cholesky2(K, p, q)
+    L = np.linalg.cholesky(K[np.ix_((p, q), (p, q))])  # the groups were checked
     x, w, y, v = pair_rule(q_nodes, panels, L, kinks)
     H, Hy = hermite(x, M), hermite(y, M)
     tp = sigma(pieces, orders, x, L[0, 0], params)
@@ -205,7 +196,7 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
                 _kinked_pair(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r)
                 continue
             x, w, H = _rule(q_nodes, panels, M)
-            L = _cholesky2(K, p, q)
+            L = np.linalg.cholesky(K[np.ix_((p, q), (p, q))])  # the groups were checked
             tp = sigma(pieces, orders, x, L[0, 0], params)
             zq = (L[1, 0] * x[:, None] + L[1, 1] * x[None, :]).ravel()
             tq = sigma(pieces, orders, zq, 1.0, params).reshape(5, x.size, x.size)
@@ -344,6 +335,7 @@ def _by_parts(K: np.ndarray, keys: np.ndarray, factors: dict):
     extended = {f: (*factors[f], 0) for f in factors}
     fid = {v: k for k, v in extended.items()}
     out, into, coef = [], [], []
+    inverses: dict = {}  # per group of inputs
     m_all = keys[:, 0]
     for i, row in enumerate(keys):
         m = int(m_all[i])
@@ -357,8 +349,10 @@ def _by_parts(K: np.ndarray, keys: np.ndarray, factors: dict):
         if len(derivs) > 1 or per[derivs[0]][1] > 1:
             raise FlowError("a three- or four-input expectation of a kinked sigma with more than one weight derivative")
         (b,) = derivs
-        labels = row[1 : 1 + m]
-        Kinv = np.linalg.inv(K[np.ix_(labels, labels)])
+        labels = tuple(int(v) for v in row[1 : 1 + m])
+        if labels not in inverses:
+            inverses[labels] = np.linalg.inv(K[np.ix_(labels, labels)])
+        Kinv = inverses[labels]
         for a in range(m):
             new = [(p, 0, z) for p, _, z in per]
             new[a] = (new[a][0], 0, new[a][2] + 1)

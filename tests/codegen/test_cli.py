@@ -164,6 +164,7 @@ BAD = [
     (["phase", "tanh", "--out", "FILE/p.png"], "cannot write --out FILE/p.png"),
     (["flow", "tanh", "--depth", "3", "--width", "4", "--plot", "FILE/f.png"], "cannot write --plot FILE/f.png"),
     (["bench", "--quick", "--out", "TMP"], "--out TMP is a folder"),
+    (["bench", "--four", "--kernels"], "--four and --kernels are separate benchmarks"),
 ]
 
 
