@@ -560,6 +560,28 @@ def _coefficients(values, K: np.ndarray, M: int, params, kinks=()) -> tuple[np.n
     return out[1], out[1] - out[0]
 
 
+@njit(**_OPTS)
+def piecewise_nodes(t, w, kinks, n):
+    """``piecewise_rule`` with the Gauss-Legendre rule (t, w) on each piece (compiled: the NTK pair flow builds its
+    rules inside its loop over the layers)."""
+    R = math.sqrt(4.0 * n + 2.0) + 12.0
+    cuts = [-R]
+    for k in np.sort(kinks):
+        if -R < k < R:
+            cuts.append(k)
+    cuts.append(R)
+    q = t.shape[0]
+    x, sw = np.empty(q * (len(cuts) - 1)), np.empty(q * (len(cuts) - 1))
+    norm = 1.0 / math.sqrt(2.0 * math.pi)
+    for p in range(len(cuts) - 1):
+        half = 0.5 * (cuts[p + 1] - cuts[p])
+        for j in range(q):
+            y = cuts[p] + half * (t[j] + 1.0)
+            x[p * q + j] = y
+            sw[p * q + j] = math.sqrt(half * w[j] * math.exp(-0.5 * y * y) * norm)
+    return x, sw
+
+
 @cache
 def _legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
     from scipy.special import roots_legendre  # asymptotic nodes for large m: O(m), where numpy's leggauss is O(m^3)
@@ -571,16 +593,7 @@ def piecewise_rule(Q: int, kinks: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     """Nodes x and square-root weights sw of a rule for E[f(X)] with X ~ N(0, 1) and f smooth between ``kinks``
     (in x): Gauss-Legendre with Q nodes on each piece of [-R, R], R = sqrt(4 n + 2) + 12 (beyond which the
     first n Hermite functions and the Gaussian are below 1e-31), so that the kinks cost no accuracy."""
-    R = math.sqrt(4.0 * n + 2.0) + 12.0
-    cuts = [-R, *sorted(float(k) for k in kinks if -R < k < R), R]
-    t, w = _legendre(Q)
-    xs, ws = [], []
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        half = 0.5 * (hi - lo)
-        xs.append(lo + half * (t + 1.0))
-        ws.append(half * w)
-    x, w = np.concatenate(xs), np.concatenate(ws)
-    return x, np.sqrt(w * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
+    return piecewise_nodes(*_legendre(Q), np.asarray(kinks, dtype=np.float64), n)
 
 
 def _check_memory(name: str, N: int, n_store: int, n_tensors: int, coef_bytes: int) -> None:

@@ -21,7 +21,7 @@ from numba import njit
 
 from . import numerics
 from .errors import FlowError
-from .kernels import piecewise_rule, project_hermite
+from .kernels import _legendre, piecewise_nodes
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is their difference
@@ -37,12 +37,6 @@ def sector():
     from pdlt.generated import ntk
 
     return ntk
-
-
-@cache
-def _legendre(q: int) -> tuple[np.ndarray, np.ndarray]:
-    t, w = np.polynomial.legendre.leggauss(q)
-    return t, w
 
 
 @njit(**_OPTS)
@@ -70,10 +64,16 @@ def _edges(K, kinks):
 def _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, t1, w1, t2, w2, e, err):
     """e[n], err[n]: the expectation table[n] = (a, b, c, d, m) at K and its error estimate (the two rules'
     difference, roundoff 8 eps times the integral of |integrand|, and ten times the outermost panels).
-    A row that needs sigma'' or sigma''' where the module has none (a kink) is NaN with error 0."""
+    A row that needs sigma'' or sigma''' where the module has none (a kink) is NaN with error 0.
+    Per panel, the powers of sigma, ..., sigma''' and the He_m are tabulated once and shared by the rows."""
     edges = _edges(K, kinks)
     ne = table.shape[0]
     sk = math.sqrt(K)
+    top = np.zeros(5, dtype=np.int64)  # the largest exponent of each factor and the largest m
+    for n in range(ne):
+        for k in range(5):
+            top[k] = max(top[k], table[n, k])
+    width = max(top[0], top[1], top[2], top[3], top[4]) + 1
     acc = np.zeros((2, ne))
     mag = np.zeros(ne)
     outer = np.zeros(ne)
@@ -81,33 +81,36 @@ def _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, 
     for rule in range(2):
         t, w = (t1, w1) if rule == 0 else (t2, w2)
         q = t.shape[0]
-        x, wt, s, d = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
-        d2, d3 = np.empty(q), np.empty(q)
+        x, wt = np.empty(q), np.empty(q)
+        f = np.empty((4, q))
+        powers = np.ones((5, width, q))  # powers[k, p] = (sigma^(k))^p for k < 4; powers[4, m] = He_m(x)
         for p in range(edges.shape[0] - 1):
             lo, hi = edges[p], edges[p + 1]
             half = 0.5 * (hi - lo)
             for j in range(q):
                 x[j] = lo + half * (t[j] + 1.0)
                 wt[j] = half * w[j] * norm * math.exp(-0.5 * x[j] * x[j])
-            values(x, q, sk, params, s)
-            dvalues(x, q, sk, params, d)
-            d2values(x, q, sk, params, d2)
-            d3values(x, q, sk, params, d3)
+            values(x, q, sk, params, f[0])
+            dvalues(x, q, sk, params, f[1])
+            d2values(x, q, sk, params, f[2])
+            d3values(x, q, sk, params, f[3])
+            for k in range(4):
+                for i in range(1, top[k] + 1):
+                    for j in range(q):
+                        powers[k, i, j] = powers[k, i - 1, j] * f[k, j]
+            for j in range(q):  # He_m by its three-term recurrence
+                if top[4] >= 1:
+                    powers[4, 1, j] = x[j]
+                for i in range(1, top[4]):
+                    powers[4, i + 1, j] = x[j] * powers[4, i, j] - i * powers[4, i - 1, j]
             edge = lo >= EDGE or hi <= -EDGE
             for n in range(ne):
                 a, b, c, g, m = table[n, 0], table[n, 1], table[n, 2], table[n, 3], table[n, 4]
                 total, size = 0.0, 0.0
                 for j in range(q):
-                    he, prev = 1.0, 0.0  # He_m(x) by its three-term recurrence
-                    for i in range(m):
-                        he, prev = x[j] * he - i * prev, he
-                    f = s[j] ** a * d[j] ** b * he
-                    if c:
-                        f *= d2[j] ** c
-                    if g:
-                        f *= d3[j] ** g
-                    total += wt[j] * f
-                    size += wt[j] * abs(f)
+                    v = powers[0, a, j] * powers[1, b, j] * powers[2, c, j] * powers[3, g, j] * powers[4, m, j]
+                    total += wt[j] * v
+                    size += wt[j] * abs(v)
                 acc[rule, n] += total
                 if rule == 1:
                     mag[n] += size
@@ -246,35 +249,39 @@ def _tabulate(values, dvalues, d2values, d3values, x, scale, params, out):
 
 
 @njit(**_OPTS)
-def _call_step(step, t, e, hyper, r, out):
-    step(t, e, hyper, r, out)
-
-
-@njit(**_OPTS)
-def _layer(values, dvalues, d2values, d3values, params, sub0, sub1, K0, K1, kinks, t1, w1, t2, w2, e0, err0, e1, err1,
-           roots, K, rules, keys, rows, rho, size, e):  # fmt: skip
-    """One layer's first pass in one call (each call from Python pays for typing the four callbacks): each input's
-    own rows (``_expectations``) and the both-input rows at ``size`` (``_pair_series``); returns the two
-    magnitudes and the series' estimate."""
-    mag0 = _expectations(values, dvalues, d2values, d3values, sub0, K0, params, kinks, t1, w1, t2, w2, e0, err0)
-    mag1 = _expectations(values, dvalues, d2values, d3values, sub1, K1, params, kinks, t1, w1, t2, w2, e1, err1)
-    worst = _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, keys, rows, rho, size, e)
-    return mag0, mag1, worst
+def _hermite_functions(x, sw, size):
+    """H[j, k] = sw[j] h_k(x[j]) for k < size: the normalised Hermite functions times the square-root weights (which
+    neither overflow nor underflow), by their three-term recurrence."""
+    q = x.shape[0]
+    H = np.empty((q, size))
+    a, b = np.empty(size), np.empty(size)
+    for k in range(1, size):
+        a[k], b[k] = 1.0 / math.sqrt(k + 1.0), math.sqrt(k / (k + 1.0))
+    for j in range(q):
+        h0, h1 = sw[j], x[j] * sw[j]
+        H[j, 0] = h0
+        if size > 1:
+            H[j, 1] = h1
+        for k in range(1, size - 1):
+            h0, h1 = h1, a[k] * x[j] * h1 - b[k] * h0
+            H[j, k + 1] = h1
+    return H
 
 
 @njit(**_OPTS)
 def _power_coefficients(table, x, sw, keys, size, coef):
     """coef[u] = the first ``size`` normalised Hermite coefficients of prod_k (sigma^(k))^keys[u, k] at the nodes x
-    (table[k] = sigma^(k)(sqrt(K) x), sw the square-root weights)."""
-    v = np.empty(x.shape[0])
+    (table[k] = sigma^(k)(sqrt(K) x), sw the square-root weights): one matrix product for all the keys."""
+    q = x.shape[0]
+    v = np.empty((keys.shape[0], q))
     for u in range(keys.shape[0]):
-        for j in range(x.shape[0]):
-            f = 1.0
+        for j in range(q):
+            f = sw[j]
             for k in range(4):
                 for _ in range(keys[u, k]):
                     f *= table[k, j]
-            v[j] = f * sw[j]
-        project_hermite(v, x, sw, coef[u, :size])
+            v[u, j] = f
+    coef[:, :size] = np.dot(v, _hermite_functions(x, sw, size))
 
 
 @njit(**_OPTS)
@@ -294,6 +301,12 @@ def _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, k
     worst = 0.0
     f = np.empty((2, size))
     g = np.empty((2, size))
+    shifts = 1 + max(np.max(rows[:, 1]), np.max(rows[:, 3])) if rows.shape[0] else 1
+    factors = np.ones((2, shifts, size))  # factors[i, s, k] = sqrt((k + s)! / k!) / K_i^(s/2)
+    for i in range(2):
+        for s in range(1, shifts):
+            for k in range(size):
+                factors[i, s, k] = factors[i, s - 1, k] * math.sqrt((k + s) / K[i])
     for n in range(rows.shape[0]):
         m = size
         for i in range(2):
@@ -301,10 +314,7 @@ def _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, k
             m = min(m, size - shift)
             u = rows[n, 2 * i]
             for k in range(size - shift):
-                factor = 1.0
-                for j in range(1, shift + 1):
-                    factor *= math.sqrt(k + j)
-                factor /= K[i] ** (shift / 2)
+                factor = factors[i, shift, k]
                 f[i, k] = coef[i, 1, u, k + shift] * factor
                 g[i, k] = (coef[i, 1, u, k + shift] - coef[i, 0, u, k + shift]) * factor
         # the scale of the errors: sqrt(sum f^2 sum g^2) >= |sum f g rho^k| (Parseval: E|sigma.. sigma..| at most),
@@ -326,14 +336,14 @@ def _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, k
     return worst
 
 
-def _pattern(table: np.ndarray) -> tuple[list, list, np.ndarray, np.ndarray]:
+def _pattern(table: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
     """How the rows of NTK_PAIR_EXPECTATIONS are computed: per input, the rows of that input alone with their
     (a, b, c, d, m); the rows that involve both inputs, each input's distinct power patterns (keys, padded), and per
     such row (key of input 0, shift, key of input 1, shift)."""
     single = []
     for label in (0, 1):
         rows = [n for n, row in enumerate(table) if not any(row[5 * (1 - label) : 5 * (1 - label) + 4])]
-        single.append((rows, np.ascontiguousarray(table[rows][:, 5 * label : 5 * label + 5])))
+        single.append((np.array(rows, dtype=np.int64), np.ascontiguousarray(table[rows][:, 5 * label : 5 * label + 5])))
     both = [n for n, row in enumerate(table) if any(row[0:4]) and any(row[5:9])]
     keys = [sorted({tuple(table[n, 5 * i : 5 * i + 4]) for n in both}) for i in range(2)]
     rows = np.array(
@@ -347,61 +357,81 @@ def _pattern(table: np.ndarray) -> tuple[list, list, np.ndarray, np.ndarray]:
     padded = np.zeros((2, width, 4), dtype=np.int64)
     for i in range(2):
         padded[i, : len(keys[i])] = keys[i]
-    return single, both, padded, rows
+    return single, np.array(both, dtype=np.int64), padded, rows
+
+
+@njit(**_OPTS)
+def _pair_rules(legendre, level, kinks, roots, size):
+    """rules[i][c] = (x, sw) of input i's coarse (c = 0) and fine (c = 1) rule for ``size`` coefficients, the kinks
+    (in z) moved to x = z / sqrt(K_i); ``legendre[2 level + c]`` = the Gauss-Legendre rule of 2 size + 32 (c = 0) and
+    3 size + 48 nodes."""
+    t0, w0 = legendre[2 * level]
+    t1, w1 = legendre[2 * level + 1]
+    r0 = (piecewise_nodes(t0, w0, kinks / roots[0], size), piecewise_nodes(t1, w1, kinks / roots[0], size))
+    r1 = (piecewise_nodes(t0, w0, kinks / roots[1], size), piecewise_nodes(t1, w1, kinks / roots[1], size))
+    return (r0, r1)
+
+
+@njit(**_OPTS)
+def _pair_layers(values, dvalues, d2values, d3values, step, params, kinks, t1, w1, t2, w2, legendre, sub0, rows0,
+                 sub1, rows1, keys, pairs, both, width, diagonal, hyper, ratios, target, T, rel):  # fmt: skip
+    """T[l] = the two-input state of layer l + 1 from T[0]; rel[l] the relative error estimate of step l -> l + 1.
+    Each layer: each input's own rows (``sub0`` of ``rows0``, ``sub1`` of ``rows1``) by ``_expectations``, the rows
+    that involve both (``both``) by a Mehler series (``_pair_series``) whose size doubles from PAIR_START until its
+    estimate is within ``target``, stops improving (roundoff), or reaches PAIR_MAX. When it sat on its roundoff floor,
+    the next layers try that size alone (the kernel changes little from layer to layer), re-probing every PROBE
+    layers. ``width``: the rows of the whole table; ``diagonal``: the columns of K_00, K_01, K_11."""
+    L = T.shape[0]
+    e = np.zeros(width)
+    ev0, err0 = np.zeros(sub0.shape[0]), np.zeros(sub0.shape[0])
+    ev1, err1 = np.zeros(sub1.shape[0]), np.zeros(sub1.shape[0])
+    out = np.zeros(T.shape[1])
+    floor = 0
+    for l in range(L - 1):
+        K0, K01, K1 = T[l, diagonal[0]], T[l, diagonal[1]], T[l, diagonal[2]]
+        if not (0 < K0 < 1e300 and 0 < K1 < 1e300 and abs(K01) < math.sqrt(K0 * K1)):
+            T[l + 1 :, :] = math.nan
+            return
+        Ks = np.array([K0, K1])
+        roots = np.sqrt(Ks)
+        rho = K01 / (roots[0] * roots[1])
+        mag0 = _expectations(values, dvalues, d2values, d3values, sub0, K0, params, kinks, t1, w1, t2, w2, ev0, err0)
+        mag1 = _expectations(values, dvalues, d2values, d3values, sub1, K1, params, kinks, t1, w1, t2, w2, ev1, err1)
+        worst = 0.0
+        for rows, ev, err, mag in ((rows0, ev0, err0, mag0), (rows1, ev1, err1, mag1)):
+            for n in range(rows.shape[0]):
+                e[rows[n]] = ev[n]
+                if mag[n] > 0:
+                    worst = max(worst, err[n] / mag[n])
+        alone = floor if l % PROBE else 0
+        size, level = PAIR_START, 0
+        while size < alone:
+            size, level = 2 * size, level + 1
+        best, chosen = math.inf, np.zeros(both.shape[0])
+        while True:
+            series = np.zeros(both.shape[0])
+            rules = _pair_rules(legendre, level, kinks, roots, size)
+            estimate = _pair_series(values, dvalues, d2values, d3values, params, roots, Ks, rules, keys, pairs, rho,
+                                    size, series)  # fmt: skip
+            stalled = estimate > 0.5 * best  # more terms no longer help: the estimate sits on the roundoff floor
+            if estimate < best:
+                best, chosen = estimate, series
+            if best <= target or size >= PAIR_MAX or stalled or alone:
+                floor = size // 2 if stalled else alone if best > target else 0
+                break
+            size, level = 2 * size, level + 1
+        for n in range(both.shape[0]):
+            e[both[n]] = chosen[n]
+        rel[l] = max(worst, best)
+        step(T[l], e, hyper[l + 1], ratios[l], out)
+        T[l + 1, :] = out
 
 
 @cache
-def _smooth_rule(Q: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``piecewise_rule`` without kinks (the same at every K)."""
-    return piecewise_rule(Q, np.zeros(0), size)
-
-
-def _pair_expectations(mod, table: np.ndarray, K0: float, K1: float, K01: float, params, target: float, pattern=None,
-                       floor: int = 0):  # fmt: skip
-    """e, rel: every joint expectation of NTK_PAIR_EXPECTATIONS at the pair's kernel, and the largest relative error
-    estimate (against each expectation's size): one input's rows by the panel rule, both inputs' by a Mehler series
-    sum_k f_k g_k rho^k of shifted Hermite coefficients (``_pair_series``), whose terms double until the last half
-    changes the sum by less than ``target`` of its size, or stop improving (roundoff), or PAIR_MAX is reached.
-    ``pattern``: ``_pattern(table)``. ``floor``: a size at which the previous layer's series sat on its roundoff
-    floor; it is tried alone (the kernel changes little from layer to layer). Returns e, rel and the size at which
-    the estimate stalled (0 if it did not)."""
-    e = np.zeros(len(table))
-    rel = 0.0
-    rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
-    kinks = np.array(mod.kinks, dtype=np.float64)
-    p = mod.pieces
-    single, both, keys, pairs = pattern if pattern is not None else _pattern(table)
-    (rows0, sub0), (rows1, sub1) = single
-    ev0, err0, ev1, err1 = np.zeros(len(rows0)), np.zeros(len(rows0)), np.zeros(len(rows1)), np.zeros(len(rows1))
-    rho = K01 / math.sqrt(K0 * K1)
-    Ks = np.array([K0, K1])
-
-    def nodes(size):
-        orders = (2 * size + 32, 3 * size + 48)
-        if kinks.size:  # the kinks move with K in x = z / sqrt(K)
-            return tuple(tuple(piecewise_rule(Q, kinks / math.sqrt(K), size) for Q in orders) for K in Ks)
-        return (tuple(_smooth_rule(Q, size) for Q in orders),) * 2
-
-    size, best = floor or PAIR_START, (math.inf, None)
-    out = np.zeros(len(both))
-    # the first size in the same call as each input's own rows (each call from Python pays for typing the callbacks)
-    fns = (p.values, p.dvalues, p.d2values, p.d3values)
-    mag0, mag1, worst = _layer(*fns, params, sub0, sub1, K0, K1, kinks, *rules, ev0, err0, ev1, err1, np.sqrt(Ks), Ks,
-                               nodes(size), keys, pairs, rho, size, out)  # fmt: skip
-    for rows, ev, err, mag in ((rows0, ev0, err0, mag0), (rows1, ev1, err1, mag1)):
-        e[rows] = ev
-        ok = mag > 0
-        rel = max(rel, float(np.max(err[ok] / mag[ok], initial=0.0)))
-    while True:
-        stalled = worst > 0.5 * best[0]  # more terms no longer help: the estimate sits on the roundoff floor
-        if worst < best[0]:
-            best = (worst, out)
-        if best[0] <= target or size >= PAIR_MAX or stalled or floor:
-            e[both] = best[1]
-            return e, max(rel, best[0]), (size // 2 if stalled else floor if best[0] > target else 0)
-        size *= 2
-        out = np.zeros(len(both))
-        worst = _pair_series(*fns, params, np.sqrt(Ks), Ks, nodes(size), keys, pairs, rho, size, out)
+def _pair_legendre() -> tuple:
+    """The Gauss-Legendre rules of the pair series' sizes, coarse and fine (see ``_pair_rules``)."""
+    sizes = [PAIR_START * 2**i for i in range(int(math.log2(PAIR_MAX // PAIR_START)) + 1)]
+    return tuple(_legendre(q) for size in sizes for q in (2 * size + 32, 3 * size + 48))
 
 
 def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.ndarray, params,
@@ -414,7 +444,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
     names = g.NTK_PAIR_TENSORS
     index = {entry: i for i, entry in enumerate(names)}
     table = np.array(g.NTK_PAIR_EXPECTATIONS, dtype=np.int64)
-    pattern, floor = _pattern(table), 0
+    ((rows0, sub0), (rows1, sub1)), both, keys, pairs = _pattern(table)
     T = np.zeros((depth, len(names)))
     for (name, slots), i in index.items():
         if name in ("K", "H"):  # K1, H1 start at 0: layer 1 is Gaussian at any width
@@ -424,19 +454,13 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
             )
     k00, k01, k11 = (index[("K", s)] for s in (("0", "0"), ("0", "1"), ("1", "1")))
     rel = np.zeros(max(depth - 1, 1))
-    out = np.zeros(len(names))
-    hyper, ratios = np.ascontiguousarray(hyper), np.ascontiguousarray(ratios)
-    for l in range(depth - 1):
-        K0, K01, K1 = T[l, k00], T[l, k01], T[l, k11]
-        if not (0 < K0 < 1e300 and 0 < K1 < 1e300 and abs(K01) < math.sqrt(K0 * K1)):
-            T[l + 1 :] = math.nan
-            break
-        target = tolerance / max(depth - 1, 1) / 2
-        # on a roundoff floor, the next layers use the size that reached it, re-probing every PROBE layers
-        e, rel[l], floor = _pair_expectations(mod, table, K0, K1, K01, params, target, pattern,
-                                              floor if l % PROBE else 0)  # fmt: skip
-        _call_step(g._ntk_pair_step, T[l], e, hyper[l + 1], float(ratios[l]), out)
-        T[l + 1] = out
+    p = mod.pieces
+    rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
+    _pair_layers(p.values, p.dvalues, p.d2values, p.d3values, g._ntk_pair_step, params,
+                 np.array(mod.kinks, dtype=np.float64), *rules, _pair_legendre(), sub0, rows0, sub1, rows1,
+                 keys, pairs, both, len(table), np.array([k00, k01, k11]),
+                 np.ascontiguousarray(hyper), np.ascontiguousarray(ratios, dtype=np.float64),
+                 tolerance / max(depth - 1, 1) / 2, T, rel)  # fmt: skip
     error = np.zeros(depth)
     error[1:] = np.cumsum(rel[: depth - 1])
     core = [i for i, (name, _) in enumerate(names) if name not in DDNTK]

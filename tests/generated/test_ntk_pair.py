@@ -134,14 +134,15 @@ def test_orthogonal_inputs_at_the_default_tolerance():
 
 
 def test_a_refusal_at_great_depth_names_its_cause():
-    """Two tanh inputs through 1000 critical layers: K falls to ~5e-4, where the rows that carry K-derivatives (Hermite
-    coefficients divided by K^(i/2)) sit on a roundoff floor of ~1e-10 a layer (against the Parseval scale of each
-    series) that more terms cannot lower, so 3e-8 is out of reach by layer ~650; the refusal says why."""
+    """Two tanh inputs through 1000 critical layers: K falls to ~1e-3 and below, where the rows that carry
+    K-derivatives (Hermite coefficients divided by K^(i/2)) sit on a roundoff floor of ~1e-10 a layer (against the
+    Parseval scale of each series) that more terms cannot lower, so 3e-8 is out of reach by layer ~400-700 (where
+    exactly depends on roundoff: the floor is the coarse and fine rules' difference there); the refusal says why."""
     from pdlt.generated import tanh
 
     x = np.array([[1.0, 0.2, 0.0, 0.1], [0.3, -1.0, 0.5, 0.0]])
-    with pytest.raises(tanh.FlowError, match=r"by layer 6\d\d, above tolerance 3e-08; the last layer added ~[0-9.e-]+ "
-                       r"\(K is small there \(0.000"):  # fmt: skip
+    with pytest.raises(tanh.FlowError, match=r"by layer [4-7]\d\d, above tolerance 3e-08; the last layer added "
+                       r"~[0-9.e-]+ \(K is small there \(0.00[01]"):  # fmt: skip
         tanh.kernel(x, 1000, tensors=("A",), layers=[1000], tolerance=3e-8)
 
 
