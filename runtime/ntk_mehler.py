@@ -154,24 +154,42 @@ def _kinked_pair(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kin
     tp = sigma(pieces, orders, x, L[0, 0], params)
     zq = (L[1, 0] * x[:, None] + L[1, 1] * y).ravel()
     tq = sigma(pieces, orders, zq, 1.0, params).reshape(5, *y.shape)
-    for t, fp, fq in items:
+    for i, (_, fp, fq) in enumerate(items):
         Fp, Fq = _factor(tp, fp), _factor(tq, fq)
         A = np.einsum("ij,ijn->in", Fq * v, Hy)
-        out[r, t] = (H * (w * Fp)[:, None]).T @ A
-        norm2[r, t] = (w * Fp * Fp) @ np.sum(Fq * Fq * v, axis=1)
+        out[r, i] = (H * (w * Fp)[:, None]).T @ A
+        norm2[r, i] = (w * Fp * Fp) @ np.sum(Fq * Fq * v, axis=1)
+
+
+@njit(**_OPTS)
+def _degree_norms(tables, g, dg):
+    """g[t, D] = the norm of degree D's block (m + n = D) of the finer rule's tables[1, t], dg[t, D] that of the two
+    rules' difference."""
+    M = tables.shape[2] - 1
+    for t in range(tables.shape[1]):
+        for D in range(M + 1):
+            a, b = 0.0, 0.0
+            for m in range(D + 1):
+                x = tables[1, t, m, D - m]
+                d = x - tables[0, t, m, D - m]
+                a += x * x
+                b += d * d
+            g[t, D], dg[t, D] = math.sqrt(a), math.sqrt(b)
 
 
 def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarray, ...]:
     """Coefficient tables of the requested (p, q, terms_p, terms_q) (q = -1: a single input p), two rules.
 
-    Returns (C, norm2, g, dg, dnorm2): C[t, m, n] the larger rule's coefficients (m + n <= M), norm2[t] its
-    E[G^2], g[t, D] the norm of the degree-D block, dg[t, D] that of the two rules' difference, dnorm2[t] the
-    difference of E[G^2]."""
+    Returns (C, norm2, g, dg, dnorm2): C[t, m, n] the larger rule's coefficients (those with m + n <= M), norm2[t]
+    its E[G^2], g[t, D] the norm of the degree-D block, dg[t, D] that of the two rules' difference, dnorm2[t] the
+    difference of E[G^2]. Each pair's tables of both rules are reduced to g, dg as soon as they are made (the
+    smaller rule's are not kept)."""
     pieces = mod.pieces
     kinks = np.array(mod.kinks, dtype=np.float64)
     n = len(requests)
-    out = np.zeros((2, n, M + 1, M + 1))
+    C = np.empty((n, M + 1, M + 1))
     norm2 = np.zeros((2, n))
+    g, dg = np.zeros((n, M + 1)), np.zeros((n, M + 1))
     by_pair: dict = {}
     for t, (p, q, fp, fq) in enumerate(requests):
         by_pair.setdefault((p, q), []).append((t, fp, fq))
@@ -179,6 +197,9 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
         big = K[p, p] if q < 0 else max(K[p, p], K[q, q])
         panels = max(8 * math.ceil(math.sqrt(big)), M // 8)  # h_M oscillates on the scale 1 / sqrt(M)
         orders = {o for _, fp, fq in items for terms in (fp, fq) for _, os in terms for o in os}
+        ts = np.array([t for t, _, _ in items])
+        out = np.zeros((2, len(items), M + 1, M + 1))
+        sq2 = np.zeros((2, len(items)))
         for r, q_nodes in enumerate(RULES):
             if q < 0:
                 if kinks.size:  # the rule cut where z crosses a kink
@@ -187,13 +208,13 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
                 else:
                     x, w, H = _rule(q_nodes, panels, M)
                 tab = sigma(pieces, orders, x, math.sqrt(K[p, p]), params)
-                for t, fp, _ in items:
+                for i, (_, fp, _) in enumerate(items):
                     F = _factor(tab, fp)
-                    out[r, t, :, 0] = H.T @ (w * F)
-                    norm2[r, t] = w @ (F * F)
+                    out[r, i, :, 0] = H.T @ (w * F)
+                    sq2[r, i] = w @ (F * F)
                 continue
             if kinks.size:
-                _kinked_pair(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, norm2, r)
+                _kinked_pair(pieces, orders, params, K, p, q, items, q_nodes, panels, M, kinks, out, sq2, r)
                 continue
             x, w, H = _rule(q_nodes, panels, M)
             L = np.linalg.cholesky(K[np.ix_((p, q), (p, q))])  # the groups were checked
@@ -201,22 +222,20 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
             zq = (L[1, 0] * x[:, None] + L[1, 1] * x[None, :]).ravel()
             tq = sigma(pieces, orders, zq, 1.0, params).reshape(5, x.size, x.size)
             inner: dict = {}  # per factor of q: A[i, n] = sum_j w_j Fq(x_i, x_j) h_n(x_j), and sum_j w_j Fq^2
-            for t, fp, fq in items:
+            for i, (_, fp, fq) in enumerate(items):
                 if fq not in inner:
                     Fq = _factor(tq, fq)
                     inner[fq] = ((Fq * w[None, :]) @ H, (Fq * Fq) @ w)
                 A, sq = inner[fq]
                 Fp = _factor(tp, fp)
-                out[r, t] = (H * (w * Fp)[:, None]).T @ A
-                norm2[r, t] = (w * Fp * Fp) @ sq
-    idx = np.add.outer(np.arange(M + 1), np.arange(M + 1))
-    out *= idx <= M
-    g, dg = np.zeros((n, M + 1)), np.zeros((n, M + 1))
-    diff = out[1] - out[0]
-    for D in range(M + 1):
-        g[:, D] = np.sqrt(np.sum(out[1][:, idx == D] ** 2, axis=1))
-        dg[:, D] = np.sqrt(np.sum(diff[:, idx == D] ** 2, axis=1))
-    return out[1], norm2[1], g, dg, np.abs(norm2[1] - norm2[0])
+                out[r, i] = (H * (w * Fp)[:, None]).T @ A
+                sq2[r, i] = (w * Fp * Fp) @ sq
+        C[ts] = out[1]
+        norm2[:, ts] = sq2
+        block_g, block_dg = np.zeros((len(items), M + 1)), np.zeros((len(items), M + 1))
+        _degree_norms(out, block_g, block_dg)
+        g[ts], dg[ts] = block_g, block_dg
+    return C, norm2[1], g, dg, np.abs(norm2[1] - norm2[0])
 
 
 @njit(**_OPTS)
