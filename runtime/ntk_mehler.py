@@ -197,6 +197,7 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
         big = K[p, p] if q < 0 else max(K[p, p], K[q, q])
         panels = max(8 * math.ceil(math.sqrt(big)), M // 8)  # h_M oscillates on the scale 1 / sqrt(M)
         orders = {o for _, fp, fq in items for terms in (fp, fq) for _, os in terms for o in os}
+        q_orders = {o for _, _, fq in items for _, os in fq for o in os}  # the two-dimensional grid's
         ts = np.array([t for t, _, _ in items])
         out = np.zeros((2, len(items), M + 1, M + 1))
         sq2 = np.zeros((2, len(items)))
@@ -220,7 +221,7 @@ def tables(mod, params, K: np.ndarray, requests: list, M: int) -> tuple[np.ndarr
             L = np.linalg.cholesky(K[np.ix_((p, q), (p, q))])  # the groups were checked
             tp = sigma(pieces, orders, x, L[0, 0], params)
             zq = (L[1, 0] * x[:, None] + L[1, 1] * x[None, :]).ravel()
-            tq = sigma(pieces, orders, zq, 1.0, params).reshape(5, x.size, x.size)
+            tq = sigma(pieces, q_orders, zq, 1.0, params).reshape(5, x.size, x.size)
             inner: dict = {}  # per factor of q: A[i, n] = sum_j w_j Fq(x_i, x_j) h_n(x_j), and sum_j w_j Fq^2
             for i, (_, fp, fq) in enumerate(items):
                 if fq not in inner:
