@@ -37,6 +37,7 @@ from numba import njit, prange
 from .errors import FlowError
 
 _OPTS = {"cache": True, "error_model": "numpy"}
+EPS = float(np.finfo(float).eps)
 DEGREES = (64, 128)  # the total Hermite degree of the pairs' coefficient tables: first, then for what it missed
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is the tables' difference
 Z = 4  # the "order" of the preactivation itself in a factor: tab[Z] = z (weight derivatives of a kinked sigma)
@@ -479,28 +480,52 @@ def _expect(mod, params, K, keys, factors, values, target):
     return out_rel, out_size
 
 
+@njit(**_OPTS)
+def _bounds(g, dg, beyond, norm2, keyG, keyH, s1, start, target, degree, rel, size, missed):
+    """Per group (keys start[i] <= k < start[i + 1]): degree[i] = the lowest degree D whose truncation bound (the
+    degrees above D, s_1^D |G_D| |H_D| each, and s_1^(M + 1) sqrt(T_G T_H) beyond the tables) is within ``target``
+    for every key of the group (M, and missed[i], if none is); per key rel[k] = that bound at the group's degree plus
+    the two rules' difference and roundoff, relative to size[k] = sqrt(E[G^2] E[H^2])."""
+    M = g.shape[1] - 1
+    worst = np.zeros(M + 1)
+    for i in range(start.shape[0] - 1):
+        worst[:] = 0.0
+        for k in range(start[i], start[i + 1]):
+            G, H = keyG[k], keyH[k]
+            sz = math.sqrt(norm2[G] * norm2[H])
+            size[k] = sz if sz > 0 else 1.0
+            after = s1[k] ** (M + 1) * math.sqrt(beyond[G] * beyond[H])
+            for D in range(M, -1, -1):
+                worst[D] = max(worst[D], after / size[k])
+                after += s1[k] ** D * g[G, D] * g[H, D]
+        degree[i], missed[i] = M, True
+        for D in range(M + 1):
+            if worst[D] <= target:
+                degree[i], missed[i] = D, False
+                break
+        for k in range(start[i], start[i + 1]):
+            G, H = keyG[k], keyH[k]
+            after = s1[k] ** (M + 1) * math.sqrt(beyond[G] * beyond[H])
+            quad, power = 0.0, 1.0
+            for D in range(M + 1):
+                quad += power * (dg[G, D] * g[H, D] + g[G, D] * dg[H, D])
+                if D > degree[i]:
+                    after += power * g[G, D] * g[H, D]
+                power *= s1[k]
+            rel[k] = (quad + after) / size[k] + 8 * EPS * (M + 1)
+
+
 def _series(mod, params, K, requests, gU, gV, gS, start, index, keyG, keyH, M, target, values):
     """The groups' sums to degree at most M into values[index]; per key its relative error bound and scale, per group
     whether degree M missed the target."""
     C, norm2, g, dg, dnorm2 = tables(mod, params, K, requests, M)
     beyond = np.maximum(norm2 - np.sum(g * g, axis=1), 0.0) + dnorm2  # what lies above degree M (Parseval)
-    s1 = np.repeat(gS[:, 0], np.diff(start))
-    power = s1[:, None] ** np.arange(M + 2)  # |s_1^p s_2^(D - p)| <= s_1^D
-    size = np.sqrt(norm2[keyG] * norm2[keyH])
-    size = np.where(size > 0, size, 1.0)
-    quad = np.sum(power[:, :-1] * (dg[keyG] * g[keyH] + g[keyG] * dg[keyH]), axis=1) / size
-    terms = power[:, :-1] * g[keyG] * g[keyH]
-    after = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1]  # after[k, D]: the bound on the degrees >= D
-    trunc = np.zeros_like(terms)
-    trunc[:, :-1] = after[:, 1:]
-    trunc += (power[:, -1] * np.sqrt(beyond[keyG] * beyond[keyH]))[:, None]
-    trunc /= size[:, None]  # trunc[k, D]: the bound on what the degrees above D hold
-    worst = np.maximum.reduceat(trunc, start[:-1], axis=0)  # per group and degree
-    ok = worst <= target
-    missed = ~ok.any(axis=1)
-    degree = np.where(missed, M, np.argmax(ok, axis=1)).astype(np.int64)
+    s1 = np.repeat(gS[:, 0], np.diff(start))  # |s_1^p s_2^(D - p)| <= s_1^D
+    G = start.size - 1
+    degree, missed = np.zeros(G, dtype=np.int64), np.zeros(G, dtype=np.bool_)
+    rel, size = np.zeros(index.size), np.zeros(index.size)
+    _bounds(g, dg, beyond, norm2, keyG, keyH, s1, start, target, degree, rel, size, missed)
     out = np.zeros(index.size)
-    _sums(np.ascontiguousarray(C), gU, gV, gS, degree, start, keyG, keyH, out)
+    _sums(C, gU, gV, gS, degree, start, keyG, keyH, out)
     values[index] = out
-    cut = trunc[np.arange(index.size), np.repeat(degree, np.diff(start))]
-    return quad + cut + 8 * np.finfo(float).eps * (M + 1), size, missed
+    return rel, size, missed
