@@ -172,6 +172,16 @@ def values_function(derivative: int = 0) -> Function:
     return Function(name, "VALUES", ("x", "count", "scale", "params", "out"), doc, body)
 
 
+def jet_function() -> Function:
+    """sigma and its first three derivatives on a grid in one pass (their common subexpressions, tanh's tanh say,
+    computed once): the NTK sector's expectations need all four at the same nodes."""
+    z = Assign("z", "scale * x[j]")
+    rows = (Assign(f"out[{k} * count + j]" if k else "out[j]", f"{f}(z, params)") for k, f in enumerate(DERIVATIVES))
+    body = (Loop("j", "count", (z, *rows)),)
+    doc = "out[k * count + j] = the k-th derivative of sigma at scale * x[j], k = 0..3, j < count."
+    return Function("_jet", "VALUES", ("x", "count", "scale", "params", "out"), doc, body)
+
+
 def pair_function(act: Activation, rule: pairs.PairRule) -> Function:
     """The closed-form pair expectations at angle theta (out[0..3]: <sigma_a sigma_b>, <sigma'_a sigma'_b>,
     <(sigma_a - sigma_b)^2>, <(sigma_a + sigma_b)^2>); empty where the runtime sums a Hermite series."""
@@ -323,6 +333,7 @@ def lower(act: Activation, order: int, command: str = "python -m pdlt.codegen") 
         exact_function(layout, mapping),
         *(stage_function(sector, stage, mapping) for sector in (single, delta) for stage in sector.stages),
         *(values_function(k) for k in range(4)),
+        jet_function(),
         pair_function(act, pair),
     )
     return ModuleIR(act.name, sp.sstr(act.expr), order, command, public + private, functions)

@@ -20,4 +20,5 @@ This package imports nothing heavy on its own: ``import pdlt.runtime.errors`` st
 # 3: modules provide sigma on a grid (VALUES) and the closed-form pair expectations (PAIR)
 # 4: modules record their KINKS; 5: modules provide sigma' on a grid too (_dvalues); 6: sigma'', sigma''' too
 # 7: RULE ends with a fallback flag (Gauss-Legendre for closed forms that cancel near a kink away from 0)
-RUNTIME_ABI = 7
+# 8: modules provide sigma and its first three derivatives on a grid in one pass (_jet)
+RUNTIME_ABI = 8

@@ -75,6 +75,7 @@ class Pieces(NamedTuple):
     dvalues: Callable  # VALUES: sigma' on a grid (the NTK sector's expectations)
     d2values: Callable  # VALUES: sigma'' on a grid (NaN where sigma' jumps)
     d3values: Callable  # VALUES: sigma''' on a grid (NaN where sigma'' jumps)
+    jet: Callable  # VALUES: sigma and its first three derivatives on a grid in one pass (out: 4 count values)
     pair: Callable  # PAIR: closed-form pair expectations at an angle (empty without a closed form)
 
 

@@ -61,7 +61,7 @@ def _edges(K, kinks):
 
 
 @njit(**_OPTS)
-def _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, t1, w1, t2, w2, e, err):
+def _expectations(jet, table, K, params, kinks, t1, w1, t2, w2, e, err):
     """e[n], err[n]: the expectation table[n] = (a, b, c, d, m) at K and its error estimate (the two rules'
     difference, roundoff 8 eps times the integral of |integrand|, and ten times the outermost panels).
     A row that needs sigma'' or sigma''' where the module has none (a kink) is NaN with error 0.
@@ -90,10 +90,7 @@ def _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, 
             for j in range(q):
                 x[j] = lo + half * (t[j] + 1.0)
                 wt[j] = half * w[j] * norm * math.exp(-0.5 * x[j] * x[j])
-            values(x, q, sk, params, f[0])
-            dvalues(x, q, sk, params, f[1])
-            d2values(x, q, sk, params, f[2])
-            d3values(x, q, sk, params, f[3])
+            jet(x, q, sk, params, f.reshape(4 * q))
             for k in range(4):
                 for i in range(1, top[k] + 1):
                     for j in range(q):
@@ -127,7 +124,7 @@ def _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, 
 
 
 @njit(**_OPTS)
-def _layers(values, dvalues, d2values, d3values, step, table, t0, hyper, ratios, params, kinks, t1, w1, t2, w2, T, rel):
+def _layers(jet, step, table, t0, hyper, ratios, params, kinks, t1, w1, t2, w2, T, rel):
     """T[l] = the state of layer l + 1 (TENSORS of the generated module) from T[0] = t0; rel[l] the largest
     relative error estimate (against each expectation's size) of the expectations of step l -> l + 1."""
     L = T.shape[0]
@@ -141,7 +138,7 @@ def _layers(values, dvalues, d2values, d3values, step, table, t0, hyper, ratios,
             T[l + 1 :, :] = math.nan
             rel[l:] = math.inf
             return
-        mag = _expectations(values, dvalues, d2values, d3values, table, K, params, kinks, t1, w1, t2, w2, e, err)
+        mag = _expectations(jet, table, K, params, kinks, t1, w1, t2, w2, e, err)
         worst = 0.0
         for n in range(ne):
             if mag[n] > 0.0:
@@ -161,7 +158,7 @@ def expectations(mod, K: float, params) -> tuple[np.ndarray, np.ndarray, np.ndar
     e, err = np.zeros(len(table)), np.zeros(len(table))
     p = mod.pieces
     kinks, rules = np.array(mod.kinks, dtype=np.float64), (*_legendre(RULES[0]), *_legendre(RULES[1]))
-    mag = _expectations(p.values, p.dvalues, p.d2values, p.d3values, table, float(K), params, kinks, *rules, e, err)
+    mag = _expectations(p.jet, table, float(K), params, kinks, *rules, e, err)
     return e, err, mag
 
 
@@ -211,7 +208,7 @@ def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarra
     rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
     kinks = np.array(mod.kinks, dtype=np.float64)
     hyper, ratios = np.ascontiguousarray(hyper), np.ascontiguousarray(ratios)
-    _layers(p.values, p.dvalues, p.d2values, p.d3values, g._ntk_step, table, t0, hyper, ratios, params, kinks,
+    _layers(p.jet, g._ntk_step, table, t0, hyper, ratios, params, kinks,
             *rules, T, rel)  # fmt: skip
     error = np.zeros(depth)
     error[1:] = np.cumsum(rel[: depth - 1])
@@ -239,13 +236,9 @@ PROBE = 16  # layers between fresh searches for the series size once it sits on 
 
 
 @njit(**_OPTS)
-def _tabulate(values, dvalues, d2values, d3values, x, scale, params, out):
+def _tabulate(jet, x, scale, params, out):
     """out[k] = the k-th derivative of sigma at scale * x, k = 0..3 (NaN where the module has none)."""
-    q = x.shape[0]
-    values(x, q, scale, params, out[0])
-    dvalues(x, q, scale, params, out[1])
-    d2values(x, q, scale, params, out[2])
-    d3values(x, q, scale, params, out[3])
+    jet(x, x.shape[0], scale, params, out.reshape(4 * x.shape[0]))
 
 
 @njit(**_OPTS)
@@ -285,7 +278,7 @@ def _power_coefficients(table, x, sw, keys, size, coef):
 
 
 @njit(**_OPTS)
-def _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, keys, rows, rho, size, e):
+def _pair_series(jet, params, roots, K, rules, keys, rows, rho, size, e):
     """The Mehler series of the both-input rows: e[n] = sum_k f_k g_k rho^k with f, g the Hermite coefficients of the
     shift-th weight derivative in z, c_{k+i} sqrt((k+i)!/k!) / K^(i/2), of rows[n] = (key of input 0, its shift, key
     of input 1, its shift); returns the largest relative error estimate (the series' last half, the coefficients'
@@ -296,7 +289,7 @@ def _pair_series(values, dvalues, d2values, d3values, params, roots, K, rules, k
         for c in range(2):
             x, sw = rules[i][c]
             table = np.empty((4, x.shape[0]))
-            _tabulate(values, dvalues, d2values, d3values, x, roots[i], params, table)
+            _tabulate(jet, x, roots[i], params, table)
             _power_coefficients(table, x, sw, keys[i], size, coef[i, c])
     worst = 0.0
     f = np.empty((2, size))
@@ -373,7 +366,7 @@ def _pair_rules(legendre, level, kinks, roots, size):
 
 
 @njit(**_OPTS)
-def _pair_layers(values, dvalues, d2values, d3values, step, params, kinks, t1, w1, t2, w2, legendre, sub0, rows0,
+def _pair_layers(jet, step, params, kinks, t1, w1, t2, w2, legendre, sub0, rows0,
                  sub1, rows1, keys, pairs, both, width, diagonal, hyper, ratios, target, T, rel):  # fmt: skip
     """T[l] = the two-input state of layer l + 1 from T[0]; rel[l] the relative error estimate of step l -> l + 1.
     Each layer: each input's own rows (``sub0`` of ``rows0``, ``sub1`` of ``rows1``) by ``_expectations``, the rows
@@ -395,8 +388,8 @@ def _pair_layers(values, dvalues, d2values, d3values, step, params, kinks, t1, w
         Ks = np.array([K0, K1])
         roots = np.sqrt(Ks)
         rho = K01 / (roots[0] * roots[1])
-        mag0 = _expectations(values, dvalues, d2values, d3values, sub0, K0, params, kinks, t1, w1, t2, w2, ev0, err0)
-        mag1 = _expectations(values, dvalues, d2values, d3values, sub1, K1, params, kinks, t1, w1, t2, w2, ev1, err1)
+        mag0 = _expectations(jet, sub0, K0, params, kinks, t1, w1, t2, w2, ev0, err0)
+        mag1 = _expectations(jet, sub1, K1, params, kinks, t1, w1, t2, w2, ev1, err1)
         worst = 0.0
         for rows, ev, err, mag in ((rows0, ev0, err0, mag0), (rows1, ev1, err1, mag1)):
             for n in range(rows.shape[0]):
@@ -411,7 +404,7 @@ def _pair_layers(values, dvalues, d2values, d3values, step, params, kinks, t1, w
         while True:
             series = np.zeros(both.shape[0])
             rules = _pair_rules(legendre, level, kinks, roots, size)
-            estimate = _pair_series(values, dvalues, d2values, d3values, params, roots, Ks, rules, keys, pairs, rho,
+            estimate = _pair_series(jet, params, roots, Ks, rules, keys, pairs, rho,
                                     size, series)  # fmt: skip
             stalled = estimate > 0.5 * best  # more terms no longer help: the estimate sits on the roundoff floor
             if estimate < best:
@@ -456,7 +449,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
     rel = np.zeros(max(depth - 1, 1))
     p = mod.pieces
     rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
-    _pair_layers(p.values, p.dvalues, p.d2values, p.d3values, g._ntk_pair_step, params,
+    _pair_layers(p.jet, g._ntk_pair_step, params,
                  np.array(mod.kinks, dtype=np.float64), *rules, _pair_legendre(), sub0, rows0, sub1, rows1,
                  keys, pairs, both, len(table), np.array([k00, k01, k11]),
                  np.ascontiguousarray(hyper), np.ascontiguousarray(ratios, dtype=np.float64),

@@ -97,12 +97,12 @@ def _rule(q: int, panels: int, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def sigma(pieces, orders: set, z: np.ndarray, scale: float, params) -> np.ndarray:
-    """tab[k] = sigma^(k)(scale z) for the derivative orders k < 4 the factors use (zeros elsewhere), and
-    tab[Z] = scale z."""
+    """tab[k] = sigma^(k)(scale z) for the derivative orders k < 4 the factors use (zeros elsewhere; the module's
+    ``jet`` makes all four in one pass, where they share their work), and tab[Z] = scale z."""
     tab = np.zeros((5, z.size))
-    for k, f in enumerate((pieces.values, pieces.dvalues, pieces.d2values, pieces.d3values)):
-        if k in orders:
-            _call(f, z, scale, params, tab[k])
+    if any(k in orders for k in range(4)):
+        _call(pieces.jet, np.ascontiguousarray(z, dtype=np.float64), scale, params, tab[:4].reshape(-1))
+        tab[[k for k in range(4) if k not in orders]] = 0.0
     tab[Z] = scale * z
     return tab
 
