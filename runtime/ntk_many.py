@@ -19,6 +19,7 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
+from numba import njit
 
 from .errors import FlowError
 
@@ -210,6 +211,7 @@ class Plan:
         self.keys = unique  # rows: (m, labels, factor ids), padded with -1; a row's index is its expectation's
         self.gindex: dict = {}
         self.groups: dict = {}
+        self.encoded: dict = {}  # per group of one or two inputs: its keys as ``_encoded`` makes them
         for g, row in enumerate(unique):
             if row[0] > 2:  # three or four inputs: ``ntk_mehler`` reads the rows
                 continue
@@ -295,6 +297,51 @@ def _group_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray) -> tuple[
     return np.stack([np.repeat(x, y.shape[1]), y.ravel()], axis=1), (w[:, None] * v).ravel(), x
 
 
+def _encoded(plan: Plan, labels: tuple, keys: list) -> tuple:
+    """A group's keys for ``_key_sums`` (made once per plan): the distinct weight derivatives, each key's derivative
+    (index), its factors (rows of the group's table: input * 5 + derivative order, padded with -1) and its row of the
+    expectation table."""
+    if labels not in plan.encoded:
+        derivs = sorted({d for _, d in keys})
+        pos = {a: i for i, a in enumerate(labels)}
+        width = max((len(atoms) for atoms, _ in keys), default=0)
+        factors = np.full((len(keys), max(width, 1)), -1, dtype=np.int64)
+        for i, (atoms, _) in enumerate(keys):
+            for j, (a, k) in enumerate(atoms):
+                factors[i, j] = 5 * pos[a] + k
+        hidx = np.array([derivs.index(d) for _, d in keys], dtype=np.int64)
+        plan.encoded[labels] = (derivs, hidx, factors, np.array([plan.gindex[key] for key in keys], dtype=np.int64))
+    return plan.encoded[labels]
+
+
+@njit(cache=True, error_model="numpy")
+def _key_sums(table, weight, hs, hidx, factors, total, mag):
+    """total[k] = sum_j weight_j hs[hidx[k], j] prod_i table[factors[k, i], j], mag[k] the same sum of absolute
+    values: one buffer a key, each factor a streaming pass over it."""
+    buf = np.empty(weight.shape[0])
+    for k in range(hidx.shape[0]):
+        h = hs[hidx[k]]
+        for j in range(buf.shape[0]):
+            buf[j] = weight[j] * h[j]
+        for i in range(factors.shape[1]):
+            if factors[k, i] < 0:
+                break
+            row = table[factors[k, i]]
+            for j in range(buf.shape[0]):
+                buf[j] *= row[j]
+        total[k], mag[k] = _sum_abs(buf)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "nsz"})
+def _sum_abs(buf):
+    """(sum, sum of absolute values) of buf (reassociated: partial sums in vector lanes, as pairwise as numpy's)."""
+    s, m = 0.0, 0.0
+    for j in range(buf.shape[0]):
+        s += buf[j]
+        m += abs(buf[j])
+    return s, m
+
+
 def _panels(K: np.ndarray) -> int:
     """Panels per axis: 8 per unit of sqrt(K) (the singularities' distance shrinks like 1 / sqrt(K)), at least 8."""
     return 8 * max(1, math.ceil(math.sqrt(float(np.max(np.diag(K))))))
@@ -326,16 +373,14 @@ def expectations(mod, plan: Plan, K: np.ndarray, params, target: float) -> tuple
             rest = [ntk_mehler.sigma(p, orders, np.ascontiguousarray(z[:, i]), 1.0, params) for i in range(1, m)]
             table = np.stack([one, *rest])
             wz = z @ Kinv  # rows: K^-1 z per node (Kinv symmetric)
+            derivs, hidx, factors, rows = _encoded(plan, labels, keys)
             memo: dict = {}
-            for key in keys:
-                atoms, derivs = key
-                f = weight * _hermite(wz, Kinv, tuple(pos[d] for d in derivs), memo)
-                for a, power in atoms:
-                    f = f * table[pos[a], power]
-                g = plan.gindex[key]
-                values[rule, g] = f.sum()
-                if rule == 1:
-                    size[g] = np.abs(f).sum()
+            hs = np.stack([_hermite(wz, Kinv, tuple(pos[d] for d in b), memo) for b in derivs])
+            total, mag = np.zeros(len(keys)), np.zeros(len(keys))
+            _key_sums(table.reshape(-1, table.shape[-1]), weight, hs, hidx, factors, total, mag)
+            values[rule, rows] = total
+            if rule == 1:
+                size[rows] = mag
     err = np.abs(values[1] - values[0]) + 8 * np.finfo(float).eps * size
     ok = size > 0
     worst = float(np.max(err[ok] / size[ok], initial=0.0))
