@@ -583,7 +583,8 @@ def piecewise_nodes(t, w, kinks, n):
 
 
 @cache
-def _legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
+def legendre_rule(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights of m points on [-1, 1]."""
     from scipy.special import roots_legendre  # asymptotic nodes for large m: O(m), where numpy's leggauss is O(m^3)
 
     return roots_legendre(m)
@@ -593,7 +594,7 @@ def piecewise_rule(Q: int, kinks: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     """Nodes x and square-root weights sw of a rule for E[f(X)] with X ~ N(0, 1) and f smooth between ``kinks``
     (in x): Gauss-Legendre with Q nodes on each piece of [-R, R], R = sqrt(4 n + 2) + 12 (beyond which the
     first n Hermite functions and the Gaussian are below 1e-31), so that the kinks cost no accuracy."""
-    return piecewise_nodes(*_legendre(Q), np.asarray(kinks, dtype=np.float64), n)
+    return piecewise_nodes(*legendre_rule(Q), np.asarray(kinks, dtype=np.float64), n)
 
 
 def _check_memory(name: str, N: int, n_store: int, n_tensors: int, coef_bytes: int) -> None:

@@ -21,7 +21,7 @@ from numba import njit
 
 from . import numerics
 from .errors import FlowError
-from .kernels import _legendre, piecewise_nodes
+from .kernels import legendre_rule, piecewise_nodes
 
 _OPTS = {"cache": True, "error_model": "numpy"}
 RULES = (16, 24)  # Gauss-Legendre nodes per panel: the estimate is their difference
@@ -157,7 +157,7 @@ def expectations(mod, K: float, params) -> tuple[np.ndarray, np.ndarray, np.ndar
     table = np.array(g.NTK_EXPECTATIONS, dtype=np.int64)
     e, err = np.zeros(len(table)), np.zeros(len(table))
     p = mod.pieces
-    kinks, rules = np.array(mod.kinks, dtype=np.float64), (*_legendre(RULES[0]), *_legendre(RULES[1]))
+    kinks, rules = np.array(mod.kinks, dtype=np.float64), (*legendre_rule(RULES[0]), *legendre_rule(RULES[1]))
     mag = _expectations(p.jet, table, float(K), params, kinks, *rules, e, err)
     return e, err, mag
 
@@ -205,11 +205,10 @@ def ntk_flow(mod, depth: int, norm2: float, hyper: np.ndarray, ratios: np.ndarra
     t0[0] = hyper[0, 0] + hyper[0, 1] * norm2
     t0[1] = hyper[0, 2] + hyper[0, 3] * norm2
     p = mod.pieces
-    rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
+    rules = (*legendre_rule(RULES[0]), *legendre_rule(RULES[1]))
     kinks = np.array(mod.kinks, dtype=np.float64)
     hyper, ratios = np.ascontiguousarray(hyper), np.ascontiguousarray(ratios)
-    _layers(p.jet, g._ntk_step, table, t0, hyper, ratios, params, kinks,
-            *rules, T, rel)  # fmt: skip
+    _layers(p.jet, g._ntk_step, table, t0, hyper, ratios, params, kinks, *rules, T, rel)
     error = np.zeros(depth)
     error[1:] = np.cumsum(rel[: depth - 1])
     names = list(g.TENSORS)
@@ -404,8 +403,7 @@ def _pair_layers(jet, step, params, kinks, t1, w1, t2, w2, legendre, sub0, rows0
         while True:
             series = np.zeros(both.shape[0])
             rules = _pair_rules(legendre, level, kinks, roots, size)
-            estimate = _pair_series(jet, params, roots, Ks, rules, keys, pairs, rho,
-                                    size, series)  # fmt: skip
+            estimate = _pair_series(jet, params, roots, Ks, rules, keys, pairs, rho, size, series)
             stalled = estimate > 0.5 * best  # more terms no longer help: the estimate sits on the roundoff floor
             if estimate < best:
                 best, chosen = estimate, series
@@ -424,7 +422,7 @@ def _pair_layers(jet, step, params, kinks, t1, w1, t2, w2, legendre, sub0, rows0
 def _pair_legendre() -> tuple:
     """The Gauss-Legendre rules of the pair series' sizes, coarse and fine (see ``_pair_rules``)."""
     sizes = [PAIR_START * 2**i for i in range(int(math.log2(PAIR_MAX // PAIR_START)) + 1)]
-    return tuple(_legendre(q) for size in sizes for q in (2 * size + 32, 3 * size + 48))
+    return tuple(legendre_rule(q) for size in sizes for q in (2 * size + 32, 3 * size + 48))
 
 
 def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: np.ndarray, params,
@@ -448,7 +446,7 @@ def ntk_pair_flow(mod, depth: int, gram: np.ndarray, hyper: np.ndarray, ratios: 
     k00, k01, k11 = (index[("K", s)] for s in (("0", "0"), ("0", "1"), ("1", "1")))
     rel = np.zeros(max(depth - 1, 1))
     p = mod.pieces
-    rules = (*_legendre(RULES[0]), *_legendre(RULES[1]))
+    rules = (*legendre_rule(RULES[0]), *legendre_rule(RULES[1]))
     _pair_layers(p.jet, g._ntk_pair_step, params,
                  np.array(mod.kinks, dtype=np.float64), *rules, _pair_legendre(), sub0, rows0, sub1, rows1,
                  keys, pairs, both, len(table), np.array([k00, k01, k11]),
