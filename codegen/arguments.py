@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from pdlt.runtime import MANY_MAX
 from pdlt.runtime.predict import ALGORITHMS
 
 SHIPPED_ORDER = 2  # the order in 1/n of the committed kernels (pdlt.generated)
@@ -74,7 +75,7 @@ def add_kernel_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tensors",
         default="K,Theta",
-        help="comma-separated subset of K,Theta,G,H1,V,A,...,U (default K,Theta); H1,V,...,U: up to 6 inputs",
+        help=f"comma-separated subset of K,Theta,G,H1,V,A,...,U (default K,Theta); H1,V,...,U: up to {MANY_MAX} inputs",
     )
     p.add_argument("--order", type=int, help="order in 1/n of G, 1 or 2 (default 1): G[k] multiplies 1/n_(l-1)^k")
     p.add_argument("--layers", help="comma-separated layers to store (default all 1..L)")

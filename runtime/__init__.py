@@ -22,3 +22,5 @@ This package imports nothing heavy on its own: ``import pdlt.runtime.errors`` st
 # 7: RULE ends with a fallback flag (Gauss-Legendre for closed forms that cancel near a kink away from 0)
 # 8: modules provide sigma and its first three derivatives on a grid in one pass (_jet)
 RUNTIME_ABI = 8
+
+MANY_MAX = 64  # the most inputs the four-index NTK tensors are computed for (three or more: ntk_many)

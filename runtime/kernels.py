@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from . import numerics
+from . import MANY_MAX, numerics
 from .errors import FlowError
 
 _OPTS = {"cache": True, "error_model": "numpy"}
@@ -52,7 +52,6 @@ M_START, M_MAX = 32, 2048  # terms of the Mehler series: first try, most allowed
 KINKED_MAX = 256  # most terms for a kinked sigma (its pairs near coincidence are refused, not summed for ever)
 TENSORS = ("K", "Theta", "G", "H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
 FOUR = ("H1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")  # the NTK sector's tensors
-MANY_MAX = 64  # the most inputs they are computed for (three or more: ntk_many)
 
 
 @njit(**_OPTS)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import MANY_MAX
 from .errors import FlowError
 
 ALGORITHMS = ("gradient-flow", "gd", "newton2")
@@ -349,7 +350,6 @@ def predict(module, train_inputs, train_targets, test_inputs, depth: int, C_b=0.
             raise FlowError(f"gradient descent needs a learning rate eta > 0, got {eta}")
     elif eta is not None:
         raise FlowError(f"eta is the learning rate of gd; {algorithm} does not take one")
-    from .kernels import MANY_MAX  # here: importing this module stays light (the CLI's argument parser does)
 
     if X.shape[0] > MANY_MAX - 1:
         raise FlowError(
