@@ -299,8 +299,10 @@ def _group_rule(q: int, panels: int, L: np.ndarray, kinks: np.ndarray) -> tuple[
 
 def _encoded(plan: Plan, labels: tuple, keys: list) -> tuple:
     """A group's keys for ``_key_sums`` (made once per plan): the distinct weight derivatives, each key's derivative
-    (index), its factors (rows of the group's table: input * 5 + derivative order, padded with -1) and its row of the
-    expectation table."""
+    (index), its factors (rows of the group's table: input * (Z + 1) + derivative order, padded with -1) and its
+    row of the expectation table."""
+    from .ntk_mehler import Z
+
     if labels not in plan.encoded:
         derivs = sorted({d for _, d in keys})
         pos = {a: i for i, a in enumerate(labels)}
@@ -308,7 +310,7 @@ def _encoded(plan: Plan, labels: tuple, keys: list) -> tuple:
         factors = np.full((len(keys), max(width, 1)), -1, dtype=np.int64)
         for i, (atoms, _) in enumerate(keys):
             for j, (a, k) in enumerate(atoms):
-                factors[i, j] = 5 * pos[a] + k
+                factors[i, j] = (Z + 1) * pos[a] + k  # ``ntk_mehler.sigma`` tabulates Z + 1 rows an input
         hidx = np.array([derivs.index(d) for _, d in keys], dtype=np.int64)
         plan.encoded[labels] = (derivs, hidx, factors, np.array([plan.gindex[key] for key in keys], dtype=np.int64))
     return plan.encoded[labels]
@@ -334,7 +336,8 @@ def _key_sums(table, weight, hs, hidx, factors, total, mag):
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "nsz"})
 def _sum_abs(buf):
-    """(sum, sum of absolute values) of buf (reassociated: partial sums in vector lanes, as pairwise as numpy's)."""
+    """(sum, sum of absolute values) of buf, reassociated into partial sums in vector lanes (their rounding grows
+    more slowly than one running sum's; the two rule sizes' difference and 8 eps of the second bound it)."""
     s, m = 0.0, 0.0
     for j in range(buf.shape[0]):
         s += buf[j]
